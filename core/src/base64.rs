@@ -1,0 +1,185 @@
+//! Base64 as the protocol needs it: the standard alphabet for HTTP Basic
+//! credentials (RFC 7617) and the URL-safe alphabet without padding for the
+//! tokens ropc mints (RFC 4648 §5). Decoding writes into storage the caller
+//! owns, so parsing a header allocates nothing.
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Length of the unpadded encoding of `n` bytes.
+pub const fn encoded_len_nopad(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Encodes `input` with the URL-safe alphabet and no padding into `out`,
+/// which must hold exactly [`encoded_len_nopad`]`(input.len())` bytes.
+/// Returns `None` when `out` has the wrong length.
+pub fn encode_url_nopad(input: &[u8], out: &mut [u8]) -> Option<()> {
+    encode_with(URL_SAFE, input, out)
+}
+
+/// Encodes `input` with the standard alphabet, no padding (see
+/// [`encode_url_nopad`] for the contract on `out`).
+pub fn encode_standard_nopad(input: &[u8], out: &mut [u8]) -> Option<()> {
+    encode_with(STANDARD, input, out)
+}
+
+fn encode_with(alphabet: &[u8; 64], input: &[u8], out: &mut [u8]) -> Option<()> {
+    if out.len() != encoded_len_nopad(input.len()) {
+        return None;
+    }
+    let mut o = 0;
+    let mut chunks = input.chunks_exact(3);
+    for c in &mut chunks {
+        let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+        out[o] = alphabet[(n >> 18) as usize & 63];
+        out[o + 1] = alphabet[(n >> 12) as usize & 63];
+        out[o + 2] = alphabet[(n >> 6) as usize & 63];
+        out[o + 3] = alphabet[n as usize & 63];
+        o += 4;
+    }
+    match *chunks.remainder() {
+        [a] => {
+            let n = u32::from(a) << 16;
+            out[o] = alphabet[(n >> 18) as usize & 63];
+            out[o + 1] = alphabet[(n >> 12) as usize & 63];
+        }
+        [a, b] => {
+            let n = (u32::from(a) << 16) | (u32::from(b) << 8);
+            out[o] = alphabet[(n >> 18) as usize & 63];
+            out[o + 1] = alphabet[(n >> 12) as usize & 63];
+            out[o + 2] = alphabet[(n >> 6) as usize & 63];
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// Why base64 input was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A byte outside the alphabet, misplaced padding or an impossible length.
+    Invalid,
+    /// The decoded bytes do not fit in the caller's buffer.
+    TooLong,
+}
+
+const fn standard_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Decodes standard-alphabet base64 into `out` and returns the decoded
+/// length. Padding is optional (some clients leave it out), but when present
+/// it must be correct. Non-zero trailing bits are refused so that every
+/// encoding is canonical.
+pub fn decode_standard(input: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
+    let mut data = input;
+    if data.len() % 4 == 0 {
+        if let [rest @ .., b'=', b'='] = data {
+            data = rest;
+        } else if let [rest @ .., b'='] = data {
+            data = rest;
+        }
+    }
+    if data.len() % 4 == 1 {
+        return Err(DecodeError::Invalid);
+    }
+    let needed = data.len() / 4 * 3 + (data.len() % 4).saturating_sub(1);
+    if needed > out.len() {
+        return Err(DecodeError::TooLong);
+    }
+    let mut o = 0;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut n = 0u32;
+        for &b in c {
+            n = (n << 6) | u32::from(standard_value(b).ok_or(DecodeError::Invalid)?);
+        }
+        out[o] = (n >> 16) as u8;
+        out[o + 1] = (n >> 8) as u8;
+        out[o + 2] = n as u8;
+        o += 3;
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        let mut n = 0u32;
+        for &b in rem {
+            n = (n << 6) | u32::from(standard_value(b).ok_or(DecodeError::Invalid)?);
+        }
+        if rem.len() == 2 {
+            if n & 0xf != 0 {
+                return Err(DecodeError::Invalid);
+            }
+            out[o] = (n >> 4) as u8;
+            o += 1;
+        } else {
+            if n & 0x3 != 0 {
+                return Err(DecodeError::Invalid);
+            }
+            out[o] = (n >> 10) as u8;
+            out[o + 1] = (n >> 2) as u8;
+            o += 2;
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(input: &[u8]) -> alloc::string::String {
+        let mut out = alloc::vec![0; encoded_len_nopad(input.len())];
+        encode_standard_nopad(input, &mut out).unwrap();
+        alloc::string::String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rfc4648_vectors() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+        ];
+        for (raw, encoded) in cases {
+            assert_eq!(enc(raw), *encoded);
+            let mut buf = [0u8; 16];
+            let n = decode_standard(encoded.as_bytes(), &mut buf).unwrap();
+            assert_eq!(&buf[..n], *raw, "unpadded {encoded}");
+            let mut padded = alloc::string::String::from(*encoded);
+            while padded.len() % 4 != 0 {
+                padded.push('=');
+            }
+            let n = decode_standard(padded.as_bytes(), &mut buf).unwrap();
+            assert_eq!(&buf[..n], *raw, "padded {padded}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let mut buf = [0u8; 16];
+        for bad in ["Z", "Zm9v!", "Zh==", "Zm9=v", "Z===", "=", "Zm 9v", "Zm-_"] {
+            assert_eq!(decode_standard(bad.as_bytes(), &mut buf), Err(DecodeError::Invalid), "{bad}");
+        }
+        assert_eq!(decode_standard(b"Zm9vYmFyYmF6", &mut [0u8; 4]), Err(DecodeError::TooLong));
+    }
+
+    #[test]
+    fn url_safe_alphabet() {
+        let mut out = [0u8; 4];
+        encode_url_nopad(&[0xfb, 0xff, 0xbf], &mut out).unwrap();
+        assert_eq!(&out, b"-_-_");
+        assert_eq!(encode_url_nopad(&[1, 2], &mut out), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! The client table: who may use which grant and which scopes. Secrets are
+//! not here: the runtime keeps their hashes and answers
+//! [`crate::Step::AuthenticateClient`] by [`ClientIndex`].
+
+use crate::scope::ScopeSet;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A client's position in its [`ClientTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientIndex(pub u32);
+
+/// The grants a client may use.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities(u8);
+
+impl Capabilities {
+    /// The `password` grant, RFC 6749 §4.3.
+    pub const PASSWORD: Capabilities = Capabilities(1);
+    /// The `refresh_token` grant, §6. Also decides whether a password grant
+    /// issues a refresh token.
+    pub const REFRESH_TOKEN: Capabilities = Capabilities(2);
+    /// The `client_credentials` grant, §4.4.
+    pub const CLIENT_CREDENTIALS: Capabilities = Capabilities(4);
+
+    /// Every capability with its configuration name.
+    pub const NAMES: [(&'static str, Capabilities); 3] = [
+        ("password", Self::PASSWORD),
+        ("refresh_token", Self::REFRESH_TOKEN),
+        ("client_credentials", Self::CLIENT_CREDENTIALS),
+    ];
+
+    /// No capability.
+    pub const fn empty() -> Self {
+        Capabilities(0)
+    }
+
+    /// The capability called `name` in the configuration.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
+    }
+
+    /// Whether every capability in `other` is in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets together.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Capabilities(self.0 | other.0)
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = Self::NAMES.iter().filter(|(_, c)| self.contains(*c)).map(|(n, _)| n);
+        f.debug_list().entries(names).finish()
+    }
+}
+
+/// A configured client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// The `client_id`.
+    pub id: String,
+    /// The grants it may use.
+    pub capabilities: Capabilities,
+    /// The scopes it may be granted.
+    pub allowed_scopes: ScopeSet,
+    /// The scopes granted when a request names none.
+    pub default_scopes: ScopeSet,
+}
+
+/// Why a client could not be added to a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// Another client has the same id.
+    DuplicateId,
+    /// The id is empty.
+    EmptyId,
+    /// `default_scopes` names a scope that `scopes` does not allow.
+    DefaultNotAllowed,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientError::DuplicateId => "another client has the same id",
+            ClientError::EmptyId => "the client id is empty",
+            ClientError::DefaultNotAllowed => "default_scopes must be a subset of scopes",
+        })
+    }
+}
+
+/// Every configured client, looked up by id.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTable {
+    clients: Vec<Client>,
+    by_id: BTreeMap<String, ClientIndex>,
+}
+
+impl ClientTable {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Self { clients: Vec::new(), by_id: BTreeMap::new() }
+    }
+
+    /// Adds a client and returns its index.
+    pub fn add(&mut self, client: Client) -> Result<ClientIndex, ClientError> {
+        if client.id.is_empty() {
+            return Err(ClientError::EmptyId);
+        }
+        if self.by_id.contains_key(&client.id) {
+            return Err(ClientError::DuplicateId);
+        }
+        if !client.default_scopes.is_subset(client.allowed_scopes) {
+            return Err(ClientError::DefaultNotAllowed);
+        }
+        let index = ClientIndex(u32::try_from(self.clients.len()).map_err(|_| ClientError::DuplicateId)?);
+        self.by_id.insert(client.id.clone(), index);
+        self.clients.push(client);
+        Ok(index)
+    }
+
+    /// The index of the client with `id`.
+    pub fn find(&self, id: &str) -> Option<ClientIndex> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The client at `index`.
+    pub fn get(&self, index: ClientIndex) -> Option<&Client> {
+        self.clients.get(index.0 as usize)
+    }
+
+    /// Every client with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (ClientIndex, &Client)> {
+        self.clients.iter().enumerate().map(|(i, c)| (ClientIndex(i as u32), c))
+    }
+
+    /// How many clients there are.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// The union of every client's capabilities (for RFC 8414 metadata).
+    pub fn capabilities(&self) -> Capabilities {
+        self.clients.iter().fold(Capabilities::empty(), |acc, c| acc.union(c.capabilities))
+    }
+}

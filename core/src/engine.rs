@@ -1,0 +1,447 @@
+//! The grant engine: one token request, stepped from bytes to a decision.
+//!
+//! [`Engine::token_grant`] parses and validates; then the runtime loops on
+//! [`TokenGrant::step`], answering each [`Step`] and feeding the answer
+//! back, until the grant is issued or rejected. The engine decides *what*
+//! must happen; the runtime decides *where* (the password hash runs on a
+//! worker pool, a record look-up may cross the network).
+//!
+//! Checks run cheapest first: grammar, then client authentication, then
+//! capability and scope, and only then the password hash, so that an
+//! unauthenticated caller can never make the server spend a hash.
+
+use crate::basic::SCRATCH_LEN;
+use crate::client::{Capabilities, ClientIndex, ClientTable};
+use crate::error::{ErrorCode, OAuthError, Reason};
+use crate::form::Limits;
+use crate::request::{ClientAuth, GrantRequest, TokenRequest};
+use crate::response;
+use crate::scope::{ScopeRegistry, ScopeSet};
+use crate::token::{self, FamilyId, Provider, Token, TokenKey, TokenKind, TokenRecord, UserRef};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Policy the engine applies to every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Access token lifetime in seconds (`expires_in`).
+    pub access_token_ttl: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_token_ttl: u64,
+    /// Whether error responses carry `error_description`.
+    pub detailed_errors: bool,
+    /// Whether a refresh grant returns a new refresh token and retires the
+    /// presented one (RFC 6749 §6, RFC 9700 §4.14.2).
+    pub rotate_refresh_tokens: bool,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: 300,
+            refresh_token_ttl: 86_400,
+            detailed_errors: true,
+            rotate_refresh_tokens: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Everything the engine knows: policy, clients and scopes. Build one per
+/// configuration and share it read-only.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    /// The policy.
+    pub config: EngineConfig,
+    /// The clients.
+    pub clients: ClientTable,
+    /// The scopes.
+    pub scopes: ScopeRegistry,
+}
+
+/// What the runtime found when it verified a password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordOutcome {
+    /// The password is right; the user is `UserRef`.
+    Valid(UserRef),
+    /// The user exists and the password is wrong.
+    WrongPassword,
+    /// No such user (the runtime still spent a dummy hash, so that the
+    /// answer takes as long as a wrong password).
+    UnknownUser,
+    /// The user is locked out; no hash was spent.
+    Locked,
+}
+
+/// What the runtime must do next for a [`TokenGrant`].
+#[derive(Debug)]
+pub enum Step<'g> {
+    /// Verify `secret` against the stored hash of client `client`, then call
+    /// [`TokenGrant::client_authenticated`].
+    AuthenticateClient {
+        /// The client's index in the engine's table.
+        client: ClientIndex,
+        /// The presented secret.
+        secret: Secret<'g>,
+    },
+    /// Verify the user's password (on a hash pool: this is the expensive
+    /// step), then call [`TokenGrant::password_verified`].
+    VerifyPassword {
+        /// The presented username.
+        username: &'g str,
+        /// The presented password.
+        password: Secret<'g>,
+    },
+    /// Load the record stored under `key`, then call
+    /// [`TokenGrant::refresh_token_loaded`].
+    LoadRefreshToken {
+        /// The digest of the presented refresh token.
+        key: TokenKey,
+    },
+    /// Everything checked: call [`TokenGrant::issue`].
+    Issue,
+    /// The request fails with this error; write it with
+    /// [`Engine::write_error`].
+    Reject(OAuthError),
+}
+
+/// A secret or password borrowed from the request. `Debug` shows nothing.
+#[derive(Clone, Copy)]
+pub struct Secret<'a>(&'a str);
+
+impl Secret<'_> {
+    /// The secret itself. Handle with care: never log it.
+    pub fn expose(&self) -> &str {
+        self.0
+    }
+}
+
+impl core::fmt::Debug for Secret<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The records a successful grant produced, for the runtime to store.
+#[derive(Debug)]
+pub struct Issued {
+    /// The access token's key and record.
+    pub access: (TokenKey, TokenRecord),
+    /// The refresh token's key and record, if one was issued.
+    pub refresh: Option<(TokenKey, TokenRecord)>,
+    /// A rotated refresh token that must stop working now.
+    pub retire: Option<TokenKey>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    AuthenticateClient,
+    VerifyPassword,
+    LoadRefreshToken(TokenKey),
+    Issue,
+    Rejected(OAuthError),
+}
+
+/// One token request in flight. Created by [`Engine::token_grant`].
+#[derive(Debug)]
+pub struct TokenGrant<'a> {
+    engine: &'a Engine,
+    provider: Provider<'a>,
+    request: Option<TokenRequest<'a>>,
+    client: Option<ClientIndex>,
+    state: State,
+    user: UserRef,
+    scope: ScopeSet,
+    family: Option<FamilyId>,
+    retire: Option<TokenKey>,
+}
+
+const NO_CLIENT_AUTH: OAuthError =
+    OAuthError::new(ErrorCode::InvalidClient, Reason::NoClientAuthentication, "Client authentication is required.");
+const CLIENT_AUTH_FAILED: &str = "Client authentication failed.";
+const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
+const BAD_REFRESH_TOKEN: &str = "The refresh token is invalid, expired or revoked.";
+
+impl Engine {
+    /// Starts a token request: parses `body` and the `Authorization` header
+    /// (`scratch` holds decoded Basic credentials; zero it afterwards) and
+    /// identifies the client. Call this first; then loop on
+    /// [`TokenGrant::step`].
+    pub fn token_grant<'a>(
+        &'a self,
+        provider: Provider<'a>,
+        body: &'a [u8],
+        authorization: Option<&[u8]>,
+        scratch: &'a mut [u8; SCRATCH_LEN],
+    ) -> TokenGrant<'a> {
+        let mut grant = TokenGrant {
+            engine: self,
+            provider,
+            request: None,
+            client: None,
+            state: State::AuthenticateClient,
+            user: UserRef::NONE,
+            scope: ScopeSet::EMPTY,
+            family: None,
+            retire: None,
+        };
+        match TokenRequest::parse(body, authorization, scratch, &self.config.limits) {
+            Ok(request) => grant.identify_client(request),
+            Err(e) => grant.state = State::Rejected(e),
+        }
+        grant
+    }
+
+    /// Writes the JSON error body for `error`, honouring `detailed_errors`.
+    pub fn write_error(&self, error: &OAuthError, out: &mut Vec<u8>) {
+        response::write_error(out, error, self.config.detailed_errors);
+    }
+
+    /// Identifies and checks the client of a revocation or introspection
+    /// request: returns the client whose secret the runtime must verify.
+    pub fn query_client(&self, auth: &ClientAuth<'_>) -> Result<ClientIndex, OAuthError> {
+        let basic = auth.is_basic();
+        let Some(id) = auth.client_id() else { return Err(NO_CLIENT_AUTH) };
+        let Some(index) = self.clients.find(id) else {
+            return Err(invalid_client(Reason::UnknownClient, basic));
+        };
+        if auth.client_secret().is_none() {
+            return Err(NO_CLIENT_AUTH);
+        }
+        Ok(index)
+    }
+
+    /// The `scope` string of `set`.
+    pub fn scope_string(&self, set: ScopeSet) -> String {
+        self.scopes.to_string(set)
+    }
+}
+
+fn invalid_client(reason: Reason, basic: bool) -> OAuthError {
+    let mut e = OAuthError::new(ErrorCode::InvalidClient, reason, CLIENT_AUTH_FAILED);
+    e.basic_challenge = basic;
+    e
+}
+
+fn invalid_grant(reason: Reason, description: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, reason, description)
+}
+
+impl<'a> TokenGrant<'a> {
+    fn identify_client(&mut self, request: TokenRequest<'a>) {
+        let outcome = self.engine.query_client(&request.auth);
+        self.request = Some(request);
+        match outcome {
+            Ok(index) => {
+                self.client = Some(index);
+                self.state = State::AuthenticateClient;
+            }
+            Err(e) => self.state = State::Rejected(e),
+        }
+    }
+
+    /// What the runtime must do next.
+    pub fn step(&self) -> Step<'_> {
+        match self.state {
+            State::AuthenticateClient => match (self.client, self.request.as_ref().and_then(|r| r.auth.client_secret())) {
+                (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret(secret) },
+                _ => Step::Reject(NO_CLIENT_AUTH),
+            },
+            State::VerifyPassword => match &self.request {
+                Some(TokenRequest { grant: GrantRequest::Password { username, password, .. }, .. }) => {
+                    Step::VerifyPassword { username, password: Secret(password) }
+                }
+                _ => Step::Reject(server_error()),
+            },
+            State::LoadRefreshToken(key) => Step::LoadRefreshToken { key },
+            State::Issue => Step::Issue,
+            State::Rejected(e) => Step::Reject(e),
+        }
+    }
+
+    /// The presented client id, for logs.
+    pub fn client_id(&self) -> Option<&str> {
+        self.request.as_ref().and_then(|r| r.auth.client_id())
+    }
+
+    /// The grant type, for logs (`None` if the request did not parse).
+    pub fn grant_type(&self) -> Option<&'static str> {
+        self.request.as_ref().map(|r| r.grant.grant_type())
+    }
+
+    /// The presented username, for logs (password grant only).
+    pub fn username(&self) -> Option<&str> {
+        match &self.request {
+            Some(TokenRequest { grant: GrantRequest::Password { username, .. }, .. }) => Some(username),
+            _ => None,
+        }
+    }
+
+    /// The client, once identified.
+    pub fn client(&self) -> Option<ClientIndex> {
+        self.client
+    }
+
+    fn reject(&mut self, e: OAuthError) {
+        self.state = State::Rejected(e);
+    }
+
+    /// Answers [`Step::AuthenticateClient`]: whether the secret verified.
+    /// On success the grant's capability and scope are checked.
+    pub fn client_authenticated(&mut self, ok: bool) {
+        let (Some(request), Some(index)) = (&self.request, self.client) else { return };
+        let basic = request.auth.is_basic();
+        if !ok {
+            return self.reject(invalid_client(Reason::BadClientSecret, basic));
+        }
+        let Some(client) = self.engine.clients.get(index) else {
+            return self.reject(invalid_client(Reason::UnknownClient, basic));
+        };
+        let needed = match request.grant {
+            GrantRequest::Password { .. } => Capabilities::PASSWORD,
+            GrantRequest::RefreshToken { .. } => Capabilities::REFRESH_TOKEN,
+            GrantRequest::ClientCredentials { .. } => Capabilities::CLIENT_CREDENTIALS,
+        };
+        if !client.capabilities.contains(needed) {
+            return self.reject(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                Reason::MissingCapability,
+                "The client is not authorized to use this grant type.",
+            ));
+        }
+        let scopes = &self.engine.scopes;
+        let next = match &request.grant {
+            GrantRequest::Password { scope, .. } | GrantRequest::ClientCredentials { scope } => {
+                match scopes.grant(scope.as_deref(), client.allowed_scopes, client.default_scopes) {
+                    Ok(granted) => {
+                        self.scope = granted;
+                        if matches!(request.grant, GrantRequest::Password { .. }) {
+                            State::VerifyPassword
+                        } else {
+                            State::Issue
+                        }
+                    }
+                    Err(e) => State::Rejected(e),
+                }
+            }
+            GrantRequest::RefreshToken { refresh_token, .. } => {
+                if token::is_well_formed(refresh_token) {
+                    State::LoadRefreshToken(self.provider.digest.digest(refresh_token.as_bytes()))
+                } else {
+                    State::Rejected(invalid_grant(Reason::UnknownRefreshToken, BAD_REFRESH_TOKEN))
+                }
+            }
+        };
+        self.state = next;
+    }
+
+    /// Answers [`Step::VerifyPassword`].
+    pub fn password_verified(&mut self, outcome: PasswordOutcome) {
+        if !matches!(self.state, State::VerifyPassword) {
+            return;
+        }
+        // Wrong password, unknown user and locked user are told apart only
+        // in the log: the client gets the same answer for all three.
+        self.state = match outcome {
+            PasswordOutcome::Valid(user) => {
+                self.user = user;
+                State::Issue
+            }
+            PasswordOutcome::WrongPassword => State::Rejected(invalid_grant(Reason::WrongPassword, BAD_CREDENTIALS)),
+            PasswordOutcome::UnknownUser => State::Rejected(invalid_grant(Reason::UnknownUser, BAD_CREDENTIALS)),
+            PasswordOutcome::Locked => State::Rejected(invalid_grant(Reason::LockedUser, BAD_CREDENTIALS)),
+        };
+    }
+
+    /// Answers [`Step::LoadRefreshToken`] with the stored record, if any.
+    /// Checks the token kind, its expiry at `now`, the client binding and
+    /// the requested scope (RFC 6749 §6).
+    pub fn refresh_token_loaded(&mut self, record: Option<TokenRecord>, now: u64) {
+        let State::LoadRefreshToken(key) = self.state else { return };
+        let (Some(request), Some(index)) = (&self.request, self.client) else { return };
+        let GrantRequest::RefreshToken { scope, .. } = &request.grant else { return };
+        let reject = |reason| State::Rejected(invalid_grant(reason, BAD_REFRESH_TOKEN));
+        self.state = match record {
+            None => reject(Reason::UnknownRefreshToken),
+            Some(r) if r.kind != TokenKind::Refresh => reject(Reason::NotARefreshToken),
+            Some(r) if !r.is_active(now) => reject(Reason::ExpiredRefreshToken),
+            // RFC 6749 §6: the token must have been issued to this client.
+            Some(r) if r.client != index => reject(Reason::RefreshTokenOfAnotherClient),
+            Some(r) => {
+                let allowed = self.engine.clients.get(index).map_or(ScopeSet::EMPTY, |c| c.allowed_scopes);
+                match self.engine.scopes.refresh(scope.as_deref(), r.scope, allowed) {
+                    Ok(granted) => {
+                        self.scope = granted;
+                        self.user = r.user;
+                        self.family = Some(r.family);
+                        self.retire = self.engine.config.rotate_refresh_tokens.then_some(key);
+                        State::Issue
+                    }
+                    Err(e) => State::Rejected(e),
+                }
+            }
+        };
+    }
+
+    /// Answers [`Step::Issue`]: mints the tokens, writes the JSON response
+    /// into `out` and returns the records to store. `now` is the issue time.
+    pub fn issue(self, now: u64, out: &mut Vec<u8>) -> Result<Issued, OAuthError> {
+        match self.state {
+            State::Issue => {}
+            State::Rejected(e) => return Err(e),
+            _ => return Err(server_error()),
+        }
+        let (Some(request), Some(client_index)) = (&self.request, self.client) else {
+            return Err(server_error());
+        };
+        let engine = self.engine;
+        let client = engine.clients.get(client_index).ok_or_else(server_error)?;
+        let random_failed = |_| OAuthError::new(ErrorCode::ServerError, Reason::RandomFailure, "Internal error.");
+        let family = match self.family {
+            Some(f) => f,
+            None => {
+                let mut raw = [0u8; 8];
+                self.provider.random.fill(&mut raw).map_err(random_failed)?;
+                FamilyId(u64::from_le_bytes(raw))
+            }
+        };
+        let record = |kind, ttl: u64| TokenRecord {
+            expires_at: now.saturating_add(ttl),
+            issued_at: now,
+            scope: self.scope,
+            family,
+            user: self.user,
+            client: client_index,
+            kind,
+        };
+        let wants_refresh = match request.grant {
+            // RFC 6749 §4.3.3: optional; issued to clients allowed to refresh.
+            GrantRequest::Password { .. } => client.capabilities.contains(Capabilities::REFRESH_TOKEN),
+            GrantRequest::RefreshToken { .. } => engine.config.rotate_refresh_tokens,
+            // RFC 6749 §4.4.3: a refresh token SHOULD NOT be included.
+            GrantRequest::ClientCredentials { .. } => false,
+        };
+        let (access, access_key) = Token::mint(&self.provider).map_err(random_failed)?;
+        let refresh = if wants_refresh { Some(Token::mint(&self.provider).map_err(random_failed)?) } else { None };
+        let mut scope = String::new();
+        engine.scopes.write(self.scope, &mut scope);
+        response::write_token(
+            out,
+            access.as_str(),
+            refresh.as_ref().map(|(t, _)| t.as_str()),
+            &scope,
+            engine.config.access_token_ttl,
+        );
+        Ok(Issued {
+            access: (access_key, record(TokenKind::Access, engine.config.access_token_ttl)),
+            refresh: refresh.map(|(_, key)| (key, record(TokenKind::Refresh, engine.config.refresh_token_ttl))),
+            retire: self.retire,
+        })
+    }
+}
+
+fn server_error() -> OAuthError {
+    OAuthError::new(ErrorCode::ServerError, Reason::StoreFailure, "Internal error.")
+}

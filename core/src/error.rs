@@ -1,0 +1,232 @@
+//! The error model of RFC 6749 §5.2 (plus RFC 7009 §2.2.1), the HTTP status
+//! each code maps to, and the operator-facing reason kept apart from what the
+//! client is told.
+//!
+//! Descriptions are `&'static str` on purpose: a description can never carry
+//! client input (so it cannot leak a username or echo an injection), and a
+//! unit test checks every one of them against the §5.2 character set.
+
+use core::fmt;
+
+/// An OAuth error code, RFC 6749 §5.2 and RFC 7009 §2.2.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is missing a parameter, repeats one, or is malformed.
+    InvalidRequest,
+    /// Client authentication failed.
+    InvalidClient,
+    /// The grant (password, refresh token) is invalid, expired or revoked.
+    InvalidGrant,
+    /// The client may not use this grant type.
+    UnauthorizedClient,
+    /// The grant type is not supported by the server.
+    UnsupportedGrantType,
+    /// The requested scope is invalid, unknown or malformed.
+    InvalidScope,
+    /// RFC 7009 §2.2.1: revocation of this token type is not supported.
+    UnsupportedTokenType,
+    /// The server is overloaded; try again later (sent with `503`).
+    TemporarilyUnavailable,
+    /// An internal failure, e.g. the random source failed.
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the `error` member.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request failed, for the operator's log. The client never sees this:
+/// it gets only the [`ErrorCode`] (and a generic description), so that, for
+/// example, an unknown user and a wrong password look the same from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The request could not be parsed or violates the protocol grammar.
+    Malformed,
+    /// A parameter the RFC defines was sent twice.
+    DuplicateParameter,
+    /// The body or a header exceeds a configured limit.
+    TooLarge,
+    /// The request carried no client authentication.
+    NoClientAuthentication,
+    /// The request used two client authentication methods at once.
+    MultipleClientAuthentication,
+    /// The Authorization header is not usable Basic credentials.
+    BadAuthorizationHeader,
+    /// No client with the presented id is configured.
+    UnknownClient,
+    /// The client secret did not verify.
+    BadClientSecret,
+    /// The client lacks the capability for this grant.
+    MissingCapability,
+    /// The grant type is not one ropc implements.
+    UnsupportedGrantType,
+    /// The requested scope is malformed, or nothing requested may be granted.
+    ScopeRefused,
+    /// No user with that name exists (the client is told `invalid_grant`).
+    UnknownUser,
+    /// The user exists but the password is wrong.
+    WrongPassword,
+    /// The user is temporarily locked out.
+    LockedUser,
+    /// The refresh token is unknown or was revoked.
+    UnknownRefreshToken,
+    /// The refresh token has expired.
+    ExpiredRefreshToken,
+    /// The refresh token was issued to a different client.
+    RefreshTokenOfAnotherClient,
+    /// The presented token is not a refresh token.
+    NotARefreshToken,
+    /// The password hashing queue is full.
+    Overloaded,
+    /// The random source failed.
+    RandomFailure,
+    /// The token store failed.
+    StoreFailure,
+}
+
+impl Reason {
+    /// A short snake_case name for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_request",
+            Self::DuplicateParameter => "duplicate_parameter",
+            Self::TooLarge => "too_large",
+            Self::NoClientAuthentication => "no_client_authentication",
+            Self::MultipleClientAuthentication => "multiple_client_authentication",
+            Self::BadAuthorizationHeader => "bad_authorization_header",
+            Self::UnknownClient => "unknown_client",
+            Self::BadClientSecret => "bad_client_secret",
+            Self::MissingCapability => "missing_capability",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::ScopeRefused => "scope_refused",
+            Self::UnknownUser => "unknown_user",
+            Self::WrongPassword => "wrong_password",
+            Self::LockedUser => "locked_user",
+            Self::UnknownRefreshToken => "unknown_refresh_token",
+            Self::ExpiredRefreshToken => "expired_refresh_token",
+            Self::RefreshTokenOfAnotherClient => "refresh_token_of_another_client",
+            Self::NotARefreshToken => "not_a_refresh_token",
+            Self::Overloaded => "overloaded",
+            Self::RandomFailure => "random_failure",
+            Self::StoreFailure => "store_failure",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol error: what the client is told, plus why, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    /// The RFC error code.
+    pub code: ErrorCode,
+    /// The `error_description`; omitted from responses when detailed errors
+    /// are switched off. Only characters RFC 6749 §5.2 allows.
+    pub description: &'static str,
+    /// The operator-facing cause.
+    pub reason: Reason,
+    /// The client tried HTTP Basic authentication, so an `invalid_client`
+    /// answer must be `401` with a `WWW-Authenticate: Basic` challenge.
+    pub basic_challenge: bool,
+}
+
+/// The challenge sent with `401 invalid_client` (RFC 6749 §5.2, RFC 7617).
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"ropc\", charset=\"UTF-8\"";
+
+impl OAuthError {
+    /// A new error; `basic_challenge` starts false.
+    pub const fn new(code: ErrorCode, reason: Reason, description: &'static str) -> Self {
+        Self { code, description, reason, basic_challenge: false }
+    }
+
+    /// `invalid_request` for a malformed request.
+    pub const fn invalid_request(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidRequest, Reason::Malformed, description)
+    }
+
+    /// The HTTP status code (RFC 6749 §5.2).
+    pub const fn status(&self) -> u16 {
+        match self.code {
+            // RFC 6749 §5.2: 401 when the client tried the Authorization
+            // header; 400 otherwise, since a 401 must carry a challenge.
+            ErrorCode::InvalidClient if self.basic_challenge => 401,
+            ErrorCode::TemporarilyUnavailable => 503,
+            ErrorCode::ServerError => 500,
+            _ => 400,
+        }
+    }
+
+    /// The `WWW-Authenticate` header value this error must carry, if any.
+    pub const fn www_authenticate(&self) -> Option<&'static str> {
+        match (self.code, self.basic_challenge) {
+            (ErrorCode::InvalidClient, true) => Some(BASIC_CHALLENGE),
+            _ => None,
+        }
+    }
+
+    /// Whether `s` uses only the characters RFC 6749 §5.2 allows in
+    /// `error_description`: `%x20-21 / %x23-5B / %x5D-7E`.
+    pub fn is_valid_description(s: &str) -> bool {
+        s.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.code, self.description, self.reason)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for OAuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mapping() {
+        let mut e = OAuthError::new(ErrorCode::InvalidClient, Reason::UnknownClient, "x");
+        assert_eq!((e.status(), e.www_authenticate()), (400, None));
+        e.basic_challenge = true;
+        assert_eq!((e.status(), e.www_authenticate()), (401, Some(BASIC_CHALLENGE)));
+        let grant = OAuthError { basic_challenge: true, ..OAuthError::invalid_request("x") };
+        assert_eq!((grant.status(), grant.www_authenticate()), (400, None));
+        let busy = OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::Overloaded, "x");
+        assert_eq!(busy.status(), 503);
+    }
+
+    #[test]
+    fn description_charset() {
+        assert!(OAuthError::is_valid_description("The client may not use this grant!"));
+        assert!(!OAuthError::is_valid_description("quote \" here"));
+        assert!(!OAuthError::is_valid_description("back\\slash"));
+        assert!(!OAuthError::is_valid_description("new\nline"));
+        assert!(!OAuthError::is_valid_description("caf\u{e9}"));
+    }
+}

@@ -1,0 +1,293 @@
+//! JSON response bodies, written into a buffer the caller owns: the token
+//! response (RFC 6749 §5.1), the error response (§5.2), introspection
+//! (RFC 7662 §2.2) and server metadata (RFC 8414 §2). Strings are escaped per
+//! RFC 8259 §7, so no value can break out of its string.
+
+use crate::error::OAuthError;
+use alloc::vec::Vec;
+
+/// Appends `s` as a JSON string literal, quotes included.
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Writes one JSON object member by member.
+pub struct JsonObject<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    /// Opens an object at the end of `out`.
+    pub fn new(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        write_string(self.out, key);
+        self.out.push(b':');
+    }
+
+    /// A string member.
+    pub fn string(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        write_string(self.out, value);
+        self
+    }
+
+    /// A number member.
+    pub fn number(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        write_u64(self.out, value);
+        self
+    }
+
+    /// A boolean member.
+    pub fn boolean(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
+    /// An array-of-strings member.
+    pub fn strings<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(self.out, v);
+        }
+        self.out.push(b']');
+        self
+    }
+
+    /// Closes the object.
+    pub fn finish(&mut self) {
+        self.out.push(b'}');
+    }
+}
+
+/// The successful token response, RFC 6749 §5.1.
+pub fn write_token(out: &mut Vec<u8>, access_token: &str, refresh_token: Option<&str>, scope: &str, expires_in: u64) {
+    let mut o = JsonObject::new(out);
+    o.string("access_token", access_token);
+    if let Some(refresh) = refresh_token {
+        o.string("refresh_token", refresh);
+    }
+    o.string("scope", scope).string("token_type", "bearer").number("expires_in", expires_in).finish();
+}
+
+/// The error response, RFC 6749 §5.2. With `detailed` false the
+/// `error_description` is left out.
+pub fn write_error(out: &mut Vec<u8>, error: &OAuthError, detailed: bool) {
+    let mut o = JsonObject::new(out);
+    o.string("error", error.code.as_str());
+    if detailed && !error.description.is_empty() {
+        o.string("error_description", error.description);
+    }
+    o.finish();
+}
+
+/// An active token's introspection data, RFC 7662 §2.2.
+#[derive(Clone, Copy, Debug)]
+pub struct Introspection<'i> {
+    /// Space-delimited granted scope.
+    pub scope: &'i str,
+    /// The client the token was issued to.
+    pub client_id: &'i str,
+    /// The resource owner, if any.
+    pub username: Option<&'i str>,
+    /// `access_token` or `refresh_token`.
+    pub token_type: &'i str,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issue time, seconds since the epoch.
+    pub iat: u64,
+    /// The issuer.
+    pub iss: &'i str,
+    /// The subject: the username, or the client id for client credentials.
+    pub sub: &'i str,
+}
+
+/// The introspection response; `None` is `{"active":false}` (RFC 7662 §2.2:
+/// nothing else is said about an inactive token).
+pub fn write_introspection(out: &mut Vec<u8>, token: Option<&Introspection<'_>>) {
+    let mut o = JsonObject::new(out);
+    o.boolean("active", token.is_some());
+    if let Some(t) = token {
+        o.string("scope", t.scope).string("client_id", t.client_id);
+        if let Some(u) = t.username {
+            o.string("username", u);
+        }
+        o.string("token_type", t.token_type)
+            .number("exp", t.exp)
+            .number("iat", t.iat)
+            .string("iss", t.iss)
+            .string("sub", t.sub);
+    }
+    o.finish();
+}
+
+/// Authorization server metadata, RFC 8414 §2.
+#[derive(Clone, Copy, Debug)]
+pub struct Metadata<'m> {
+    /// `issuer`.
+    pub issuer: &'m str,
+    /// `token_endpoint`, absolute.
+    pub token_endpoint: &'m str,
+    /// `revocation_endpoint` (RFC 7009), if served.
+    pub revocation_endpoint: Option<&'m str>,
+    /// `introspection_endpoint` (RFC 7662), if served.
+    pub introspection_endpoint: Option<&'m str>,
+    /// `jwks_uri`, if JWT access tokens are enabled.
+    pub jwks_uri: Option<&'m str>,
+    /// The grants enabled on at least one client.
+    pub grant_types: &'m [&'m str],
+    /// Every configured scope.
+    pub scopes: &'m [&'m str],
+}
+
+/// The client authentication methods ropc accepts at every endpoint.
+pub const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+/// Writes the RFC 8414 metadata document.
+pub fn write_metadata(out: &mut Vec<u8>, m: &Metadata<'_>) {
+    let mut o = JsonObject::new(out);
+    o.string("issuer", m.issuer).string("token_endpoint", m.token_endpoint);
+    o.strings("token_endpoint_auth_methods_supported", AUTH_METHODS);
+    if let Some(jwks) = m.jwks_uri {
+        o.string("jwks_uri", jwks);
+    }
+    o.strings("grant_types_supported", m.grant_types.iter().copied());
+    // RFC 8414 §2 requires this member; ropc has no authorization endpoint.
+    o.strings("response_types_supported", []);
+    o.strings("scopes_supported", m.scopes.iter().copied());
+    if let Some(revocation) = m.revocation_endpoint {
+        o.string("revocation_endpoint", revocation);
+        o.strings("revocation_endpoint_auth_methods_supported", AUTH_METHODS);
+    }
+    if let Some(introspection) = m.introspection_endpoint {
+        o.string("introspection_endpoint", introspection);
+        o.strings("introspection_endpoint_auth_methods_supported", AUTH_METHODS);
+    }
+    o.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorCode, Reason};
+
+    fn string(s: &str) -> alloc::string::String {
+        let mut out = Vec::new();
+        write_string(&mut out, s);
+        alloc::string::String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escaping() {
+        let cases = [
+            ("plain", "\"plain\""),
+            ("q\"uote", "\"q\\\"uote\""),
+            ("back\\slash", "\"back\\\\slash\""),
+            ("line\nfeed\r\t", "\"line\\nfeed\\r\\t\""),
+            ("nul\0bell\u{7}del\u{7f}", "\"nul\\u0000bell\\u0007del\\u007f\""),
+            ("ünï😀", "\"ünï😀\""),
+            ("", "\"\""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(string(input), expected);
+        }
+    }
+
+    #[test]
+    fn token_response() {
+        let mut out = Vec::new();
+        write_token(&mut out, "AT", Some("RT"), "read write", 300);
+        assert_eq!(
+            out,
+            br#"{"access_token":"AT","refresh_token":"RT","scope":"read write","token_type":"bearer","expires_in":300}"#
+        );
+        out.clear();
+        write_token(&mut out, "AT", None, "", 0);
+        assert_eq!(out, br#"{"access_token":"AT","scope":"","token_type":"bearer","expires_in":0}"#);
+    }
+
+    #[test]
+    fn error_response() {
+        let e = OAuthError::new(ErrorCode::InvalidGrant, Reason::WrongPassword, "Bad.");
+        let mut out = Vec::new();
+        write_error(&mut out, &e, true);
+        assert_eq!(out, br#"{"error":"invalid_grant","error_description":"Bad."}"#);
+        out.clear();
+        write_error(&mut out, &e, false);
+        assert_eq!(out, br#"{"error":"invalid_grant"}"#);
+    }
+
+    #[test]
+    fn introspection() {
+        let mut out = Vec::new();
+        write_introspection(&mut out, None);
+        assert_eq!(out, br#"{"active":false}"#);
+        out.clear();
+        let t = Introspection {
+            scope: "read",
+            client_id: "c",
+            username: Some("al\"ice"),
+            token_type: "access_token",
+            exp: 20,
+            iat: 10,
+            iss: "https://x",
+            sub: "al\"ice",
+        };
+        write_introspection(&mut out, Some(&t));
+        assert_eq!(
+            alloc::string::String::from_utf8(out).unwrap(),
+            r#"{"active":true,"scope":"read","client_id":"c","username":"al\"ice","token_type":"access_token","exp":20,"iat":10,"iss":"https://x","sub":"al\"ice"}"#
+        );
+    }
+}

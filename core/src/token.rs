@@ -1,0 +1,210 @@
+//! Tokens: minting through the platform's [`SecureRandom`], storage keys
+//! through its [`TokenDigest`], and the small fixed-size [`TokenRecord`] a
+//! store keeps for each token. The core holds no crypto of its own; the
+//! runtime supplies both traits in a [`Provider`], as rustls's
+//! `CryptoProvider` does.
+
+use crate::base64;
+use crate::client::ClientIndex;
+use crate::scope::ScopeSet;
+use core::fmt;
+use zeroize::Zeroize;
+
+/// Random bytes per token: 256 bits.
+pub const TOKEN_BYTES: usize = 32;
+/// Length of a token on the wire: base64url without padding.
+pub const TOKEN_LEN: usize = base64::encoded_len_nopad(TOKEN_BYTES);
+
+/// The random source failed; the request gets `server_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RandomError;
+
+impl fmt::Display for RandomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the random source failed")
+    }
+}
+
+/// A cryptographically secure random source, supplied by the platform.
+pub trait SecureRandom: Send + Sync + fmt::Debug {
+    /// Fills `dest` with random bytes.
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomError>;
+}
+
+/// The digest that turns a token into its storage key. Stores are keyed by
+/// this digest, never by the token, so a leak of the store leaks no usable
+/// token. Tokens carry 256 bits of entropy, so an unkeyed SHA-256 suffices.
+pub trait TokenDigest: Send + Sync + fmt::Debug {
+    /// The storage key of `token` (its wire form).
+    fn digest(&self, token: &[u8]) -> TokenKey;
+}
+
+/// The platform pieces the engine needs, bundled; change one field at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct Provider<'p> {
+    /// Randomness for tokens and grant families.
+    pub random: &'p dyn SecureRandom,
+    /// The token-to-key digest.
+    pub digest: &'p dyn TokenDigest,
+}
+
+/// The storage key of a token: a 256-bit digest of it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenKey(pub [u8; 32]);
+
+impl fmt::Debug for TokenKey {
+    /// Shows only a short prefix: enough to correlate, useless to an attacker.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenKey({:02x}{:02x}{:02x}{:02x}..)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// A freshly minted bearer token. Zeroed on drop; `Debug` shows nothing.
+pub struct Token {
+    text: [u8; TOKEN_LEN],
+}
+
+impl Token {
+    /// Mints a token with 256 random bits and returns it with its key.
+    pub fn mint(provider: &Provider<'_>) -> Result<(Token, TokenKey), RandomError> {
+        let mut raw = [0u8; TOKEN_BYTES];
+        provider.random.fill(&mut raw)?;
+        let mut token = Token { text: [0; TOKEN_LEN] };
+        let encoded = base64::encode_url_nopad(&raw, &mut token.text);
+        raw.zeroize();
+        encoded.ok_or(RandomError)?;
+        let key = provider.digest.digest(&token.text);
+        Ok((token, key))
+    }
+
+    /// The token as sent to the client.
+    pub fn as_str(&self) -> &str {
+        // The base64url alphabet is ASCII, so this never fails.
+        core::str::from_utf8(&self.text).unwrap_or_default()
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        self.text.zeroize();
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Whether a presented token could be one ropc minted. A cheap filter
+/// before any digest or store look-up.
+pub fn is_well_formed(token: &str) -> bool {
+    token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Which kind of token a record describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A bearer access token.
+    Access,
+    /// A refresh token.
+    Refresh,
+}
+
+/// The runtime's reference to a user (for example an index into an interned
+/// table of usernames). [`UserRef::NONE`] marks client-credentials tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserRef(pub u32);
+
+impl UserRef {
+    /// No user: the token was issued to the client itself.
+    pub const NONE: UserRef = UserRef(u32::MAX);
+}
+
+/// The login a token descends from. Every access and refresh token of one
+/// password grant, including those from later refreshes, share it, so that
+/// revoking a family reaches them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FamilyId(pub u64);
+
+/// What a store keeps for one token, under its [`TokenKey`]. Small and fixed
+/// in size; no strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// When the token stops working, in seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// When it was issued, in seconds since the Unix epoch.
+    pub issued_at: u64,
+    /// The granted scope.
+    pub scope: ScopeSet,
+    /// The grant family.
+    pub family: FamilyId,
+    /// The resource owner, or [`UserRef::NONE`].
+    pub user: UserRef,
+    /// The client the token was issued to.
+    pub client: ClientIndex,
+    /// Access or refresh.
+    pub kind: TokenKind,
+}
+
+impl TokenRecord {
+    /// Whether the token still works at `now`: it stops working exactly at
+    /// `expires_at`.
+    pub const fn is_active(&self, now: u64) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Counter(core::sync::atomic::AtomicU8);
+    impl SecureRandom for Counter {
+        fn fill(&self, dest: &mut [u8]) -> Result<(), RandomError> {
+            let start = self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            dest.iter_mut().enumerate().for_each(|(i, b)| *b = start.wrapping_add(i as u8));
+            Ok(())
+        }
+    }
+    #[derive(Debug)]
+    struct FirstBytes;
+    impl TokenDigest for FirstBytes {
+        fn digest(&self, token: &[u8]) -> TokenKey {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&token[..32]);
+            TokenKey(k)
+        }
+    }
+
+    #[test]
+    fn mint_shape() {
+        let rng = Counter(0.into());
+        let provider = Provider { random: &rng, digest: &FirstBytes };
+        let (a, ka) = Token::mint(&provider).unwrap();
+        let (b, kb) = Token::mint(&provider).unwrap();
+        assert_eq!(a.as_str().len(), 43);
+        assert!(is_well_formed(a.as_str()));
+        assert_ne!(a.as_str(), b.as_str());
+        assert_ne!(ka, kb);
+        assert_eq!(alloc::format!("{a:?}"), "Token(<redacted>)");
+        assert!(!is_well_formed("short"));
+        assert!(!is_well_formed(&"+".repeat(43)));
+    }
+
+    #[test]
+    fn expiry_is_exact() {
+        let r = TokenRecord {
+            expires_at: 100,
+            issued_at: 0,
+            scope: ScopeSet::EMPTY,
+            family: FamilyId(1),
+            user: UserRef::NONE,
+            client: ClientIndex(0),
+            kind: TokenKind::Access,
+        };
+        assert!(r.is_active(99));
+        assert!(!r.is_active(100));
+    }
+}

@@ -1,0 +1,1 @@
+//! ropc server.

@@ -162,7 +162,7 @@ const NO_CLIENT_AUTH: OAuthError =
     OAuthError::new(ErrorCode::InvalidClient, Reason::NoClientAuthentication, "Client authentication is required.");
 const CLIENT_AUTH_FAILED: &str = "Client authentication failed.";
 const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
-const BAD_REFRESH_TOKEN: &str = "The refresh token is invalid, expired or revoked.";
+const BAD_REFRESH_TOKEN: &str = OAuthError::INVALID_REFRESH_TOKEN.description;
 
 impl Engine {
     /// Starts a token request: parses `body` and the `Authorization` header

@@ -169,6 +169,35 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidRequest, Reason::Malformed, description)
     }
 
+    /// The body is not `application/x-www-form-urlencoded` (RFC 6749 §4.3.2).
+    pub const UNSUPPORTED_CONTENT_TYPE: OAuthError = OAuthError::invalid_request(
+        "The request body must be application/x-www-form-urlencoded.",
+    );
+    /// The body exceeds the size limit (the runtime answers `413`).
+    pub const BODY_TOO_LARGE: OAuthError =
+        OAuthError::new(ErrorCode::InvalidRequest, Reason::TooLarge, "The request body is too large.");
+    /// The body could not be read in time or was cut short.
+    pub const BODY_UNREADABLE: OAuthError = OAuthError::invalid_request("The request body could not be read.");
+    /// A header the request needs appears more than once.
+    pub const DUPLICATE_HEADER: OAuthError =
+        OAuthError::new(ErrorCode::InvalidRequest, Reason::DuplicateParameter, "A request header is repeated.");
+    /// The password hashing queue is full (sent with `503` and `Retry-After`).
+    pub const OVERLOADED: OAuthError = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Reason::Overloaded,
+        "The server is busy. Retry after the time in Retry-After.",
+    );
+    /// The token store failed.
+    pub const STORE_FAILED: OAuthError =
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::StoreFailure, "The token store is unavailable.");
+    /// The refresh token is invalid, expired or revoked (also sent when a
+    /// concurrent request rotated it first).
+    pub const INVALID_REFRESH_TOKEN: OAuthError = OAuthError::new(
+        ErrorCode::InvalidGrant,
+        Reason::UnknownRefreshToken,
+        "The refresh token is invalid, expired or revoked.",
+    );
+
     /// The HTTP status code (RFC 6749 §5.2).
     pub const fn status(&self) -> u16 {
         match self.code {
@@ -219,6 +248,21 @@ mod tests {
         assert_eq!((grant.status(), grant.www_authenticate()), (400, None));
         let busy = OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::Overloaded, "x");
         assert_eq!(busy.status(), 503);
+    }
+
+    #[test]
+    fn constant_descriptions_are_rfc_clean() {
+        for e in [
+            OAuthError::UNSUPPORTED_CONTENT_TYPE,
+            OAuthError::BODY_TOO_LARGE,
+            OAuthError::BODY_UNREADABLE,
+            OAuthError::DUPLICATE_HEADER,
+            OAuthError::OVERLOADED,
+            OAuthError::STORE_FAILED,
+            OAuthError::INVALID_REFRESH_TOKEN,
+        ] {
+            assert!(OAuthError::is_valid_description(e.description), "{e}");
+        }
     }
 
     #[test]

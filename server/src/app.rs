@@ -1,0 +1,263 @@
+//! The running server's state, and the token grant driven through the core:
+//! this is where each [`Step`] the engine asks for is answered (secret
+//! check, password hash on the pool, record look-up).
+
+use crate::config::Config;
+use crate::credentials::{ClientSecrets, UserStore};
+use crate::hash::{HashPool, PasswordVerifier, VerifyError};
+use crate::store::{Commit, ShardedTokenMap, TokenStore};
+use ring::rand::SecureRandom as _;
+use ropc_core::basic::SCRATCH_LEN;
+use ropc_core::response::{self, Metadata};
+use ropc_core::{
+    Capabilities, Engine, OAuthError, Provider, RandomError, Reason, SecureRandom, Step,
+    TokenDigest, TokenKey,
+};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
+
+/// ring's system random source, as the core's [`SecureRandom`].
+#[derive(Debug)]
+pub struct RingRandom(ring::rand::SystemRandom);
+
+impl Default for RingRandom {
+    fn default() -> Self {
+        Self(ring::rand::SystemRandom::new())
+    }
+}
+
+impl SecureRandom for RingRandom {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomError> {
+        self.0.fill(dest).map_err(|_| RandomError)
+    }
+}
+
+/// SHA-256 via ring, as the core's [`TokenDigest`].
+#[derive(Debug, Default)]
+pub struct Sha256Digest;
+
+impl TokenDigest for Sha256Digest {
+    fn digest(&self, token: &[u8]) -> TokenKey {
+        let d = ring::digest::digest(&ring::digest::SHA256, token);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(d.as_ref());
+        TokenKey(key)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The core engine (policy, clients, scopes).
+    pub engine: Arc<Engine>,
+    /// The users.
+    pub users: UserStore,
+    /// The client secrets.
+    pub client_secrets: ClientSecrets,
+    /// Where password hashes run.
+    pub verifier: Arc<dyn PasswordVerifier>,
+    /// The hash pool, when `verifier` is one (for `Retry-After` and metrics).
+    pub pool: Option<Arc<HashPool>>,
+    /// Token records.
+    pub store: Arc<ShardedTokenMap>,
+    /// Randomness for tokens.
+    pub random: RingRandom,
+    /// Token digest.
+    pub digest: Sha256Digest,
+    /// The issuer URL.
+    pub issuer: String,
+    /// The RFC 8414 metadata document, built once.
+    pub metadata: Vec<u8>,
+    /// Set while shutting down: `/healthz` answers 503.
+    pub draining: AtomicBool,
+}
+
+/// The outcome of one token request, for the response and the log.
+pub struct GrantOutcome {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Vec<u8>,
+    /// The error, if the request failed.
+    pub error: Option<OAuthError>,
+    /// `Retry-After` seconds, for 503.
+    pub retry_after: Option<u64>,
+    /// The presented client id (for the log).
+    pub client_id: Option<String>,
+    /// The grant type (for the log).
+    pub grant_type: Option<&'static str>,
+    /// The presented username (for the log).
+    pub username: Option<String>,
+}
+
+impl App {
+    /// Builds the state for `config`: reads the users file, starts the hash
+    /// pool. `bound_port` is the port actually listened on.
+    pub fn new(config: Config, bound_port: Option<u16>) -> Result<Self, String> {
+        let users = match &config.users_file {
+            Some(path) => UserStore::load(path, config.argon2).map_err(|e| e.to_string())?,
+            None => UserStore::parse(std::path::Path::new("(none)"), "", config.argon2)
+                .map_err(|e| e.to_string())?,
+        };
+        let pool = Arc::new(
+            HashPool::new(config.hash_workers, config.hash_queue)
+                .map_err(|e| format!("cannot start the hash pool: {e}"))?,
+        );
+        let client_secrets = ClientSecrets::new(config.client_secrets.clone())
+            .map_err(|_| "the system random source failed".to_owned())?;
+        let issuer = config.issuer(bound_port);
+        let engine = Arc::clone(&config.engine);
+        let metadata = build_metadata(&engine, &config, &issuer);
+        Ok(Self {
+            engine,
+            users,
+            client_secrets,
+            verifier: pool.clone(),
+            pool: Some(pool),
+            store: Arc::new(ShardedTokenMap::default()),
+            random: RingRandom::default(),
+            digest: Sha256Digest,
+            issuer,
+            metadata,
+            draining: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    fn provider(&self) -> Provider<'_> {
+        Provider {
+            random: &self.random,
+            digest: &self.digest,
+        }
+    }
+
+    /// Runs one token request through the engine. `authorization` is the
+    /// raw `Authorization` header, if any.
+    pub async fn token(&self, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
+        let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
+        let mut grant = self
+            .engine
+            .token_grant(self.provider(), body, authorization, &mut scratch);
+        let mut out = Vec::with_capacity(256);
+        let mut outcome = GrantOutcome {
+            status: 200,
+            body: Vec::new(),
+            error: None,
+            retry_after: None,
+            client_id: grant.client_id().map(str::to_owned),
+            grant_type: grant.grant_type(),
+            username: grant.username().map(str::to_owned),
+        };
+        let result = loop {
+            match grant.step() {
+                Step::AuthenticateClient { client, secret } => {
+                    match self
+                        .client_secrets
+                        .verify(&*self.verifier, client, secret.expose())
+                        .await
+                    {
+                        Ok(ok) => grant.client_authenticated(ok),
+                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                    }
+                }
+                Step::VerifyPassword { username, password } => {
+                    match self
+                        .users
+                        .verify(&*self.verifier, username, password.expose())
+                        .await
+                    {
+                        Ok(result) => grant.password_verified(result),
+                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                    }
+                }
+                Step::LoadRefreshToken { key } => match self.store.get(&key).await {
+                    Ok(record) => grant.refresh_token_loaded(record, now()),
+                    Err(_) => break Err(OAuthError::STORE_FAILED),
+                },
+                Step::Issue => match grant.issue(now(), &mut out) {
+                    Ok(issued) => match self.store.commit(&issued).await {
+                        Ok(Commit::Stored) => break Ok(()),
+                        Ok(Commit::LostRace) => break Err(OAuthError::INVALID_REFRESH_TOKEN),
+                        Err(_) => break Err(OAuthError::STORE_FAILED),
+                    },
+                    Err(e) => break Err(e),
+                },
+                Step::Reject(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) => outcome.body = out,
+            Err(e) => {
+                // Zero any token already written before the failure.
+                zeroize::Zeroize::zeroize(&mut out);
+                outcome.status = e.status();
+                outcome.error = Some(e);
+                self.engine.write_error(&e, &mut outcome.body);
+            }
+        }
+        outcome
+    }
+
+    fn verify_failed(&self, e: VerifyError, outcome: &mut GrantOutcome) -> OAuthError {
+        match e {
+            VerifyError::Overloaded { retry_after } => {
+                outcome.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+                OAuthError::OVERLOADED
+            }
+            VerifyError::Unavailable => {
+                outcome.retry_after = Some(1);
+                OAuthError {
+                    reason: Reason::Overloaded,
+                    ..OAuthError::OVERLOADED
+                }
+            }
+        }
+    }
+
+    /// Removes expired records from one shard of the store.
+    pub fn sweep_step(&self) -> usize {
+        self.store.sweep_step(now())
+    }
+
+    /// How often to sweep one shard so that the whole store is swept about
+    /// once per `period`.
+    pub fn sweep_interval(&self, period: Duration) -> Duration {
+        period / u32::try_from(self.store.shard_count()).unwrap_or(1).max(1)
+    }
+}
+
+fn build_metadata(engine: &Engine, config: &Config, issuer: &str) -> Vec<u8> {
+    let caps = engine.clients.capabilities();
+    let grant_types: Vec<&str> = Capabilities::NAMES
+        .iter()
+        .filter(|(_, c)| caps.contains(*c))
+        .map(|(n, _)| *n)
+        .collect();
+    let scopes: Vec<&str> = engine.scopes.names().collect();
+    let token_endpoint = format!("{issuer}{}", config.endpoints.token);
+    let mut out = Vec::new();
+    response::write_metadata(
+        &mut out,
+        &Metadata {
+            issuer,
+            token_endpoint: &token_endpoint,
+            revocation_endpoint: None,
+            introspection_endpoint: None,
+            jwks_uri: None,
+            grant_types: &grant_types,
+            scopes: &scopes,
+        },
+    );
+    out
+}

@@ -1,0 +1,833 @@
+//! The configuration file (TOML, contract in DESIGN.md Part 2): parsing,
+//! validation, and errors that name the file, the line and the key.
+//!
+//! Parsing is two passes: serde reads the raw shape (rejecting unknown keys
+//! and wrong types, with the span of the culprit), then [`Config::from_raw`]
+//! checks meaning (scopes defined, secrets are hashes, TTLs positive) and
+//! builds the core's [`Engine`].
+
+use crate::hash::{HashParams, StoredHash};
+use ropc_core::client::Client;
+use ropc_core::scope::{ScopeRegistry, ScopeSet};
+use ropc_core::{Capabilities, Engine, EngineConfig, Limits};
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, as a dotted path (`clients.scopes`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How the listener speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP: loopback, or behind a TLS-terminating proxy.
+    Off,
+    /// A self-signed certificate for localhost, generated once and kept
+    /// beside the config file.
+    SelfSigned,
+    /// A real certificate chain and key, PEM.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+}
+
+/// The paths of the endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The token endpoint.
+    pub token: String,
+    /// The revocation endpoint (RFC 7009).
+    pub revocation: String,
+    /// The introspection endpoint (RFC 7662).
+    pub introspection: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The directory relative paths are resolved against.
+    pub dir: PathBuf,
+    /// `host:port` to listen on.
+    pub listen: String,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (and its body).
+    pub header_read_timeout: Duration,
+    /// Endpoint paths.
+    pub endpoints: Endpoints,
+    /// The configured issuer; `None` = derived from listen and tls.
+    pub issuer: Option<String>,
+    /// The users file, resolved.
+    pub users_file: Option<PathBuf>,
+    /// Parameters for new password hashes.
+    pub argon2: HashParams,
+    /// Hash worker threads (0 = one per core).
+    pub hash_workers: usize,
+    /// Hash queue length (0 = derived).
+    pub hash_queue: usize,
+    /// The core engine: policy, clients, scopes.
+    pub engine: Arc<Engine>,
+    /// Client secret hashes, by client index.
+    pub client_secrets: Vec<Arc<StoredHash>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    token_service: RawTokenService,
+    #[serde(default)]
+    credential_manager: RawCredentialManager,
+    #[serde(default)]
+    hash_pool: RawHashPool,
+    #[serde(default)]
+    scopes: Vec<RawScope>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: Spanned<String>,
+    tls: Option<Spanned<toml::Value>>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: Spanned<u64>,
+    #[serde(default = "default_header_timeout")]
+    header_read_timeout: Spanned<u64>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+            max_body_bytes: default_max_body(),
+            header_read_timeout: default_header_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8443".into())
+}
+fn default_max_body() -> Spanned<u64> {
+    Spanned::new(0..0, 8192)
+}
+fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenService {
+    #[serde(default = "default_token_endpoint")]
+    token_endpoint: Spanned<String>,
+    #[serde(default = "default_revocation_endpoint")]
+    revocation_endpoint: Spanned<String>,
+    #[serde(default = "default_introspection_endpoint")]
+    introspection_endpoint: Spanned<String>,
+    issuer: Option<Spanned<String>>,
+    #[serde(default = "default_access_ttl")]
+    access_token_ttl: Spanned<u64>,
+    #[serde(default = "default_refresh_ttl")]
+    refresh_token_ttl: Spanned<u64>,
+    #[serde(default = "default_true")]
+    detailed_errors: bool,
+    #[serde(default = "default_true")]
+    rotate_refresh_tokens: bool,
+}
+
+impl Default for RawTokenService {
+    fn default() -> Self {
+        Self {
+            token_endpoint: default_token_endpoint(),
+            revocation_endpoint: default_revocation_endpoint(),
+            introspection_endpoint: default_introspection_endpoint(),
+            issuer: None,
+            access_token_ttl: default_access_ttl(),
+            refresh_token_ttl: default_refresh_ttl(),
+            detailed_errors: true,
+            rotate_refresh_tokens: true,
+        }
+    }
+}
+
+fn default_token_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-token".into())
+}
+fn default_revocation_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-revoke".into())
+}
+fn default_introspection_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-introspect".into())
+}
+fn default_access_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+fn default_refresh_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 86_400)
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCredentialManager {
+    users_file: Option<Spanned<String>>,
+    argon2: Option<Spanned<RawArgon2>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArgon2 {
+    #[serde(default = "default_m_cost")]
+    m_cost: u32,
+    #[serde(default = "default_t_cost")]
+    t_cost: u32,
+    #[serde(default = "default_p_cost")]
+    p_cost: u32,
+}
+
+fn default_m_cost() -> u32 {
+    HashParams::default().m_cost
+}
+fn default_t_cost() -> u32 {
+    HashParams::default().t_cost
+}
+fn default_p_cost() -> u32 {
+    HashParams::default().p_cost
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHashPool {
+    #[serde(default)]
+    workers: usize,
+    #[serde(default)]
+    queue: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: Spanned<String>,
+    secret: Spanned<String>,
+    capabilities: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    default_scopes: Vec<Spanned<String>>,
+}
+
+/// Builds errors for one source text.
+struct Locator<'s> {
+    file: &'s Path,
+    source: &'s str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.source.as_bytes()[..offset.min(self.source.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        // Defaults carry an empty span at 0: no line to point at.
+        let line = (span != (0..0)).then(|| self.line_of(span.start));
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The dotted key at `offset`: the enclosing table header plus the key
+    /// on that line, for errors serde reports with only a span.
+    fn key_at(&self, offset: usize) -> String {
+        let offset = offset.min(self.source.len());
+        let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.source[offset..]
+            .find('\n')
+            .map_or(self.source.len(), |i| offset + i);
+        let line = self.source[line_start..line_end].trim();
+        let header = |l: &str| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        if line.starts_with('[') {
+            return header(line);
+        }
+        let key = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        let table = self.source[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(header)
+            .unwrap_or_default();
+        match (table.is_empty(), key.is_empty()) {
+            (true, _) => key.to_owned(),
+            (false, true) => table,
+            (false, false) => format!("{table}.{key}"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Validates `source` as if read from `path`.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        let loc = Locator { file: path, source };
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = if span == (0..0) {
+                String::new()
+            } else {
+                loc.key_at(span.start)
+            };
+            let line = e.span().map(|s| loc.line_of(s.start));
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Self::from_raw(&loc, dir, raw)
+    }
+
+    fn from_raw(loc: &Locator<'_>, dir: PathBuf, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = raw.server;
+        let listen = server.listen.get_ref().clone();
+        if !listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            return Err(loc.at(
+                server.listen.span(),
+                "server.listen",
+                "expected `host:port`, e.g. \"127.0.0.1:8443\"",
+            ));
+        }
+        let tls = match &server.tls {
+            None => TlsMode::SelfSigned,
+            Some(v) => parse_tls(loc, &dir, v)?,
+        };
+        let max_body = *server.max_body_bytes.get_ref();
+        if !(64..=1 << 20).contains(&max_body) {
+            return Err(loc.at(
+                server.max_body_bytes.span(),
+                "server.max_body_bytes",
+                "must be between 64 and 1048576",
+            ));
+        }
+        let header_timeout = *server.header_read_timeout.get_ref();
+        if !(1..=300).contains(&header_timeout) {
+            return Err(loc.at(
+                server.header_read_timeout.span(),
+                "server.header_read_timeout",
+                "must be between 1 and 300 seconds",
+            ));
+        }
+
+        let ts = raw.token_service;
+        for (key, path) in [
+            ("token_service.token_endpoint", &ts.token_endpoint),
+            ("token_service.revocation_endpoint", &ts.revocation_endpoint),
+            (
+                "token_service.introspection_endpoint",
+                &ts.introspection_endpoint,
+            ),
+        ] {
+            if !path.get_ref().starts_with('/') || path.get_ref().contains(['?', '#', ' ']) {
+                return Err(loc.at(
+                    path.span(),
+                    key,
+                    "must be a path starting with `/`, without query or fragment",
+                ));
+            }
+        }
+        for (key, ttl) in [
+            ("token_service.access_token_ttl", &ts.access_token_ttl),
+            ("token_service.refresh_token_ttl", &ts.refresh_token_ttl),
+        ] {
+            if !(1..=10 * 365 * 86_400).contains(ttl.get_ref()) {
+                return Err(loc.at(
+                    ttl.span(),
+                    key,
+                    "must be a number of seconds between 1 and 315360000",
+                ));
+            }
+        }
+        if let Some(issuer) = &ts.issuer {
+            let i = issuer.get_ref();
+            if !(i.starts_with("https://") || i.starts_with("http://")) || i.contains(['?', '#']) {
+                return Err(loc.at(
+                    issuer.span(),
+                    "token_service.issuer",
+                    "must be an http(s) URL without query or fragment",
+                ));
+            }
+        }
+
+        let cm = raw.credential_manager;
+        let argon2 = match &cm.argon2 {
+            None => HashParams::default(),
+            Some(a) => {
+                let r = a.get_ref();
+                let params = HashParams {
+                    m_cost: r.m_cost,
+                    t_cost: r.t_cost,
+                    p_cost: r.p_cost,
+                };
+                params
+                    .to_params()
+                    .map_err(|e| loc.at(a.span(), "credential_manager.argon2", e))?;
+                params
+            }
+        };
+
+        let mut scopes = ScopeRegistry::new();
+        for s in &raw.scopes {
+            scopes
+                .register(s.name.get_ref())
+                .map_err(|e| loc.at(s.name.span(), "scopes.name", e.to_string()))?;
+        }
+
+        let mut engine = Engine {
+            config: EngineConfig {
+                access_token_ttl: *ts.access_token_ttl.get_ref(),
+                refresh_token_ttl: *ts.refresh_token_ttl.get_ref(),
+                detailed_errors: ts.detailed_errors,
+                rotate_refresh_tokens: ts.rotate_refresh_tokens,
+                limits: Limits {
+                    max_body_len: max_body as usize,
+                    ..Limits::default()
+                },
+            },
+            clients: Default::default(),
+            scopes,
+        };
+        let mut client_secrets = Vec::new();
+        for c in raw.clients {
+            let secret = StoredHash::parse(c.secret.get_ref()).map_err(|e| {
+                loc.at(c.secret.span(), "clients.secret", format!("{e}; store a hash from `ropc hash-password` or `ropc client add`, never the plain secret"))
+            })?;
+            let mut capabilities = Capabilities::empty();
+            for cap in c.capabilities.get_ref() {
+                let known = Capabilities::from_name(cap.get_ref()).ok_or_else(|| {
+                    loc.at(
+                        cap.span(),
+                        "clients.capabilities",
+                        format!("unknown capability {:?} (expected password, refresh_token or client_credentials)", cap.get_ref()),
+                    )
+                })?;
+                capabilities = capabilities.union(known);
+            }
+            let scope_set =
+                |key: &str, names: &[Spanned<String>]| -> Result<ScopeSet, ConfigError> {
+                    let mut set = ScopeSet::EMPTY;
+                    for n in names {
+                        let i = engine.scopes.index_of(n.get_ref()).ok_or_else(|| {
+                            loc.at(
+                                n.span(),
+                                key,
+                                format!(
+                                    "scope {:?} is not defined by any [[scopes]] entry",
+                                    n.get_ref()
+                                ),
+                            )
+                        })?;
+                        set = set.union(ScopeSet::single(i));
+                    }
+                    Ok(set)
+                };
+            let allowed_scopes = scope_set("clients.scopes", &c.scopes)?;
+            let default_scopes = scope_set("clients.default_scopes", &c.default_scopes)?;
+            let client = Client {
+                id: c.id.get_ref().clone(),
+                capabilities,
+                allowed_scopes,
+                default_scopes,
+            };
+            engine.clients.add(client).map_err(|e| {
+                let key = match e {
+                    ropc_core::client::ClientError::DefaultNotAllowed => "clients.default_scopes",
+                    _ => "clients.id",
+                };
+                loc.at(
+                    c.id.span(),
+                    key,
+                    format!("client {:?}: {e}", c.id.get_ref()),
+                )
+            })?;
+            client_secrets.push(Arc::new(secret));
+        }
+
+        let needs_users = engine
+            .clients
+            .capabilities()
+            .contains(Capabilities::PASSWORD);
+        let users_file = match &cm.users_file {
+            Some(f) => Some(dir.join(f.get_ref())),
+            None if needs_users => {
+                return Err(loc.at(
+                    0..0,
+                    "credential_manager.users_file",
+                    "a client has the `password` capability, so [credential_manager] users_file must be set",
+                ))
+            }
+            None => None,
+        };
+
+        Ok(Config {
+            file: loc.file.to_owned(),
+            listen,
+            tls,
+            max_body_bytes: max_body as usize,
+            header_read_timeout: Duration::from_secs(header_timeout),
+            endpoints: Endpoints {
+                token: ts.token_endpoint.into_inner(),
+                revocation: ts.revocation_endpoint.into_inner(),
+                introspection: ts.introspection_endpoint.into_inner(),
+            },
+            issuer: ts
+                .issuer
+                .map(|i| i.into_inner().trim_end_matches('/').to_owned()),
+            users_file,
+            argon2,
+            hash_workers: raw.hash_pool.workers,
+            hash_queue: raw.hash_pool.queue,
+            engine: Arc::new(engine),
+            client_secrets,
+            dir,
+        })
+    }
+
+    /// The issuer: configured, or derived from `listen` and TLS. `bound_port`
+    /// is the port actually bound, which differs when `listen` asks for 0.
+    pub fn issuer(&self, bound_port: Option<u16>) -> String {
+        if let Some(i) = &self.issuer {
+            return i.clone();
+        }
+        let scheme = if self.tls == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        };
+        let (host, port) = self.listen.rsplit_once(':').unwrap_or((&self.listen, "0"));
+        let port = bound_port.map_or_else(|| port.to_owned(), |p| p.to_string());
+        let host = match host {
+            // The self-signed certificate names localhost.
+            "127.0.0.1" | "0.0.0.0" | "[::]" | "[::1]" if self.tls == TlsMode::SelfSigned => {
+                "localhost"
+            }
+            h => h,
+        };
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
+fn parse_tls(
+    loc: &Locator<'_>,
+    dir: &Path,
+    v: &Spanned<toml::Value>,
+) -> Result<TlsMode, ConfigError> {
+    const EXPECTED: &str =
+        "expected \"self-signed\", \"off\" or { cert = \"cert.pem\", key = \"key.pem\" }";
+    match v.get_ref() {
+        toml::Value::String(s) if s == "self-signed" => Ok(TlsMode::SelfSigned),
+        toml::Value::String(s) if s == "off" => Ok(TlsMode::Off),
+        toml::Value::Table(t) => {
+            if let Some(extra) = t.keys().find(|k| *k != "cert" && *k != "key") {
+                return Err(loc.at(
+                    v.span(),
+                    "server.tls",
+                    format!("unknown key `{extra}`; {EXPECTED}"),
+                ));
+            }
+            let path = |k: &str| match t.get(k) {
+                Some(toml::Value::String(p)) => Ok(dir.join(p)),
+                _ => Err(loc.at(
+                    v.span(),
+                    &format!("server.tls.{k}"),
+                    format!("missing or not a string; {EXPECTED}"),
+                )),
+            };
+            Ok(TlsMode::Files {
+                cert: path("cert")?,
+                key: path("key")?,
+            })
+        }
+        _ => Err(loc.at(v.span(), "server.tls", EXPECTED)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_password;
+
+    fn hash() -> String {
+        hash_password(
+            b"s",
+            HashParams {
+                m_cost: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    fn config(body: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/ropc/ropc.toml"), body)
+    }
+
+    fn good() -> String {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+tls = "off"
+
+[credential_manager]
+users_file = "users.htpasswd"
+
+[[scopes]]
+name = "read"
+
+[[scopes]]
+name = "write"
+
+[[clients]]
+id = "legacy"
+secret = "{}"
+capabilities = ["password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+"#,
+            hash()
+        )
+    }
+
+    #[test]
+    fn accepts_the_contract_example() {
+        let c = config(&good()).unwrap();
+        assert_eq!(
+            c.users_file.as_deref(),
+            Some(Path::new("/etc/ropc/users.htpasswd"))
+        );
+        assert_eq!(c.engine.config.access_token_ttl, 300);
+        assert_eq!(c.engine.clients.len(), 1);
+        assert_eq!(c.endpoints.token, "/oauth/v2/oauth-token");
+        assert_eq!(c.issuer(None), "http://127.0.0.1:0");
+        assert_eq!(c.issuer(Some(8080)), "http://127.0.0.1:8080");
+    }
+
+    /// (edit to the good config, expected line, expected key, part of message)
+    #[test]
+    fn errors_name_line_and_key() {
+        let cases: &[(&str, &str, Option<usize>, &str, &str)] = &[
+            (
+                "tls = \"off\"",
+                "tls = \"of\"",
+                Some(3),
+                "server.tls",
+                "expected",
+            ),
+            (
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"nope\"",
+                Some(2),
+                "server.listen",
+                "host:port",
+            ),
+            (
+                "[server]",
+                "[server]\nbogus = 1",
+                Some(2),
+                "server.bogus",
+                "unknown field `bogus`",
+            ),
+            (
+                "scopes = [\"read\", \"write\"]",
+                "scopes = [\"read\", \"admin\"]",
+                Some(18),
+                "clients.scopes",
+                "\"admin\" is not defined",
+            ),
+            (
+                "default_scopes = [\"read\"]",
+                "default_scopes = [\"nope\"]",
+                Some(19),
+                "clients.default_scopes",
+                "not defined",
+            ),
+            (
+                "capabilities = [\"password\", \"refresh_token\"]",
+                "capabilities = [\"password\", \"implicit\"]",
+                Some(17),
+                "clients.capabilities",
+                "unknown capability",
+            ),
+            (
+                "name = \"write\"",
+                "name = \"has space\"",
+                Some(12),
+                "scopes.name",
+                "RFC 6749",
+            ),
+            (
+                "name = \"write\"",
+                "name = \"read\"",
+                Some(12),
+                "scopes.name",
+                "defined twice",
+            ),
+            (
+                "[credential_manager]\nusers_file = \"users.htpasswd\"",
+                "",
+                None,
+                "credential_manager.users_file",
+                "must be set",
+            ),
+            (
+                "[server]",
+                "[token_service]\naccess_token_ttl = 0\n[server]",
+                Some(2),
+                "token_service.access_token_ttl",
+                "between 1",
+            ),
+            (
+                "[server]",
+                "[token_service]\naccess_token_ttl = \"5m\"\n[server]",
+                Some(2),
+                "token_service.access_token_ttl",
+                "invalid type",
+            ),
+        ];
+        for &(from, to, line, key, message) in cases {
+            let body = good().replacen(from, to, 1);
+            let e = config(&body).unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{to}: {e}");
+            assert!(e.message.contains(message), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn secret_must_be_a_hash() {
+        let body = good().replace(&hash(), "plain-secret");
+        let body = regex_free_replace_secret(&body);
+        let e = config(&body).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(16), "clients.secret"));
+        assert!(
+            e.to_string()
+                .starts_with("/etc/ropc/ropc.toml:16: `clients.secret`: "),
+            "{e}"
+        );
+    }
+
+    fn regex_free_replace_secret(body: &str) -> String {
+        body.lines()
+            .map(|l| {
+                if l.starts_with("secret = ") {
+                    "secret = \"plain-secret\"".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config() {
+        let body = good().replace(
+            "tls = \"off\"",
+            "tls = { cert = \"c.pem\", key = \"k.pem\" }",
+        );
+        let c = config(&body).unwrap();
+        assert_eq!(
+            c.tls,
+            TlsMode::Files {
+                cert: "/etc/ropc/c.pem".into(),
+                key: "/etc/ropc/k.pem".into()
+            }
+        );
+    }
+}

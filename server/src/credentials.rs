@@ -1,0 +1,275 @@
+//! The credential manager: the users file (`username:hash` lines) and the
+//! client secrets, both verified through a [`PasswordVerifier`].
+//!
+//! - An unknown user is verified against a dummy hash with the configured
+//!   parameters, so that it costs as much time as a wrong password.
+//! - A client secret is hashed once per client and process: after the first
+//!   successful argon2 verification, the runtime remembers an HMAC-SHA256 of
+//!   the secret under a random per-process key and compares later requests
+//!   against it in constant time. See the README for why this is safe.
+
+use crate::config::ConfigError;
+use crate::hash::{self, HashParams, PasswordVerifier, StoredHash, VerifyError, VerifyJob};
+use parking_lot::Mutex;
+use ring::hmac;
+use ring::rand::SystemRandom;
+use ropc_core::{ClientIndex, PasswordOutcome, UserRef};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// The users of one users file.
+pub struct UserStore {
+    by_name: HashMap<String, (UserRef, Arc<StoredHash>)>,
+    names: Vec<Arc<str>>,
+    dummy: Arc<StoredHash>,
+}
+
+impl fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserStore({} users)", self.names.len())
+    }
+}
+
+impl UserStore {
+    /// Reads a users file. Errors name the line.
+    pub fn load(path: &Path, params: HashParams) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the users file: {e}"),
+        })?;
+        Self::parse(path, &text, params)
+    }
+
+    /// Parses users-file text (see [`UserStore::load`]).
+    pub fn parse(path: &Path, text: &str, params: HashParams) -> Result<Self, ConfigError> {
+        let mut by_name = HashMap::new();
+        let mut names = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let err = |message: String| ConfigError {
+                file: path.to_owned(),
+                line: Some(i + 1),
+                key: String::new(),
+                message,
+            };
+            let Some((name, phc)) = line.split_once(':') else {
+                return Err(err("expected `username:hash`".into()));
+            };
+            if name.is_empty() {
+                return Err(err("the username is empty".into()));
+            }
+            let stored =
+                StoredHash::parse(phc.trim()).map_err(|e| err(format!("user {name:?}: {e}")))?;
+            let user =
+                UserRef(u32::try_from(names.len()).map_err(|_| err("too many users".into()))?);
+            if by_name
+                .insert(name.to_owned(), (user, Arc::new(stored)))
+                .is_some()
+            {
+                return Err(err(format!("user {name:?} appears twice")));
+            }
+            names.push(Arc::from(name));
+        }
+        Ok(Self {
+            by_name,
+            names,
+            dummy: Arc::new(dummy_hash(params)?),
+        })
+    }
+
+    /// How many users there are.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The name of `user`.
+    pub fn name(&self, user: UserRef) -> Option<&Arc<str>> {
+        self.names.get(user.0 as usize)
+    }
+
+    /// Verifies `password` for `username` through `verifier`. An unknown
+    /// user costs one dummy hash, like a wrong password.
+    pub async fn verify(
+        &self,
+        verifier: &dyn PasswordVerifier,
+        username: &str,
+        password: &str,
+    ) -> Result<PasswordOutcome, VerifyError> {
+        let (user, hash) = match self.by_name.get(username) {
+            Some((user, hash)) => (Some(*user), Arc::clone(hash)),
+            None => (None, Arc::clone(&self.dummy)),
+        };
+        let job = VerifyJob {
+            password: Zeroizing::new(password.as_bytes().to_vec()),
+            hash,
+        };
+        let matched = hash::verify(verifier, job).await?;
+        Ok(match (user, matched) {
+            (Some(user), true) => PasswordOutcome::Valid(user),
+            (Some(_), false) => PasswordOutcome::WrongPassword,
+            (None, _) => PasswordOutcome::UnknownUser,
+        })
+    }
+}
+
+/// A hash of a random password nobody knows, with the configured cost.
+fn dummy_hash(params: HashParams) -> Result<StoredHash, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: Default::default(),
+        line: None,
+        key: "credential_manager.argon2".into(),
+        message,
+    };
+    let password = Zeroizing::new(hash::generate_secret().map_err(err)?);
+    let phc = hash::hash_password(password.as_bytes(), params).map_err(err)?;
+    StoredHash::parse(&phc).map_err(err)
+}
+
+/// Client secret hashes with a per-client memo of the last secret that
+/// verified.
+pub struct ClientSecrets {
+    hashes: Vec<Arc<StoredHash>>,
+    verified: Vec<Mutex<Option<[u8; 32]>>>,
+    key: hmac::Key,
+}
+
+impl fmt::Debug for ClientSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientSecrets({} clients)", self.hashes.len())
+    }
+}
+
+impl ClientSecrets {
+    /// Secrets for the clients, by index.
+    pub fn new(hashes: Vec<Arc<StoredHash>>) -> Result<Self, ring::error::Unspecified> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?;
+        let verified = hashes.iter().map(|_| Mutex::new(None)).collect();
+        Ok(Self {
+            hashes,
+            verified,
+            key,
+        })
+    }
+
+    fn tag(&self, client: ClientIndex, secret: &str) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&client.0.to_le_bytes());
+        ctx.update(secret.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// Whether `secret` is the secret of `client`. Cheap after the first
+    /// success; otherwise one hash through `verifier`.
+    pub async fn verify(
+        &self,
+        verifier: &dyn PasswordVerifier,
+        client: ClientIndex,
+        secret: &str,
+    ) -> Result<bool, VerifyError> {
+        let (Some(hash), Some(memo)) = (
+            self.hashes.get(client.0 as usize),
+            self.verified.get(client.0 as usize),
+        ) else {
+            return Ok(false);
+        };
+        let tag = self.tag(client, secret);
+        if let Some(known) = *memo.lock() {
+            if bool::from(known.ct_eq(&tag)) {
+                return Ok(true);
+            }
+        }
+        let job = VerifyJob {
+            password: Zeroizing::new(secret.as_bytes().to_vec()),
+            hash: Arc::clone(hash),
+        };
+        let ok = hash::verify(verifier, job).await?;
+        if ok {
+            *memo.lock() = Some(tag);
+        }
+        Ok(ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::InlineVerifier;
+
+    const SMALL: HashParams = HashParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+
+    #[tokio::test]
+    async fn users_file() {
+        let alice = hash::hash_password(b"wonderland", SMALL).unwrap();
+        let text = format!("# comment\n\nalice:{alice}\r\nbob:{alice}\n");
+        let users = UserStore::parse(Path::new("users"), &text, SMALL).unwrap();
+        assert_eq!(users.len(), 2);
+        let v = InlineVerifier;
+        assert_eq!(
+            users.verify(&v, "alice", "wonderland").await,
+            Ok(PasswordOutcome::Valid(UserRef(0)))
+        );
+        assert_eq!(
+            users.verify(&v, "alice", "nope").await,
+            Ok(PasswordOutcome::WrongPassword)
+        );
+        assert_eq!(
+            users.verify(&v, "carol", "wonderland").await,
+            Ok(PasswordOutcome::UnknownUser)
+        );
+        assert_eq!(users.name(UserRef(1)).map(|s| &**s), Some("bob"));
+    }
+
+    #[test]
+    fn users_file_errors_name_the_line() {
+        let alice = hash::hash_password(b"x", SMALL).unwrap();
+        for (text, line, msg) in [
+            (format!("alice:{alice}\nbob\n"), 2, "username:hash"),
+            (format!("alice:{alice}\n\n:{alice}\n"), 3, "empty"),
+            (format!("alice:{alice}\nalice:{alice}\n"), 2, "twice"),
+            ("# x\nalice:plaintext\n".to_owned(), 2, "PHC"),
+        ] {
+            let e = UserStore::parse(Path::new("users"), &text, SMALL).unwrap_err();
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn client_secret_memo() {
+        let phc = hash::hash_password(b"s3cret", SMALL).unwrap();
+        let secrets = ClientSecrets::new(vec![Arc::new(StoredHash::parse(&phc).unwrap())]).unwrap();
+        let v = InlineVerifier;
+        assert_eq!(secrets.verify(&v, ClientIndex(0), "wrong").await, Ok(false));
+        assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
+        // Memoised now; a wrong secret must still fail.
+        assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
+        assert_eq!(
+            secrets.verify(&v, ClientIndex(0), "s3cres").await,
+            Ok(false)
+        );
+        assert_eq!(
+            secrets.verify(&v, ClientIndex(1), "s3cret").await,
+            Ok(false)
+        );
+    }
+}

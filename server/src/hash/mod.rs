@@ -1,0 +1,115 @@
+//! Password verification, behind the [`PasswordVerifier`] trait so that the
+//! runtime decides where hashes run: a bounded pool of worker threads
+//! ([`HashPool`]), inline on the caller's thread ([`InlineVerifier`], for
+//! tests and embedders), or elsewhere entirely (another process or machine:
+//! implement `try_submit` to send the job and complete the [`Pending`] when
+//! the answer comes back).
+
+mod inline;
+mod phc;
+mod pool;
+
+pub use inline::InlineVerifier;
+pub use phc::{generate_secret, hash_password, HashParams, StoredHash};
+pub use pool::HashPool;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+/// One verification: a password and the stored hash to check it against.
+pub struct VerifyJob {
+    /// The presented password; zeroed when the job is dropped.
+    pub password: Zeroizing<Vec<u8>>,
+    /// The stored hash.
+    pub hash: Arc<StoredHash>,
+}
+
+impl fmt::Debug for VerifyJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyJob")
+            .field("password", &"<redacted>")
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// Why a verification did not produce an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The queue is full: answer `503` with this `Retry-After`.
+    Overloaded {
+        /// Estimated time until the queue drains.
+        retry_after: Duration,
+    },
+    /// The verifier went away (shutdown, a remote worker failed).
+    Unavailable,
+}
+
+/// The answer to a submitted job: a future that resolves to whether the
+/// password matched.
+pub struct Pending {
+    inner: PendingInner,
+}
+
+enum PendingInner {
+    Ready(Option<bool>),
+    Waiting(oneshot::Receiver<bool>),
+}
+
+impl Pending {
+    /// An answer known at once.
+    pub fn ready(matched: bool) -> Self {
+        Self {
+            inner: PendingInner::Ready(Some(matched)),
+        }
+    }
+
+    /// An answer that arrives later through `sender`.
+    pub fn channel() -> (oneshot::Sender<bool>, Self) {
+        let (tx, rx) = oneshot::channel();
+        (
+            tx,
+            Self {
+                inner: PendingInner::Waiting(rx),
+            },
+        )
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<bool, VerifyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            PendingInner::Ready(answer) => {
+                Poll::Ready(answer.take().ok_or(VerifyError::Unavailable))
+            }
+            PendingInner::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.map_err(|_| VerifyError::Unavailable)),
+        }
+    }
+}
+
+/// Where password hashes run.
+pub trait PasswordVerifier: Send + Sync + fmt::Debug {
+    /// Queues `job` and returns its pending answer, or fails at once with
+    /// [`VerifyError::Overloaded`] when the queue is full. Never blocks.
+    fn try_submit(&self, job: VerifyJob) -> Result<Pending, VerifyError>;
+
+    /// Jobs waiting to start (for metrics and `Retry-After`).
+    fn queue_len(&self) -> usize {
+        0
+    }
+}
+
+/// Submits `job` and waits for the answer.
+pub async fn verify(verifier: &dyn PasswordVerifier, job: VerifyJob) -> Result<bool, VerifyError> {
+    verifier.try_submit(job)?.await
+}

@@ -1,0 +1,255 @@
+//! The accept loop: bind, hand each connection to hyper (HTTP/1.1 with
+//! keep-alive, HTTP/2 when ALPN or the preface asks for it), optionally
+//! behind TLS, and drain gracefully on shutdown.
+
+use crate::app::App;
+use crate::config::{Config, TlsMode};
+use crate::http::handle;
+use crate::tls;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server bound to its addresses, ready to run.
+pub struct Server {
+    app: Arc<App>,
+    listeners: Vec<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    /// The certificate clients should trust, for self-signed TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Server {
+    /// Builds the state and binds every address `listen` resolves to.
+    pub async fn bind(config: Config) -> Result<Self, String> {
+        let (tls, ca_file) = match &config.tls {
+            TlsMode::Off => (None, None),
+            TlsMode::SelfSigned => {
+                let cert = tls::ensure_self_signed(&config.dir)?;
+                let (_, key) = tls::self_signed_paths(&config.dir);
+                (Some(tls::server_config(&cert, &key)?), Some(cert))
+            }
+            TlsMode::Files { cert, key } => (Some(tls::server_config(cert, key)?), None),
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen)
+            .await
+            .map_err(|e| format!("cannot resolve listen address {:?}: {e}", config.listen))?
+            .collect();
+        let mut listeners = Vec::new();
+        let mut last_error = None;
+        for addr in addrs {
+            match TcpListener::bind(addr).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => last_error = Some(format!("cannot listen on {addr}: {e}")),
+            }
+        }
+        if listeners.is_empty() {
+            return Err(
+                last_error.unwrap_or_else(|| format!("{:?} resolves to no address", config.listen))
+            );
+        }
+        let port = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
+        let app = Arc::new(App::new(config, port)?);
+        Ok(Self {
+            app,
+            listeners,
+            tls: tls.map(TlsAcceptor::from),
+            ca_file,
+        })
+    }
+
+    /// The shared state.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            app,
+            listeners,
+            tls,
+            ..
+        } = self;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.config.header_read_timeout)
+            .max_buf_size(64 * 1024)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256);
+        let builder = Arc::new(builder);
+        let graceful = Arc::new(GracefulShutdown::new());
+
+        let sweeper = {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(app.sweep_interval(Duration::from_secs(10)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    app.sweep_step();
+                }
+            })
+        };
+
+        let mut accept_loops = Vec::new();
+        for listener in listeners {
+            let app = Arc::clone(&app);
+            let builder = Arc::clone(&builder);
+            let graceful = Arc::clone(&graceful);
+            let tls = tls.clone();
+            accept_loops.push(tokio::spawn(async move {
+                loop {
+                    let (stream, peer) = match listener.accept().await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            // Usually EMFILE: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    serve(
+                        Arc::clone(&app),
+                        Arc::clone(&builder),
+                        &graceful,
+                        tls.clone(),
+                        stream,
+                        peer,
+                    );
+                }
+            }));
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining requests in flight");
+        app.draining.store(true, Ordering::Relaxed);
+        for l in &accept_loops {
+            l.abort();
+        }
+        sweeper.abort();
+        drop(builder);
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => {
+                if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections"
+                    );
+                }
+            }
+            Err(_) => tracing::warn!("accept loops still hold the shutdown watcher"),
+        }
+    }
+}
+
+fn serve(
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: &GracefulShutdown,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let service = service_fn(move |req| handle(Arc::clone(&app), req));
+        let result = match tls {
+            None => {
+                watcher
+                    .watch(
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned(),
+                    )
+                    .await
+            }
+            Some(acceptor) => {
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                watcher
+                    .watch(
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned(),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,363 @@
+//! Test support: start the real `ropc` binary on an ephemeral port with a
+//! config written here, and talk HTTP(S) to it with hyper's client.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use ropc_server::hash::{hash_password, HashParams};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Small argon2 costs keep the suite fast; the dummy hash uses the same.
+pub const TEST_PARAMS: HashParams = HashParams {
+    m_cost: 256,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+pub fn hash(secret: &str) -> String {
+    hash_password(secret.as_bytes(), TEST_PARAMS).unwrap()
+}
+
+pub fn ropc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ropc"))
+}
+
+/// The standard fixture: three scopes, four clients, two users.
+pub fn standard_config(extra_token_service: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+tls = "off"
+
+[token_service]
+access_token_ttl = 300
+refresh_token_ttl = 3600
+{extra_token_service}
+
+[credential_manager]
+users_file = "users.htpasswd"
+
+[credential_manager.argon2]
+m_cost = 256
+t_cost = 1
+p_cost = 1
+
+[[scopes]]
+name = "read"
+
+[[scopes]]
+name = "write"
+
+[[scopes]]
+name = "admin"
+
+[[clients]]
+id = "legacy"
+secret = "{legacy}"
+capabilities = ["password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+
+[[clients]]
+id = "norefresh"
+secret = "{norefresh}"
+capabilities = ["password"]
+scopes = ["read"]
+default_scopes = ["read"]
+
+[[clients]]
+id = "machine"
+secret = "{machine}"
+capabilities = ["client_credentials"]
+scopes = ["read", "write", "admin"]
+default_scopes = ["read"]
+
+[[clients]]
+id = "other"
+secret = "{other}"
+capabilities = ["password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read", "write"]
+"#,
+        legacy = hash("legacy-secret"),
+        norefresh = hash("norefresh-secret"),
+        machine = hash("machine-secret"),
+        other = hash("other-secret"),
+    )
+}
+
+pub fn standard_users() -> String {
+    format!(
+        "# test users\nalice:{}\nj\u{f6}rg:{}\n",
+        hash("wonderland"),
+        hash("p\u{e4}ssw\u{f6}rd: with space")
+    )
+}
+
+/// A running `ropc serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub logs: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(config: &str, users: &str) -> Server {
+        Self::start_with_env(config, users, &[])
+    }
+
+    pub fn start_with_env(config: &str, users: &str, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ropc.toml"), config).unwrap();
+        std::fs::write(dir.path().join("users.htpasswd"), users).unwrap();
+        let mut cmd = ropc();
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("ropc.toml"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (child, stdout, logs) = spawn(cmd, dir.path());
+        let addr = wait_for(
+            &stdout,
+            "ropc listening on http://",
+            Duration::from_secs(30),
+        )
+        .trim()
+        .parse()
+        .expect("listen address");
+        Server {
+            child,
+            addr,
+            dir,
+            logs,
+            stdout,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        request(self.addr, None, Method::POST, path, body, headers, true).await
+    }
+
+    /// POST to the token endpoint as a form.
+    pub async fn token(&self, body: &str) -> Reply {
+        self.post("/oauth/v2/oauth-token", body, &[]).await
+    }
+
+    /// POST to the token endpoint with HTTP Basic client authentication.
+    pub async fn token_basic(&self, id: &str, secret: &str, body: &str) -> Reply {
+        let auth = ropc_core::basic::encode(id, secret);
+        self.post("/oauth/v2/oauth-token", body, &[("authorization", &auth)])
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        request(self.addr, None, Method::GET, path, "", &[], false).await
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Whether the log gets a line containing `needle` within a few seconds
+    /// (the log is written by another process and read by another thread).
+    pub fn log_shows(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.logs.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd` in `cwd`, collecting stdout and stderr in the background.
+pub fn spawn(mut cmd: Command, cwd: &Path) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    cmd.current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    let mut child = cmd.spawn().expect("spawn ropc");
+    let collect = |pipe: Box<dyn std::io::Read + Send>| {
+        let buf = Arc::new(Mutex::new(String::new()));
+        let b = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut b = b.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        buf
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    (child, stdout, stderr)
+}
+
+/// Waits until a line of `buf` starts with `prefix`; returns the rest.
+pub fn wait_for(buf: &Arc<Mutex<String>>, prefix: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(rest) = buf
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+        {
+            return rest.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {prefix:?}; output so far:\n{}",
+            buf.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error member: {}", self.body))
+            .to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends one request on a new connection (HTTPS when `ca` is given).
+pub async fn request(
+    addr: SocketAddr,
+    ca: Option<(&Path, &str)>,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    form: bool,
+) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let host = ca.map_or_else(
+        || addr.to_string(),
+        |(_, name)| format!("{name}:{}", addr.port()),
+    );
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    if form {
+        builder = builder.header("content-type", "application/x-www-form-urlencoded");
+    }
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let response = match ca {
+        None => send(TokioIo::new(stream), req).await,
+        Some((ca, name)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(ca).unwrap();
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+            let tls = connector
+                .connect(server_name, stream)
+                .await
+                .expect("TLS handshake");
+            send(TokioIo::new(tls), req).await
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn send<T>(io: TokioIo<T>, req: Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender.send_request(req).await.expect("send")
+}
+
+/// A directory path as a string, for messages.
+pub fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub fn path_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}

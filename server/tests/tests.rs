@@ -1,0 +1,7 @@
+//! Integration tests: the real `ropc` binary, driven over HTTP.
+
+mod support;
+
+mod cli;
+mod demo;
+mod token;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Starts ropc with self-signed TLS on an ephemeral port and runs interop.py
+# against it. Usage: tests/interop/run.sh [path/to/ropc]
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+ROPC="${1:-$ROOT/target/debug/ropc}"
+WORK="$(mktemp -d)"
+trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+SECRET="interop-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PASSWORD="pw with spaces & symbols: %+/=?"
+hash() { printf '%s\n' "$1" | "$ROPC" hash-password --m-cost 1024 --t-cost 1; }
+printf 'alice:%s\n' "$(hash "$PASSWORD")" > "$WORK/users.htpasswd"
+cat > "$WORK/ropc.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+tls = "self-signed"
+
+[credential_manager]
+users_file = "users.htpasswd"
+
+[credential_manager.argon2]
+m_cost = 1024
+t_cost = 1
+p_cost = 1
+
+[[scopes]]
+name = "read"
+
+[[scopes]]
+name = "write"
+
+[[clients]]
+id = "legacy"
+secret = "$(hash "$SECRET")"
+capabilities = ["password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+TOML
+
+"$ROPC" serve --config "$WORK/ropc.toml" > "$WORK/out.txt" 2> "$WORK/log.txt" &
+PID=$!
+for _ in $(seq 1 100); do
+  grep -q '^ropc listening on ' "$WORK/out.txt" && break
+  sleep 0.1
+done
+URL="$(sed -n 's/^ropc listening on \(https:\/\/[^ ]*\)$/\1/p' "$WORK/out.txt" | head -1)"
+[ -n "$URL" ] || { echo "ropc did not start:"; cat "$WORK/log.txt"; exit 1; }
+
+ROPC_TOKEN_URL="$URL/oauth/v2/oauth-token" ROPC_CA="$WORK/self-signed-cert.pem" \
+ROPC_CLIENT_ID=legacy ROPC_CLIENT_SECRET="$SECRET" ROPC_USER=alice ROPC_PASSWORD="$PASSWORD" \
+  python3 "$ROOT/tests/interop/interop.py"

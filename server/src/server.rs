@@ -167,6 +167,11 @@ impl Server {
         for l in &accept_loops {
             l.abort();
         }
+        // Wait until the aborted loops are dropped, so that they release
+        // their listeners and their share of the shutdown watcher.
+        for l in accept_loops {
+            let _ = l.await;
+        }
         sweeper.abort();
         drop(builder);
         match Arc::try_unwrap(graceful) {

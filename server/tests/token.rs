@@ -415,6 +415,18 @@ async fn detailed_errors_switch() {
 async fn graceful_shutdown_exits_zero() {
     let server = Server::start(&standard_config(""), &standard_users());
     assert_eq!(server.get("/healthz").await.status, 200);
+    let logs = std::sync::Arc::clone(&server.logs);
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
+    // The log pipe may still be draining into the reader thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !logs.lock().unwrap().contains("stopped") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("shutting down") && logs.contains("stopped"),
+        "{logs}"
+    );
+    assert!(!logs.contains("WARN"), "the drain was not clean: {logs}");
 }

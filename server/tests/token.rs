@@ -430,3 +430,62 @@ async fn graceful_shutdown_exits_zero() {
     );
     assert!(!logs.contains("WARN"), "the drain was not clean: {logs}");
 }
+
+#[tokio::test]
+async fn tls_with_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any PEM chain and key will do; reuse the self-signed generator.
+    let cert = ropc_server::tls::ensure_self_signed(dir.path()).unwrap();
+    let config = standard_config("").replace(
+        "tls = \"off\"",
+        &format!(
+            "tls = {{ cert = \"{}\", key = \"{}\" }}",
+            cert.display(),
+            dir.path().join("self-signed-key.pem").display()
+        ),
+    );
+    let server =
+        Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
+    let body = format!("{PW}&client_id=legacy&client_secret=legacy-secret");
+    let r = crate::support::request(
+        server.addr,
+        Some((&cert, "localhost")),
+        http::Method::POST,
+        "/oauth/v2/oauth-token",
+        &body,
+        &[],
+        true,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_tokens(&r.json(), "read", true);
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config =
+        standard_config("").replace("tls = \"off\"", "tls = \"off\"\nheader_read_timeout = 1");
+    let server = Server::start(&config, &standard_users());
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The server must close the connection by itself, well before 10 s.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+    // Still serving others.
+    assert_eq!(server.get("/healthz").await.status, 200);
+}

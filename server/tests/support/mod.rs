@@ -117,7 +117,16 @@ impl Server {
         Self::start_with_env(config, users, &[])
     }
 
+    /// Starts a server whose "listening" line has another scheme prefix.
+    pub fn start_with_listen_prefix(config: &str, users: &str, prefix: &str) -> Server {
+        Self::start_inner(config, users, &[], prefix)
+    }
+
     pub fn start_with_env(config: &str, users: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_inner(config, users, env, "ropc listening on http://")
+    }
+
+    fn start_inner(config: &str, users: &str, env: &[(&str, &str)], prefix: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ropc.toml"), config).unwrap();
         std::fs::write(dir.path().join("users.htpasswd"), users).unwrap();
@@ -129,14 +138,10 @@ impl Server {
             cmd.env(k, v);
         }
         let (child, stdout, logs) = spawn(cmd, dir.path());
-        let addr = wait_for(
-            &stdout,
-            "ropc listening on http://",
-            Duration::from_secs(30),
-        )
-        .trim()
-        .parse()
-        .expect("listen address");
+        let addr = wait_for(&stdout, prefix, Duration::from_secs(30))
+            .trim()
+            .parse()
+            .expect("listen address");
         Server {
             child,
             addr,

@@ -245,10 +245,12 @@ impl<'a> TokenGrant<'a> {
     /// What the runtime must do next.
     pub fn step(&self) -> Step<'_> {
         match self.state {
-            State::AuthenticateClient => match (self.client, self.request.as_ref().and_then(|r| r.auth.client_secret())) {
-                (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret(secret) },
-                _ => Step::Reject(NO_CLIENT_AUTH),
-            },
+            State::AuthenticateClient => {
+                match (self.client, self.request.as_ref().and_then(|r| r.auth.client_secret())) {
+                    (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret(secret) },
+                    _ => Step::Reject(NO_CLIENT_AUTH),
+                }
+            }
             State::VerifyPassword => match &self.request {
                 Some(TokenRequest { grant: GrantRequest::Password { username, password, .. }, .. }) => {
                     Step::VerifyPassword { username, password: Secret(password) }

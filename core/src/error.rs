@@ -170,9 +170,8 @@ impl OAuthError {
     }
 
     /// The body is not `application/x-www-form-urlencoded` (RFC 6749 §4.3.2).
-    pub const UNSUPPORTED_CONTENT_TYPE: OAuthError = OAuthError::invalid_request(
-        "The request body must be application/x-www-form-urlencoded.",
-    );
+    pub const UNSUPPORTED_CONTENT_TYPE: OAuthError =
+        OAuthError::invalid_request("The request body must be application/x-www-form-urlencoded.");
     /// The body exceeds the size limit (the runtime answers `413`).
     pub const BODY_TOO_LARGE: OAuthError =
         OAuthError::new(ErrorCode::InvalidRequest, Reason::TooLarge, "The request body is too large.");

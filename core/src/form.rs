@@ -318,9 +318,7 @@ pub fn encode(value: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in value.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => {
-                out.push(char::from(b))
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => out.push(char::from(b)),
             b' ' => out.push('+'),
             _ => {
                 out.push('%');
@@ -421,7 +419,8 @@ mod tests {
 
     #[test]
     fn descriptions_are_rfc_clean() {
-        let all = [FormError::TooLarge, FormError::TooManyParameters, FormError::BadPercentEncoding, FormError::InvalidUtf8];
+        let all =
+            [FormError::TooLarge, FormError::TooManyParameters, FormError::BadPercentEncoding, FormError::InvalidUtf8];
         for e in all.into_iter().chain(Param::ALL.map(FormError::Duplicate)) {
             assert!(crate::OAuthError::is_valid_description(e.description()), "{e:?}");
         }

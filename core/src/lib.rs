@@ -44,6 +44,5 @@ pub use error::{ErrorCode, OAuthError, Reason};
 pub use form::Limits;
 pub use scope::{ScopeRegistry, ScopeSet};
 pub use token::{
-    FamilyId, Provider, RandomError, SecureRandom, Token, TokenDigest, TokenKey, TokenKind,
-    TokenRecord, UserRef,
+    FamilyId, Provider, RandomError, SecureRandom, Token, TokenDigest, TokenKey, TokenKind, TokenRecord, UserRef,
 };

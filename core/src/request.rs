@@ -278,9 +278,18 @@ mod tests {
     fn grants() {
         let basic = basic::encode("legacy", "s");
         let basic = Some(basic.as_str());
-        assert_eq!(token("grant_type=password&username=u&password=p", basic).unwrap(), ("Basic(\"legacy\", <redacted>)".into(), "password"));
-        assert_eq!(token("grant_type=refresh_token&refresh_token=r&client_id=c&client_secret=s", None).unwrap(), ("Body(\"c\", <redacted>)".into(), "refresh_token"));
-        assert_eq!(token("grant_type=client_credentials&client_id=c", None).unwrap(), ("Body(\"c\", none)".into(), "client_credentials"));
+        assert_eq!(
+            token("grant_type=password&username=u&password=p", basic).unwrap(),
+            ("Basic(\"legacy\", <redacted>)".into(), "password")
+        );
+        assert_eq!(
+            token("grant_type=refresh_token&refresh_token=r&client_id=c&client_secret=s", None).unwrap(),
+            ("Body(\"c\", <redacted>)".into(), "refresh_token")
+        );
+        assert_eq!(
+            token("grant_type=client_credentials&client_id=c", None).unwrap(),
+            ("Body(\"c\", none)".into(), "client_credentials")
+        );
         assert_eq!(token("grant_type=client_credentials", None).unwrap(), ("None".into(), "client_credentials"));
         // client_id repeated beside Basic is tolerated when it matches.
         assert!(token("grant_type=client_credentials&client_id=legacy", basic).is_ok());

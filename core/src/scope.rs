@@ -203,7 +203,12 @@ impl ScopeRegistry {
     /// original grant is `invalid_scope`: a refresh may narrow, never widen.
     /// `allowed` is what the client may have now, in case its configuration
     /// shrank since the original grant.
-    pub fn refresh(&self, requested: Option<&str>, original: ScopeSet, allowed: ScopeSet) -> Result<ScopeSet, OAuthError> {
+    pub fn refresh(
+        &self,
+        requested: Option<&str>,
+        original: ScopeSet,
+        allowed: ScopeSet,
+    ) -> Result<ScopeSet, OAuthError> {
         let current = original.intersection(allowed);
         let Some(requested) = requested else {
             return Ok(current);

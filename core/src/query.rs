@@ -1,0 +1,255 @@
+//! Revocation (RFC 7009) and introspection (RFC 7662), stepped like a token
+//! grant: the runtime verifies the client's secret and loads the record of
+//! the presented token; the engine decides what is revoked or what the
+//! introspection response says.
+//!
+//! Rules:
+//! - Client authentication is required for both (RFC 7009 §2.1, RFC 7662 §2.1).
+//! - `token_type_hint` is only a hint: every token lives in one keyspace (its
+//!   digest), so the look-up never depends on it.
+//! - Revoking a token of another client, or an unknown token, is `200` with
+//!   nothing done (RFC 7009 §2.2). Revoking a refresh token revokes its whole
+//!   grant family, access tokens included.
+//! - Any authenticated client may introspect an access token (resource
+//!   servers are clients too); a refresh token is active only to the client it
+//!   was issued to, since nobody else has a use for it.
+
+use crate::basic::SCRATCH_LEN;
+use crate::client::ClientIndex;
+use crate::engine::{invalid_client, Engine, Secret};
+use crate::error::{OAuthError, Reason};
+use crate::request::TokenQuery;
+use crate::response::{self, Introspection};
+use crate::token::{self, FamilyId, Provider, TokenKey, TokenKind, TokenRecord, UserRef};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Which endpoint a [`TokenQueryGrant`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    /// RFC 7009 revocation.
+    Revocation,
+    /// RFC 7662 introspection.
+    Introspection,
+}
+
+/// What the runtime must do next for a [`TokenQueryGrant`].
+#[derive(Debug)]
+pub enum QueryStep<'g> {
+    /// Verify `secret` for `client`, then call
+    /// [`TokenQueryGrant::client_authenticated`].
+    AuthenticateClient {
+        /// The client.
+        client: ClientIndex,
+        /// The presented secret.
+        secret: Secret<'g>,
+    },
+    /// Load the record under `key`, then call [`TokenQueryGrant::token_loaded`].
+    LoadToken {
+        /// The digest of the presented token.
+        key: TokenKey,
+    },
+    /// Done: call [`TokenQueryGrant::revocation`] or
+    /// [`TokenQueryGrant::write_introspection`].
+    Done,
+    /// The request fails with this error.
+    Reject(OAuthError),
+}
+
+/// What a revocation request changes in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// Remove this record (a revoked access token).
+    pub remove: Option<TokenKey>,
+    /// Revoke this grant family until this time (seconds since the epoch),
+    /// by which every token of the family has expired anyway.
+    pub revoke_family: Option<(FamilyId, u64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    AuthenticateClient,
+    LoadToken(TokenKey),
+    Done,
+    Rejected(OAuthError),
+}
+
+/// One revocation or introspection request in flight.
+#[derive(Debug)]
+pub struct TokenQueryGrant<'a> {
+    engine: &'a Engine,
+    provider: Provider<'a>,
+    kind: QueryKind,
+    query: Option<TokenQuery<'a>>,
+    client: Option<ClientIndex>,
+    state: State,
+    record: Option<(TokenKey, TokenRecord)>,
+}
+
+impl Engine {
+    /// Starts a revocation request (RFC 7009). Loop on
+    /// [`TokenQueryGrant::step`] as for a token grant.
+    pub fn revocation<'a>(
+        &'a self,
+        provider: Provider<'a>,
+        body: &'a [u8],
+        authorization: Option<&[u8]>,
+        scratch: &'a mut [u8; SCRATCH_LEN],
+    ) -> TokenQueryGrant<'a> {
+        TokenQueryGrant::new(self, provider, QueryKind::Revocation, body, authorization, scratch)
+    }
+
+    /// Starts an introspection request (RFC 7662).
+    pub fn introspection<'a>(
+        &'a self,
+        provider: Provider<'a>,
+        body: &'a [u8],
+        authorization: Option<&[u8]>,
+        scratch: &'a mut [u8; SCRATCH_LEN],
+    ) -> TokenQueryGrant<'a> {
+        TokenQueryGrant::new(self, provider, QueryKind::Introspection, body, authorization, scratch)
+    }
+}
+
+impl<'a> TokenQueryGrant<'a> {
+    fn new(
+        engine: &'a Engine,
+        provider: Provider<'a>,
+        kind: QueryKind,
+        body: &'a [u8],
+        authorization: Option<&[u8]>,
+        scratch: &'a mut [u8; SCRATCH_LEN],
+    ) -> Self {
+        let mut q = Self { engine, provider, kind, query: None, client: None, state: State::Done, record: None };
+        match TokenQuery::parse(body, authorization, scratch, &engine.config.limits) {
+            Ok(query) => {
+                q.state = match engine.query_client(&query.auth) {
+                    Ok(client) => {
+                        q.client = Some(client);
+                        State::AuthenticateClient
+                    }
+                    Err(e) => State::Rejected(e),
+                };
+                q.query = Some(query);
+            }
+            Err(e) => q.state = State::Rejected(e),
+        }
+        q
+    }
+
+    /// Which endpoint this request is for.
+    pub fn kind(&self) -> QueryKind {
+        self.kind
+    }
+
+    /// The presented client id, for logs.
+    pub fn client_id(&self) -> Option<&str> {
+        self.query.as_ref().and_then(|q| q.auth.client_id())
+    }
+
+    /// What the runtime must do next.
+    pub fn step(&self) -> QueryStep<'_> {
+        match self.state {
+            State::AuthenticateClient => {
+                match (self.client, self.query.as_ref().and_then(|q| q.auth.client_secret())) {
+                    (Some(client), Some(secret)) => QueryStep::AuthenticateClient { client, secret: Secret::new(secret) },
+                    _ => QueryStep::Reject(OAuthError::new(
+                        crate::ErrorCode::InvalidClient,
+                        Reason::NoClientAuthentication,
+                        "Client authentication is required.",
+                    )),
+                }
+            }
+            State::LoadToken(key) => QueryStep::LoadToken { key },
+            State::Done => QueryStep::Done,
+            State::Rejected(e) => QueryStep::Reject(e),
+        }
+    }
+
+    /// Answers [`QueryStep::AuthenticateClient`].
+    pub fn client_authenticated(&mut self, ok: bool) {
+        let Some(query) = &self.query else { return };
+        if !matches!(self.state, State::AuthenticateClient) {
+            return;
+        }
+        if !ok {
+            self.state = State::Rejected(invalid_client(Reason::BadClientSecret, query.auth.is_basic()));
+            return;
+        }
+        // A token ropc could not have minted is simply unknown: no look-up.
+        self.state = if token::is_well_formed(&query.token) {
+            State::LoadToken(self.provider.digest.digest(query.token.as_bytes()))
+        } else {
+            State::Done
+        };
+    }
+
+    /// Answers [`QueryStep::LoadToken`] with the stored record, if any.
+    pub fn token_loaded(&mut self, record: Option<TokenRecord>) {
+        if let State::LoadToken(key) = self.state {
+            self.record = record.map(|r| (key, r));
+            self.state = State::Done;
+        }
+    }
+
+    fn own_record(&self) -> Option<&(TokenKey, TokenRecord)> {
+        let client = self.client?;
+        self.record.as_ref().filter(|(_, r)| r.client == client)
+    }
+
+    /// The changes a revocation makes, once [`QueryStep::Done`]. Empty when
+    /// the token is unknown or belongs to another client (RFC 7009 §2.2).
+    pub fn revocation(&self) -> Revocation {
+        if self.kind != QueryKind::Revocation || !matches!(self.state, State::Done) {
+            return Revocation::default();
+        }
+        let Some((key, record)) = self.own_record() else { return Revocation::default() };
+        match record.kind {
+            TokenKind::Access => Revocation { remove: Some(*key), revoke_family: None },
+            TokenKind::Refresh => {
+                let c = &self.engine.config;
+                let until = record.issued_at.saturating_add(c.refresh_token_ttl.max(c.access_token_ttl));
+                let until = until.max(record.expires_at);
+                Revocation { remove: Some(*key), revoke_family: Some((record.family, until)) }
+            }
+        }
+    }
+
+    /// Writes the introspection response, once [`QueryStep::Done`].
+    /// `user_name` resolves the runtime's user references; `issuer` is the
+    /// `iss` value.
+    pub fn write_introspection(
+        &self,
+        now: u64,
+        issuer: &str,
+        user_name: &dyn Fn(UserRef) -> Option<String>,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(client) = self.client else { return response::write_introspection(out, None) };
+        let active = self.record.as_ref().filter(|(_, r)| {
+            r.is_active(now) && !r.is_retired() && (r.kind == TokenKind::Access || r.client == client)
+        });
+        let Some((_, r)) = active else { return response::write_introspection(out, None) };
+        let owner = self.engine.clients.get(r.client).map_or("", |c| c.id.as_str());
+        let username = if r.user == UserRef::NONE { None } else { user_name(r.user) };
+        let scope = self.engine.scopes.to_string(r.scope);
+        let sub = username.as_deref().unwrap_or(owner);
+        let token_type = match r.kind {
+            TokenKind::Access => "bearer",
+            TokenKind::Refresh => "refresh_token",
+        };
+        response::write_introspection(
+            out,
+            Some(&Introspection {
+                scope: &scope,
+                client_id: owner,
+                username: username.as_deref(),
+                token_type,
+                exp: r.expires_at,
+                iat: r.issued_at,
+                iss: issuer,
+                sub,
+            }),
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The refresh grant (RFC 6749 §6) on a virtual clock: rotation, client
+//! binding, token kind, exact expiry and scope narrowing.
+
+use crate::harness::{Server, ACCESS_TTL, REFRESH_TTL, START};
+use ropc_core::{EngineConfig, Reason, TokenKind, UserRef};
+
+#[test]
+fn refresh_rotates_the_refresh_token() {
+    let mut s = Server::new();
+    let login = s.login("&scope=read+write");
+    let first = login.refresh_token();
+    let family = login.issued.as_ref().unwrap().access.1.family;
+
+    s.now += 10;
+    let r = s.refresh("legacy", &first, "");
+    let second = r.refresh_token();
+    assert_ne!(second, first);
+    assert_ne!(r.string("access_token"), login.string("access_token"));
+    assert_eq!(r.string("scope").as_deref(), Some("read write"));
+
+    let issued = r.issued.unwrap();
+    assert_eq!(issued.retire, Some(s.key(&first)), "the presented token is retired");
+    let (key, record) = issued.refresh.unwrap();
+    assert_eq!(key, s.key(&second));
+    assert_eq!(record.kind, TokenKind::Refresh);
+    assert_eq!((record.issued_at, record.expires_at), (START + 10, START + 10 + REFRESH_TTL));
+    for record in [issued.access.1, record] {
+        assert_eq!(record.family, family, "the family survives refreshes");
+        assert_eq!(record.user, UserRef(1));
+        assert_eq!(record.client, s.client("legacy"));
+        assert_eq!(record.scope, s.scope("read write"));
+    }
+    assert_eq!(issued.access.1.expires_at, START + 10 + ACCESS_TTL);
+
+    // The runtime removed the retired token: it no longer works.
+    let replay = s.refresh("legacy", &first, "");
+    assert_eq!((replay.status, replay.error_code().as_str()), (400, "invalid_grant"));
+    assert_eq!(replay.error.unwrap().reason, Reason::UnknownRefreshToken);
+    // The new one does.
+    assert_eq!(s.refresh("legacy", &second, "").status, 200);
+    assert_eq!(s.password_checks, 1, "a refresh never hashes a password");
+}
+
+#[test]
+fn without_rotation_the_refresh_token_is_kept() {
+    let config = EngineConfig { rotate_refresh_tokens: false, ..EngineConfig::default() };
+    let mut s = Server::with_config(config);
+    let first = s.login("").refresh_token();
+    let r = s.refresh("legacy", &first, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.json().contains_key("refresh_token"), "{}", r.body);
+    let issued = r.issued.unwrap();
+    assert_eq!((issued.refresh, issued.retire), (None, None));
+    assert_eq!(s.refresh("legacy", &first, "").status, 200);
+}
+
+#[test]
+fn refresh_token_of_another_client_is_invalid_grant() {
+    let mut s = Server::new();
+    let token = s.login("").refresh_token();
+    let r = s.refresh("other", &token, "");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_grant"));
+    assert_eq!(r.error.unwrap().reason, Reason::RefreshTokenOfAnotherClient);
+    // The attempt did not spend the token of its rightful owner.
+    assert_eq!(s.refresh("legacy", &token, "").status, 200);
+}
+
+#[test]
+fn access_token_is_not_a_refresh_token() {
+    let mut s = Server::new();
+    let access = s.login("").string("access_token").unwrap();
+    assert!(s.store.contains_key(&s.key(&access)));
+    let r = s.refresh("legacy", &access, "");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_grant"));
+    assert_eq!(r.error.unwrap().reason, Reason::NotARefreshToken);
+}
+
+#[test]
+fn unknown_and_malformed_refresh_tokens_are_invalid_grant() {
+    let mut s = Server::new();
+    let well_formed_but_unknown = "A".repeat(ropc_core::token::TOKEN_LEN);
+    for token in [well_formed_but_unknown.as_str(), "short", "%2B%2F"] {
+        let r = s.refresh("legacy", token, "");
+        assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_grant"), "{token}");
+        assert_eq!(r.error.unwrap().reason, Reason::UnknownRefreshToken, "{token}");
+    }
+}
+
+#[test]
+fn refresh_token_expires_exactly_at_expires_at() {
+    let mut s = Server::new();
+    // Two logins at the same instant: one token for each side of the edge.
+    let early = s.login("").refresh_token();
+    let late = s.login("").refresh_token();
+    let expires_at = s.store[&s.key(&late)].expires_at;
+    assert_eq!(expires_at, START + REFRESH_TTL);
+
+    s.now = expires_at - 1;
+    let r = s.refresh("legacy", &early, "");
+    assert_eq!(r.status, 200, "still active one second before: {}", r.body);
+
+    s.now = expires_at;
+    let r = s.refresh("legacy", &late, "");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_grant"));
+    assert_eq!(r.error.unwrap().reason, Reason::ExpiredRefreshToken);
+}
+
+#[test]
+fn refresh_may_narrow_but_never_widen_the_scope() {
+    let mut s = Server::new();
+    let narrow = s.login("&scope=read").refresh_token();
+    for widen in ["&scope=read+write", "&scope=write", "&scope=nosuch", "&scope=read+admin"] {
+        let r = s.refresh("legacy", &narrow, widen);
+        assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_scope"), "{widen}");
+    }
+    // Each refused attempt left the token usable.
+    let r = s.refresh("legacy", &narrow, "&scope=read");
+    assert_eq!(r.string("scope").as_deref(), Some("read"), "{}", r.body);
+
+    let wide = s.login("&scope=read+write").refresh_token();
+    let r = s.refresh("legacy", &wide, "&scope=write");
+    assert_eq!(r.string("scope").as_deref(), Some("write"), "{}", r.body);
+    // The rotated token carries the narrowed scope on.
+    let narrowed = r.refresh_token();
+    assert_eq!(s.store[&s.key(&narrowed)].scope, s.scope("write"));
+    let r = s.refresh("legacy", &narrowed, "&scope=read");
+    assert_eq!(r.error_code(), "invalid_scope");
+}

@@ -120,6 +120,12 @@ impl Runtime {
                         grant.refresh_token_loaded(record, now);
                     }
                     // Everything checked: mint the tokens and write the JSON.
+                    Step::RevokeFamily { family, .. } => {
+                        // A rotated refresh token came back: every token of
+                        // its login dies, the thief's and the owner's.
+                        self.store.retain(|_, r| r.family != family);
+                        grant.family_revoked();
+                    }
                     Step::Issue => break grant.issue(now, &mut out),
                     Step::Reject(error) => break Err(error),
                 }
@@ -128,9 +134,14 @@ impl Runtime {
         scratch.fill(0);
         match result {
             Ok(issued) => {
-                // Store the new records; forget a rotated refresh token.
+                // Store the new records; keep a rotated refresh token as
+                // retired, so that a replay of it is recognised. (One thread
+                // here: a concurrent runtime must retire atomically and ask
+                // `Issued::lost_race` when another request retired it first.)
                 if let Some(old) = issued.retire {
-                    self.store.remove(&old);
+                    if let Some(r) = self.store.get_mut(&old) {
+                        r.retired_at = issued.access.1.issued_at;
+                    }
                 }
                 self.store.insert(issued.access.0, issued.access.1);
                 if let Some((key, record)) = issued.refresh {

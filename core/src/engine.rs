@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// Whether a refresh grant returns a new refresh token and retires the
     /// presented one (RFC 6749 §6, RFC 9700 §4.14.2).
     pub rotate_refresh_tokens: bool,
+    /// Seconds after its rotation during which a retired refresh token is
+    /// still accepted (for clients that retry after a lost response). Past
+    /// it, a replay revokes the whole grant family.
+    pub refresh_reuse_grace: u64,
     /// Request size limits.
     pub limits: Limits,
 }
@@ -44,6 +48,7 @@ impl Default for EngineConfig {
             refresh_token_ttl: 86_400,
             detailed_errors: true,
             rotate_refresh_tokens: true,
+            refresh_reuse_grace: 0,
             limits: Limits::default(),
         }
     }
@@ -100,6 +105,14 @@ pub enum Step<'g> {
         /// The digest of the presented refresh token.
         key: TokenKey,
     },
+    /// A rotated refresh token was replayed: revoke every token of this
+    /// family until `until`, then call [`TokenGrant::family_revoked`].
+    RevokeFamily {
+        /// The family to revoke.
+        family: FamilyId,
+        /// When every token of the family has expired anyway.
+        until: u64,
+    },
     /// Everything checked: call [`TokenGrant::issue`].
     Issue,
     /// The request fails with this error; write it with
@@ -110,6 +123,12 @@ pub enum Step<'g> {
 /// A secret or password borrowed from the request. `Debug` shows nothing.
 #[derive(Clone, Copy)]
 pub struct Secret<'a>(&'a str);
+
+impl<'a> Secret<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        Secret(s)
+    }
+}
 
 impl Secret<'_> {
     /// The secret itself. Handle with care: never log it.
@@ -131,8 +150,43 @@ pub struct Issued {
     pub access: (TokenKey, TokenRecord),
     /// The refresh token's key and record, if one was issued.
     pub refresh: Option<(TokenKey, TokenRecord)>,
-    /// A rotated refresh token that must stop working now.
+    /// A rotated refresh token that must stop working now: the store marks
+    /// it retired (at the access token's `issued_at`), and only if it was
+    /// not retired already; see [`Issued::lost_race`].
     pub retire: Option<TokenKey>,
+}
+
+/// What to do when [`Issued::retire`] was already retired by a concurrent
+/// request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostRace {
+    /// Inside the reuse grace window: store the new tokens anyway.
+    StoreWithoutRetiring,
+    /// A replay: revoke the family until the given time and answer with the
+    /// error.
+    RevokeFamily(FamilyId, u64, OAuthError),
+}
+
+impl Issued {
+    /// Decides the fate of a refresh whose rotation lost a race: two requests
+    /// presented the same refresh token at once and the other one won. That
+    /// is a replay, unless a grace window is configured.
+    pub fn lost_race(&self, engine: &Engine) -> LostRace {
+        let record = &self.access.1;
+        if engine.config.refresh_reuse_grace > 0 {
+            LostRace::StoreWithoutRetiring
+        } else {
+            LostRace::RevokeFamily(record.family, family_horizon(engine, record.issued_at), REUSED)
+        }
+    }
+}
+
+const REUSED: OAuthError = OAuthError::new(ErrorCode::InvalidGrant, Reason::RefreshTokenReuse, BAD_REFRESH_TOKEN);
+
+/// When every token a family could hold, issued at or before `now`, has expired.
+pub(crate) fn family_horizon(engine: &Engine, now: u64) -> u64 {
+    let c = &engine.config;
+    now.saturating_add(c.refresh_token_ttl.max(c.access_token_ttl))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +194,7 @@ enum State {
     AuthenticateClient,
     VerifyPassword,
     LoadRefreshToken(TokenKey),
+    RevokeFamily(FamilyId, u64),
     Issue,
     Rejected(OAuthError),
 }
@@ -219,7 +274,7 @@ impl Engine {
     }
 }
 
-fn invalid_client(reason: Reason, basic: bool) -> OAuthError {
+pub(crate) fn invalid_client(reason: Reason, basic: bool) -> OAuthError {
     let mut e = OAuthError::new(ErrorCode::InvalidClient, reason, CLIENT_AUTH_FAILED);
     e.basic_challenge = basic;
     e
@@ -258,6 +313,7 @@ impl<'a> TokenGrant<'a> {
                 _ => Step::Reject(server_error()),
             },
             State::LoadRefreshToken(key) => Step::LoadRefreshToken { key },
+            State::RevokeFamily(family, until) => Step::RevokeFamily { family, until },
             State::Issue => Step::Issue,
             State::Rejected(e) => Step::Reject(e),
         }
@@ -371,6 +427,11 @@ impl<'a> TokenGrant<'a> {
             Some(r) if !r.is_active(now) => reject(Reason::ExpiredRefreshToken),
             // RFC 6749 §6: the token must have been issued to this client.
             Some(r) if r.client != index => reject(Reason::RefreshTokenOfAnotherClient),
+            // RFC 9700 §4.14.2: a rotated token presented again means two
+            // parties hold it; revoke the family so the thief's copy dies too.
+            Some(r) if r.is_retired() && now >= r.retired_at.saturating_add(self.engine.config.refresh_reuse_grace) => {
+                State::RevokeFamily(r.family, family_horizon(self.engine, now))
+            }
             Some(r) => {
                 let allowed = self.engine.clients.get(index).map_or(ScopeSet::EMPTY, |c| c.allowed_scopes);
                 match self.engine.scopes.refresh(scope.as_deref(), r.scope, allowed) {
@@ -378,13 +439,22 @@ impl<'a> TokenGrant<'a> {
                         self.scope = granted;
                         self.user = r.user;
                         self.family = Some(r.family);
-                        self.retire = self.engine.config.rotate_refresh_tokens.then_some(key);
+                        // Inside the grace window a retired token is accepted
+                        // again without a second retirement.
+                        self.retire = (self.engine.config.rotate_refresh_tokens && !r.is_retired()).then_some(key);
                         State::Issue
                     }
                     Err(e) => State::Rejected(e),
                 }
             }
         };
+    }
+
+    /// Answers [`Step::RevokeFamily`], once the family is revoked.
+    pub fn family_revoked(&mut self) {
+        if matches!(self.state, State::RevokeFamily(..)) {
+            self.state = State::Rejected(REUSED);
+        }
     }
 
     /// Answers [`Step::Issue`]: mints the tokens, writes the JSON response
@@ -417,6 +487,7 @@ impl<'a> TokenGrant<'a> {
             user: self.user,
             client: client_index,
             kind,
+            retired_at: 0,
         };
         let wants_refresh = match request.grant {
             // RFC 6749 §4.3.3: optional; issued to clients allowed to refresh.

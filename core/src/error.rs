@@ -97,6 +97,9 @@ pub enum Reason {
     RefreshTokenOfAnotherClient,
     /// The presented token is not a refresh token.
     NotARefreshToken,
+    /// A refresh token that was already rotated was presented again: its
+    /// grant family is revoked (RFC 9700 §4.14.2).
+    RefreshTokenReuse,
     /// The password hashing queue is full.
     Overloaded,
     /// The random source failed.
@@ -127,6 +130,7 @@ impl Reason {
             Self::ExpiredRefreshToken => "expired_refresh_token",
             Self::RefreshTokenOfAnotherClient => "refresh_token_of_another_client",
             Self::NotARefreshToken => "not_a_refresh_token",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
             Self::Overloaded => "overloaded",
             Self::RandomFailure => "random_failure",
             Self::StoreFailure => "store_failure",

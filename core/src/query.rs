@@ -16,7 +16,7 @@
 
 use crate::basic::SCRATCH_LEN;
 use crate::client::ClientIndex;
-use crate::engine::{invalid_client, Engine, Secret};
+use crate::engine::{family_horizon, invalid_client, Engine, Secret};
 use crate::error::{OAuthError, Reason};
 use crate::request::TokenQuery;
 use crate::response::{self, Introspection};
@@ -152,7 +152,9 @@ impl<'a> TokenQueryGrant<'a> {
         match self.state {
             State::AuthenticateClient => {
                 match (self.client, self.query.as_ref().and_then(|q| q.auth.client_secret())) {
-                    (Some(client), Some(secret)) => QueryStep::AuthenticateClient { client, secret: Secret::new(secret) },
+                    (Some(client), Some(secret)) => {
+                        QueryStep::AuthenticateClient { client, secret: Secret::new(secret) }
+                    }
                     _ => QueryStep::Reject(OAuthError::new(
                         crate::ErrorCode::InvalidClient,
                         Reason::NoClientAuthentication,
@@ -199,37 +201,41 @@ impl<'a> TokenQueryGrant<'a> {
 
     /// The changes a revocation makes, once [`QueryStep::Done`]. Empty when
     /// the token is unknown or belongs to another client (RFC 7009 §2.2).
-    pub fn revocation(&self) -> Revocation {
+    pub fn revocation(&self, now: u64) -> Revocation {
         if self.kind != QueryKind::Revocation || !matches!(self.state, State::Done) {
             return Revocation::default();
         }
         let Some((key, record)) = self.own_record() else { return Revocation::default() };
         match record.kind {
             TokenKind::Access => Revocation { remove: Some(*key), revoke_family: None },
-            TokenKind::Refresh => {
-                let c = &self.engine.config;
-                let until = record.issued_at.saturating_add(c.refresh_token_ttl.max(c.access_token_ttl));
-                let until = until.max(record.expires_at);
-                Revocation { remove: Some(*key), revoke_family: Some((record.family, until)) }
-            }
+            // Every token of the family was issued by `now`, so all of them
+            // have expired by the horizon.
+            TokenKind::Refresh => Revocation {
+                remove: Some(*key),
+                revoke_family: Some((record.family, family_horizon(self.engine, now))),
+            },
         }
     }
 
-    /// Writes the introspection response, once [`QueryStep::Done`].
-    /// `user_name` resolves the runtime's user references; `issuer` is the
-    /// `iss` value.
+    /// Writes the introspection response, once [`QueryStep::Done`], and
+    /// returns whether the token is active. `user_name` resolves the
+    /// runtime's user references; `issuer` is the `iss` value.
     pub fn write_introspection(
         &self,
         now: u64,
         issuer: &str,
         user_name: &dyn Fn(UserRef) -> Option<String>,
         out: &mut Vec<u8>,
-    ) {
-        let Some(client) = self.client else { return response::write_introspection(out, None) };
+    ) -> bool {
+        let inactive = |out: &mut Vec<u8>| {
+            response::write_introspection(out, None);
+            false
+        };
+        let Some(client) = self.client else { return inactive(out) };
         let active = self.record.as_ref().filter(|(_, r)| {
             r.is_active(now) && !r.is_retired() && (r.kind == TokenKind::Access || r.client == client)
         });
-        let Some((_, r)) = active else { return response::write_introspection(out, None) };
+        let Some((_, r)) = active else { return inactive(out) };
         let owner = self.engine.clients.get(r.client).map_or("", |c| c.id.as_str());
         let username = if r.user == UserRef::NONE { None } else { user_name(r.user) };
         let scope = self.engine.scopes.to_string(r.scope);
@@ -251,5 +257,6 @@ impl<'a> TokenQueryGrant<'a> {
                 sub,
             }),
         );
+        true
     }
 }

@@ -145,6 +145,10 @@ pub struct TokenRecord {
     pub client: ClientIndex,
     /// Access or refresh.
     pub kind: TokenKind,
+    /// When a rotated refresh token was replaced (0: it was not). A retired
+    /// refresh token is kept until it expires so that a replay of it is
+    /// recognised as theft.
+    pub retired_at: u64,
 }
 
 impl TokenRecord {
@@ -152,6 +156,11 @@ impl TokenRecord {
     /// `expires_at`.
     pub const fn is_active(&self, now: u64) -> bool {
         now < self.expires_at
+    }
+
+    /// Whether this refresh token was rotated away.
+    pub const fn is_retired(&self) -> bool {
+        self.retired_at != 0
     }
 }
 
@@ -203,6 +212,7 @@ mod tests {
             user: UserRef::NONE,
             client: ClientIndex(0),
             kind: TokenKind::Access,
+            retired_at: 0,
         };
         assert!(r.is_active(99));
         assert!(!r.is_active(100));

@@ -230,6 +230,10 @@ impl Server {
                         let record = self.store.get(&key).copied();
                         grant.refresh_token_loaded(record, self.now);
                     }
+                    Step::RevokeFamily { family, .. } => {
+                        self.store.retain(|_, r| r.family != family);
+                        grant.family_revoked();
+                    }
                     Step::Issue => break grant.issue(self.now, &mut out),
                     Step::Reject(e) => break Err(e),
                 }
@@ -239,7 +243,9 @@ impl Server {
         match result {
             Ok(issued) => {
                 if let Some(old) = issued.retire {
-                    self.store.remove(&old);
+                    let record = self.store.get_mut(&old).expect("the retired token is stored");
+                    assert_eq!(record.retired_at, 0, "retired twice");
+                    record.retired_at = issued.access.1.issued_at;
                 }
                 self.store.insert(issued.access.0, issued.access.1);
                 if let Some((key, record)) = issued.refresh {

@@ -2,7 +2,7 @@
 //! binding, token kind, exact expiry and scope narrowing.
 
 use crate::harness::{Server, ACCESS_TTL, REFRESH_TTL, START};
-use ropc_core::{EngineConfig, Reason, TokenKind, UserRef};
+use ropc_core::{EngineConfig, LostRace, Reason, TokenKind, UserRef};
 
 #[test]
 fn refresh_rotates_the_refresh_token() {
@@ -32,13 +32,72 @@ fn refresh_rotates_the_refresh_token() {
     }
     assert_eq!(issued.access.1.expires_at, START + 10 + ACCESS_TTL);
 
-    // The runtime removed the retired token: it no longer works.
+    // The new one works, and rotates in turn.
+    s.now += 10;
+    let third = s.refresh("legacy", &second, "");
+    assert_eq!(third.status, 200, "{}", third.body);
+    assert_eq!(s.password_checks, 1, "a refresh never hashes a password");
+}
+
+#[test]
+fn replaying_a_rotated_token_revokes_the_family() {
+    let mut s = Server::new();
+    let login = s.login("");
+    let first = login.refresh_token();
+    let stolen_access = s.key(&login.string("access_token").unwrap());
+    s.now += 5;
+    let second = s.refresh("legacy", &first, "").refresh_token();
+    s.now += 5;
+    let third = s.refresh("legacy", &second, "").refresh_token();
+
+    // `first` was rotated away: presenting it again is theft.
+    s.now += 1;
     let replay = s.refresh("legacy", &first, "");
     assert_eq!((replay.status, replay.error_code().as_str()), (400, "invalid_grant"));
-    assert_eq!(replay.error.unwrap().reason, Reason::UnknownRefreshToken);
-    // The new one does.
-    assert_eq!(s.refresh("legacy", &second, "").status, 200);
-    assert_eq!(s.password_checks, 1, "a refresh never hashes a password");
+    assert_eq!(replay.error.unwrap().reason, Reason::RefreshTokenReuse);
+    // Every descendant died with it, access tokens included.
+    let r = s.refresh("legacy", &third, "");
+    assert_eq!((r.status, r.error.unwrap().reason), (400, Reason::UnknownRefreshToken));
+    assert!(!s.store.contains_key(&stolen_access), "the family's access tokens are revoked");
+    assert!(s.store.is_empty(), "nothing of the family is left");
+    // Another login is unaffected.
+    assert_eq!(s.login("").status, 200);
+}
+
+#[test]
+fn grace_window_accepts_a_retry() {
+    let config = EngineConfig { refresh_reuse_grace: 10, ..EngineConfig::default() };
+    let mut s = Server::with_config(config);
+    let first = s.login("").refresh_token();
+    s.now += 100;
+    let second = s.refresh("legacy", &first, "");
+    assert_eq!(second.status, 200);
+    // The response was lost; the client retries with `first` 9 s later.
+    s.now += 9;
+    let retry = s.refresh("legacy", &first, "");
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.issued.as_ref().unwrap().retire, None, "a retired token is not retired twice");
+    // At exactly 10 s the window is closed: theft.
+    s.now += 1;
+    let late = s.refresh("legacy", &first, "");
+    assert_eq!(late.error.unwrap().reason, Reason::RefreshTokenReuse);
+}
+
+#[test]
+fn a_lost_rotation_race_is_a_replay_unless_graced() {
+    let mut s = Server::new();
+    let first = s.login("").refresh_token();
+    let won = s.refresh("legacy", &first, "").issued.unwrap();
+    match won.lost_race(&s.engine) {
+        LostRace::RevokeFamily(family, until, error) => {
+            assert_eq!(family, won.access.1.family);
+            assert!(until >= won.access.1.expires_at && until >= START + REFRESH_TTL);
+            assert_eq!((error.code.as_str(), error.reason), ("invalid_grant", Reason::RefreshTokenReuse));
+        }
+        other => panic!("{other:?}"),
+    }
+    let graced = Server::with_config(EngineConfig { refresh_reuse_grace: 5, ..EngineConfig::default() });
+    assert_eq!(won.lost_race(&graced.engine), LostRace::StoreWithoutRetiring);
 }
 
 #[test]

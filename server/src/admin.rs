@@ -16,16 +16,13 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn parse_doc(path: &Path, text: &str) -> Result<DocumentMut, String> {
-    text.parse::<DocumentMut>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    text.parse::<DocumentMut>().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Validates `text` as the new content of `path`, then writes it atomically.
 fn commit_config(path: &Path, text: &str) -> Result<(), String> {
-    Config::parse(path, text)
-        .map_err(|e| format!("the result would be invalid, nothing was written: {e}"))?;
-    write_atomic(path, text.as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    Config::parse(path, text).map_err(|e| format!("the result would be invalid, nothing was written: {e}"))?;
+    write_atomic(path, text.as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn array(items: &[String]) -> Array {
@@ -33,32 +30,20 @@ fn array(items: &[String]) -> Array {
 }
 
 /// `ropc client add`.
-pub fn client_add(
-    id: &str,
-    scopes: &[String],
-    capabilities: &[String],
-    config: Option<&Path>,
-) -> Result<(), String> {
+pub fn client_add(id: &str, scopes: &[String], capabilities: &[String], config: Option<&Path>) -> Result<(), String> {
     if id.is_empty() || id.chars().any(char::is_control) {
         return Err("the client id must be non-empty and free of control characters".into());
     }
-    let capabilities: Vec<String> = if capabilities.is_empty() {
-        vec!["password".into(), "refresh_token".into()]
-    } else {
-        capabilities.to_vec()
-    };
+    let capabilities: Vec<String> =
+        if capabilities.is_empty() { vec!["password".into(), "refresh_token".into()] } else { capabilities.to_vec() };
     for c in &capabilities {
         if Capabilities::from_name(c).is_none() {
-            return Err(format!(
-                "unknown capability {c:?} (expected password, refresh_token or client_credentials)"
-            ));
+            return Err(format!("unknown capability {c:?} (expected password, refresh_token or client_credentials)"));
         }
     }
     for s in scopes {
         if !is_scope_token(s) {
-            return Err(format!(
-                "invalid scope {s:?}: printable ASCII without space, '\"' or '\\' (RFC 6749 §3.3)"
-            ));
+            return Err(format!("invalid scope {s:?}: printable ASCII without space, '\"' or '\\' (RFC 6749 §3.3)"));
         }
     }
     let loaded = match config {
@@ -75,9 +60,7 @@ pub fn client_add(
         }
         None => None,
     };
-    let params = loaded
-        .as_ref()
-        .map_or(HashParams::default(), |(_, _, p)| *p);
+    let params = loaded.as_ref().map_or(HashParams::default(), |(_, _, p)| *p);
     let secret = zeroize::Zeroizing::new(generate_secret()?);
     let hash = hash_password(secret.as_bytes(), params)?;
 
@@ -98,11 +81,7 @@ pub fn client_add(
         let defined: Vec<String> = doc
             .get("scopes")
             .and_then(Item::as_array_of_tables)
-            .map(|t| {
-                t.iter()
-                    .filter_map(|s| s.get("name").and_then(Item::as_str).map(str::to_owned))
-                    .collect()
-            })
+            .map(|t| t.iter().filter_map(|s| s.get("name").and_then(Item::as_str).map(str::to_owned)).collect())
             .unwrap_or_default();
         for s in scopes.iter().filter(|s| !defined.contains(s)) {
             let mut t = Table::new();
@@ -121,12 +100,8 @@ pub fn client_add(
 }
 
 fn push_table(doc: &mut DocumentMut, key: &str, table: Table) -> Result<(), String> {
-    let item = doc
-        .entry(key)
-        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
-    item.as_array_of_tables_mut()
-        .ok_or_else(|| format!("`{key}` is not an array of tables ([[{key}]])"))?
-        .push(table);
+    let item = doc.entry(key).or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
+    item.as_array_of_tables_mut().ok_or_else(|| format!("`{key}` is not an array of tables ([[{key}]])"))?.push(table);
     Ok(())
 }
 
@@ -147,7 +122,10 @@ pub fn client_reset_secret(id: &str, path: &Path) -> Result<(), String> {
     let hash = hash_password(secret.as_bytes(), config.argon2)?;
     client.insert("secret", value(hash));
     commit_config(path, &doc.to_string())?;
-    eprintln!("replaced the secret of {id:?} in {}; the old secret works until the server reloads its config", path.display());
+    eprintln!(
+        "replaced the secret of {id:?} in {}; the old secret works until the server reloads its config",
+        path.display()
+    );
     eprintln!("new client_secret (shown once, store it now):");
     println!("{}", secret.as_str());
     Ok(())
@@ -156,11 +134,7 @@ pub fn client_reset_secret(id: &str, path: &Path) -> Result<(), String> {
 /// `ropc user add`: adds or replaces `name`'s line, keeping every other
 /// line (comments included) as it was.
 pub fn user_add(name: &str, password: &str, path: &Path, params: HashParams) -> Result<(), String> {
-    if name.is_empty()
-        || name.contains(':')
-        || name.starts_with('#')
-        || name.chars().any(char::is_control)
-    {
+    if name.is_empty() || name.contains(':') || name.starts_with('#') || name.chars().any(char::is_control) {
         return Err("the username must be non-empty, without ':' or control characters, and not start with '#'".into());
     }
     let existing = match std::fs::read_to_string(path) {
@@ -187,22 +161,9 @@ pub fn user_add(name: &str, password: &str, path: &Path, params: HashParams) -> 
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    UserStore::parse(
-        path,
-        &text,
-        HashParams {
-            m_cost: 8,
-            t_cost: 1,
-            p_cost: 1,
-        },
-    )
-    .map_err(|e| format!("the result would be invalid, nothing was written: {e}"))?;
-    write_atomic(path, text.as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!(
-        "{} user {name:?} in {}",
-        if replaced { "replaced" } else { "added" },
-        path.display()
-    );
+    UserStore::parse(path, &text, HashParams { m_cost: 8, t_cost: 1, p_cost: 1 })
+        .map_err(|e| format!("the result would be invalid, nothing was written: {e}"))?;
+    write_atomic(path, text.as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("{} user {name:?} in {}", if replaced { "replaced" } else { "added" }, path.display());
     Ok(())
 }

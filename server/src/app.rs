@@ -10,8 +10,8 @@ use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
-    Capabilities, Engine, OAuthError, Provider, RandomError, Reason, SecureRandom, Step,
-    TokenDigest, TokenKey,
+    Capabilities, Engine, Issued, LostRace, OAuthError, Provider, QueryKind, QueryStep, RandomError, Reason,
+    SecureRandom, Step, TokenDigest, TokenKey,
 };
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -49,9 +49,7 @@ impl TokenDigest for Sha256Digest {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Everything a request handler needs.
@@ -99,6 +97,8 @@ pub struct GrantOutcome {
     pub grant_type: Option<&'static str>,
     /// The presented username (for the log).
     pub username: Option<String>,
+    /// What happened, for the log, when the request succeeded.
+    pub label: &'static str,
 }
 
 impl App {
@@ -107,8 +107,7 @@ impl App {
     pub fn new(config: Config, bound_port: Option<u16>) -> Result<Self, String> {
         let users = match &config.users_file {
             Some(path) => UserStore::load(path, config.argon2).map_err(|e| e.to_string())?,
-            None => UserStore::parse(std::path::Path::new("(none)"), "", config.argon2)
-                .map_err(|e| e.to_string())?,
+            None => UserStore::parse(std::path::Path::new("(none)"), "", config.argon2).map_err(|e| e.to_string())?,
         };
         let pool = Arc::new(
             HashPool::new(config.hash_workers, config.hash_queue)
@@ -136,19 +135,14 @@ impl App {
     }
 
     fn provider(&self) -> Provider<'_> {
-        Provider {
-            random: &self.random,
-            digest: &self.digest,
-        }
+        Provider { random: &self.random, digest: &self.digest }
     }
 
     /// Runs one token request through the engine. `authorization` is the
     /// raw `Authorization` header, if any.
     pub async fn token(&self, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
-        let mut grant = self
-            .engine
-            .token_grant(self.provider(), body, authorization, &mut scratch);
+        let mut grant = self.engine.token_grant(self.provider(), body, authorization, &mut scratch);
         let mut out = Vec::with_capacity(256);
         let mut outcome = GrantOutcome {
             status: 200,
@@ -158,25 +152,18 @@ impl App {
             client_id: grant.client_id().map(str::to_owned),
             grant_type: grant.grant_type(),
             username: grant.username().map(str::to_owned),
+            label: "issued",
         };
         let result = loop {
             match grant.step() {
                 Step::AuthenticateClient { client, secret } => {
-                    match self
-                        .client_secrets
-                        .verify(&*self.verifier, client, secret.expose())
-                        .await
-                    {
+                    match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
                         Ok(ok) => grant.client_authenticated(ok),
                         Err(e) => break Err(self.verify_failed(e, &mut outcome)),
                     }
                 }
                 Step::VerifyPassword { username, password } => {
-                    match self
-                        .users
-                        .verify(&*self.verifier, username, password.expose())
-                        .await
-                    {
+                    match self.users.verify(&*self.verifier, username, password.expose()).await {
                         Ok(result) => grant.password_verified(result),
                         Err(e) => break Err(self.verify_failed(e, &mut outcome)),
                     }
@@ -185,12 +172,20 @@ impl App {
                     Ok(record) => grant.refresh_token_loaded(record, now()),
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
+                Step::RevokeFamily { family, until } => match self.store.revoke_family(family, until).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            event = "refresh_token_reuse",
+                            client = ?outcome.client_id.as_deref().unwrap_or("-"),
+                            family = family.0,
+                            "a rotated refresh token was replayed; its grant family is revoked"
+                        );
+                        grant.family_revoked();
+                    }
+                    Err(_) => break Err(OAuthError::STORE_FAILED),
+                },
                 Step::Issue => match grant.issue(now(), &mut out) {
-                    Ok(issued) => match self.store.commit(&issued).await {
-                        Ok(Commit::Stored) => break Ok(()),
-                        Ok(Commit::LostRace) => break Err(OAuthError::INVALID_REFRESH_TOKEN),
-                        Err(_) => break Err(OAuthError::STORE_FAILED),
-                    },
+                    Ok(issued) => break self.commit(&issued).await,
                     Err(e) => break Err(e),
                 },
                 Step::Reject(e) => break Err(e),
@@ -209,6 +204,106 @@ impl App {
         outcome
     }
 
+    /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.
+    pub async fn token_query(&self, kind: QueryKind, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
+        let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
+        let provider = self.provider();
+        let mut query = match kind {
+            QueryKind::Revocation => self.engine.revocation(provider, body, authorization, &mut scratch),
+            QueryKind::Introspection => self.engine.introspection(provider, body, authorization, &mut scratch),
+        };
+        let mut outcome = GrantOutcome {
+            status: 200,
+            body: Vec::new(),
+            error: None,
+            retry_after: None,
+            client_id: query.client_id().map(str::to_owned),
+            grant_type: None,
+            username: None,
+            label: "",
+        };
+        let result = loop {
+            match query.step() {
+                QueryStep::AuthenticateClient { client, secret } => {
+                    match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
+                        Ok(ok) => query.client_authenticated(ok),
+                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                    }
+                }
+                QueryStep::LoadToken { key } => match self.store.get(&key).await {
+                    Ok(record) => query.token_loaded(record),
+                    Err(_) => break Err(OAuthError::STORE_FAILED),
+                },
+                QueryStep::Done => break Ok(()),
+                QueryStep::Reject(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            outcome.status = e.status();
+            outcome.error = Some(e);
+            self.engine.write_error(&e, &mut outcome.body);
+            return outcome;
+        }
+        let now = now();
+        match kind {
+            QueryKind::Revocation => {
+                let revocation = query.revocation(now);
+                let applied = async {
+                    if let Some((family, until)) = revocation.revoke_family {
+                        self.store.revoke_family(family, until).await?;
+                    }
+                    if let Some(key) = revocation.remove {
+                        self.store.remove(&key).await?;
+                    }
+                    Ok::<_, crate::store::StoreError>(())
+                };
+                if applied.await.is_err() {
+                    let e = OAuthError::STORE_FAILED;
+                    outcome.status = e.status();
+                    outcome.error = Some(e);
+                    self.engine.write_error(&e, &mut outcome.body);
+                    return outcome;
+                }
+                outcome.label = match (revocation.remove, revocation.revoke_family) {
+                    (_, Some(_)) => "revoked_grant",
+                    (Some(_), None) => "revoked_token",
+                    // Unknown, or another client's: RFC 7009 §2.2 says 200 all the same.
+                    (None, None) => "nothing_revoked",
+                };
+            }
+            QueryKind::Introspection => {
+                let users = &self.users;
+                let name = |u| users.name(u).map(|n| n.to_string());
+                let active = query.write_introspection(now, &self.issuer, &name, &mut outcome.body);
+                outcome.label = if active { "active" } else { "inactive" };
+            }
+        }
+        outcome
+    }
+
+    /// Stores a grant's records; settles a lost rotation race as the engine
+    /// says (a replay, unless the grace window covers it).
+    async fn commit(&self, issued: &Issued) -> Result<(), OAuthError> {
+        match self.store.commit(issued).await {
+            Ok(Commit::Stored) => Ok(()),
+            Ok(Commit::LostRace) => match issued.lost_race(&self.engine) {
+                LostRace::StoreWithoutRetiring => {
+                    self.store.store_only(issued).await.map_err(|_| OAuthError::STORE_FAILED)
+                }
+                LostRace::RevokeFamily(family, until, error) => {
+                    self.store.revoke_family(family, until).await.map_err(|_| OAuthError::STORE_FAILED)?;
+                    tracing::warn!(
+                        event = "refresh_token_reuse",
+                        family = family.0,
+                        "two requests presented one refresh token at once; its grant family is revoked"
+                    );
+                    Err(error)
+                }
+            },
+            Err(_) => Err(OAuthError::STORE_FAILED),
+        }
+    }
+
     fn verify_failed(&self, e: VerifyError, outcome: &mut GrantOutcome) -> OAuthError {
         match e {
             VerifyError::Overloaded { retry_after } => {
@@ -217,10 +312,7 @@ impl App {
             }
             VerifyError::Unavailable => {
                 outcome.retry_after = Some(1);
-                OAuthError {
-                    reason: Reason::Overloaded,
-                    ..OAuthError::OVERLOADED
-                }
+                OAuthError { reason: Reason::Overloaded, ..OAuthError::OVERLOADED }
             }
         }
     }
@@ -239,21 +331,20 @@ impl App {
 
 fn build_metadata(engine: &Engine, config: &Config, issuer: &str) -> Vec<u8> {
     let caps = engine.clients.capabilities();
-    let grant_types: Vec<&str> = Capabilities::NAMES
-        .iter()
-        .filter(|(_, c)| caps.contains(*c))
-        .map(|(n, _)| *n)
-        .collect();
+    let grant_types: Vec<&str> =
+        Capabilities::NAMES.iter().filter(|(_, c)| caps.contains(*c)).map(|(n, _)| *n).collect();
     let scopes: Vec<&str> = engine.scopes.names().collect();
     let token_endpoint = format!("{issuer}{}", config.endpoints.token);
+    let revocation_endpoint = format!("{issuer}{}", config.endpoints.revocation);
+    let introspection_endpoint = format!("{issuer}{}", config.endpoints.introspection);
     let mut out = Vec::new();
     response::write_metadata(
         &mut out,
         &Metadata {
             issuer,
             token_endpoint: &token_endpoint,
-            revocation_endpoint: None,
-            introspection_endpoint: None,
+            revocation_endpoint: Some(&revocation_endpoint),
+            introspection_endpoint: Some(&introspection_endpoint),
             jwks_uri: None,
             grant_types: &grant_types,
             scopes: &scopes,

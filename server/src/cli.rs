@@ -12,11 +12,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ropc",
-    version,
-    about = "OAuth 2.0 server for the Resource Owner Password Credentials grant"
-)]
+#[command(name = "ropc", version, about = "OAuth 2.0 server for the Resource Owner Password Credentials grant")]
 struct Cli {
     /// Log format for `serve`.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -118,53 +114,30 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config, cli.log_format),
-        Command::HashPassword {
-            m_cost,
-            t_cost,
-            p_cost,
-        } => {
+        Command::HashPassword { m_cost, t_cost, p_cost } => {
             let d = HashParams::default();
             let params = HashParams {
                 m_cost: m_cost.unwrap_or(d.m_cost),
                 t_cost: t_cost.unwrap_or(d.t_cost),
                 p_cost: p_cost.unwrap_or(d.p_cost),
             };
-            read_password(false)
-                .and_then(|pw| hash_password(pw.as_bytes(), params))
-                .map(|phc| println!("{phc}"))
+            read_password(false).and_then(|pw| hash_password(pw.as_bytes(), params)).map(|phc| println!("{phc}"))
         }
-        Command::Client {
-            command:
-                ClientCommand::Add {
-                    id,
-                    scopes,
-                    capabilities,
-                    config,
-                },
-        } => admin::client_add(&id, &scopes, &capabilities, config.as_deref()),
-        Command::Client {
-            command: ClientCommand::ResetSecret { id, config },
-        } => admin::client_reset_secret(&id, &config),
-        Command::User {
-            command:
-                UserCommand::Add {
-                    name,
-                    users,
-                    config,
-                },
-        } => {
+        Command::Client { command: ClientCommand::Add { id, scopes, capabilities, config } } => {
+            admin::client_add(&id, &scopes, &capabilities, config.as_deref())
+        }
+        Command::Client { command: ClientCommand::ResetSecret { id, config } } => {
+            admin::client_reset_secret(&id, &config)
+        }
+        Command::User { command: UserCommand::Add { name, users, config } } => {
             let params = match config.as_deref().map(Config::load) {
                 Some(Ok(c)) => Ok(c.argon2),
                 Some(Err(e)) => Err(e.to_string()),
                 None => Ok(HashParams::default()),
             };
-            params.and_then(|p| {
-                read_password(true).and_then(|pw| admin::user_add(&name, &pw, &users, p))
-            })
+            params.and_then(|p| read_password(true).and_then(|pw| admin::user_add(&name, &pw, &users, p)))
         }
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => config_check(&file),
+        Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
     };
     match result {
         Ok(()) => 0,
@@ -179,11 +152,9 @@ pub fn main() -> i32 {
 /// without its trailing newline.
 fn read_password(confirm: bool) -> Result<Zeroizing<String>, String> {
     if std::io::stdin().is_terminal() {
-        let first =
-            Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?);
+        let first = Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?);
         if confirm {
-            let second =
-                Zeroizing::new(rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?);
+            let second = Zeroizing::new(rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?);
             if *first != *second {
                 return Err("the passwords differ".into());
             }
@@ -191,10 +162,7 @@ fn read_password(confirm: bool) -> Result<Zeroizing<String>, String> {
         return check_password(first);
     }
     let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read stdin: {e}"))?;
     if line.ends_with('\n') {
         line.pop();
         if line.ends_with('\r') {
@@ -214,16 +182,9 @@ fn check_password(p: Zeroizing<String>) -> Result<Zeroizing<String>, String> {
 fn config_check(file: &Path) -> Result<(), String> {
     let config = Config::load(file).map_err(|e| e.to_string())?;
     let users = match &config.users_file {
-        Some(path) => crate::credentials::UserStore::load(
-            path,
-            HashParams {
-                m_cost: 8,
-                t_cost: 1,
-                p_cost: 1,
-            },
-        )
-        .map_err(|e| e.to_string())?
-        .len(),
+        Some(path) => crate::credentials::UserStore::load(path, HashParams { m_cost: 8, t_cost: 1, p_cost: 1 })
+            .map_err(|e| e.to_string())?
+            .len(),
         None => 0,
     };
     println!(
@@ -259,17 +220,10 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
             println!("ropc listening on {}://{addr}", server.scheme());
         }
         if let Some(ca) = &server.ca_file {
-            println!(
-                "self-signed certificate: {} (use with curl --cacert)",
-                ca.display()
-            );
+            println!("self-signed certificate: {} (use with curl --cacert)", ca.display());
         }
         if let Some(d) = demo {
-            print_demo(
-                &d,
-                server.ca_file.as_deref(),
-                &format!("{issuer}{token_path}"),
-            );
+            print_demo(&d, server.ca_file.as_deref(), &format!("{issuer}{token_path}"));
         }
         tracing::info!(issuer = %issuer, "ready");
         server.run(shutdown_signal()).await;
@@ -279,9 +233,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
 }
 
 fn print_demo(d: &demo::Demo, ca: Option<&Path>, url: &str) {
-    let cacert = ca
-        .map(|p| format!("--cacert {} ", p.display()))
-        .unwrap_or_default();
+    let cacert = ca.map(|p| format!("--cacert {} ", p.display())).unwrap_or_default();
     println!(
         "\nropc demo mode: configuration in {config} (delete {dir}/ to start over)\n\
          \n  client_id      legacy\n  client_secret  {secret}\n  username       demo\n  password       {password}\n\

@@ -176,6 +176,8 @@ struct RawTokenService {
     detailed_errors: bool,
     #[serde(default = "default_true")]
     rotate_refresh_tokens: bool,
+    #[serde(default = "default_zero")]
+    refresh_reuse_grace: Spanned<u64>,
 }
 
 impl Default for RawTokenService {
@@ -189,6 +191,7 @@ impl Default for RawTokenService {
             refresh_token_ttl: default_refresh_ttl(),
             detailed_errors: true,
             rotate_refresh_tokens: true,
+            refresh_reuse_grace: default_zero(),
         }
     }
 }
@@ -207,6 +210,9 @@ fn default_access_ttl() -> Spanned<u64> {
 }
 fn default_refresh_ttl() -> Spanned<u64> {
     Spanned::new(0..0, 86_400)
+}
+fn default_zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
 }
 fn default_true() -> bool {
     true
@@ -275,22 +281,13 @@ struct Locator<'s> {
 
 impl Locator<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.source.as_bytes()[..offset.min(self.source.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.source.as_bytes()[..offset.min(self.source.len())].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
     fn at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         // Defaults carry an empty span at 0: no line to point at.
         let line = (span != (0..0)).then(|| self.line_of(span.start));
-        ConfigError {
-            file: self.file.to_owned(),
-            line,
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError { file: self.file.to_owned(), line, key: key.into(), message: message.into() }
     }
 
     /// The dotted key at `offset`: the enclosing table header plus the key
@@ -298,27 +295,13 @@ impl Locator<'_> {
     fn key_at(&self, offset: usize) -> String {
         let offset = offset.min(self.source.len());
         let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.source[offset..]
-            .find('\n')
-            .map_or(self.source.len(), |i| offset + i);
+        let line_end = self.source[offset..].find('\n').map_or(self.source.len(), |i| offset + i);
         let line = self.source[line_start..line_end].trim();
-        let header = |l: &str| {
-            l.trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        };
+        let header = |l: &str| l.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_owned();
         if line.starts_with('[') {
             return header(line);
         }
-        let key = line
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_matches('"');
+        let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
         let table = self.source[..line_start]
             .lines()
             .rev()
@@ -351,18 +334,9 @@ impl Config {
         let loc = Locator { file: path, source };
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            let key = if span == (0..0) {
-                String::new()
-            } else {
-                loc.key_at(span.start)
-            };
+            let key = if span == (0..0) { String::new() } else { loc.key_at(span.start) };
             let line = e.span().map(|s| loc.line_of(s.start));
-            ConfigError {
-                file: path.to_owned(),
-                line,
-                key,
-                message: e.message().trim().to_owned(),
-            }
+            ConfigError { file: path.to_owned(), line, key, message: e.message().trim().to_owned() }
         })?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -374,15 +348,8 @@ impl Config {
     fn from_raw(loc: &Locator<'_>, dir: PathBuf, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = raw.server;
         let listen = server.listen.get_ref().clone();
-        if !listen
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-        {
-            return Err(loc.at(
-                server.listen.span(),
-                "server.listen",
-                "expected `host:port`, e.g. \"127.0.0.1:8443\"",
-            ));
+        if !listen.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            return Err(loc.at(server.listen.span(), "server.listen", "expected `host:port`, e.g. \"127.0.0.1:8443\""));
         }
         let tls = match &server.tls {
             None => TlsMode::SelfSigned,
@@ -409,30 +376,31 @@ impl Config {
         for (key, path) in [
             ("token_service.token_endpoint", &ts.token_endpoint),
             ("token_service.revocation_endpoint", &ts.revocation_endpoint),
-            (
-                "token_service.introspection_endpoint",
-                &ts.introspection_endpoint,
-            ),
+            ("token_service.introspection_endpoint", &ts.introspection_endpoint),
         ] {
             if !path.get_ref().starts_with('/') || path.get_ref().contains(['?', '#', ' ']) {
-                return Err(loc.at(
-                    path.span(),
-                    key,
-                    "must be a path starting with `/`, without query or fragment",
-                ));
+                return Err(loc.at(path.span(), key, "must be a path starting with `/`, without query or fragment"));
             }
+        }
+        let paths =
+            [ts.token_endpoint.get_ref(), ts.revocation_endpoint.get_ref(), ts.introspection_endpoint.get_ref()];
+        if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {
+            return Err(loc.at(ts.revocation_endpoint.span(), "token_service", "the three endpoint paths must differ"));
         }
         for (key, ttl) in [
             ("token_service.access_token_ttl", &ts.access_token_ttl),
             ("token_service.refresh_token_ttl", &ts.refresh_token_ttl),
         ] {
             if !(1..=10 * 365 * 86_400).contains(ttl.get_ref()) {
-                return Err(loc.at(
-                    ttl.span(),
-                    key,
-                    "must be a number of seconds between 1 and 315360000",
-                ));
+                return Err(loc.at(ttl.span(), key, "must be a number of seconds between 1 and 315360000"));
             }
+        }
+        if *ts.refresh_reuse_grace.get_ref() > 300 {
+            return Err(loc.at(
+                ts.refresh_reuse_grace.span(),
+                "token_service.refresh_reuse_grace",
+                "must be at most 300 seconds: a longer window lets a stolen refresh token go unnoticed",
+            ));
         }
         if let Some(issuer) = &ts.issuer {
             let i = issuer.get_ref();
@@ -450,23 +418,15 @@ impl Config {
             None => HashParams::default(),
             Some(a) => {
                 let r = a.get_ref();
-                let params = HashParams {
-                    m_cost: r.m_cost,
-                    t_cost: r.t_cost,
-                    p_cost: r.p_cost,
-                };
-                params
-                    .to_params()
-                    .map_err(|e| loc.at(a.span(), "credential_manager.argon2", e))?;
+                let params = HashParams { m_cost: r.m_cost, t_cost: r.t_cost, p_cost: r.p_cost };
+                params.to_params().map_err(|e| loc.at(a.span(), "credential_manager.argon2", e))?;
                 params
             }
         };
 
         let mut scopes = ScopeRegistry::new();
         for s in &raw.scopes {
-            scopes
-                .register(s.name.get_ref())
-                .map_err(|e| loc.at(s.name.span(), "scopes.name", e.to_string()))?;
+            scopes.register(s.name.get_ref()).map_err(|e| loc.at(s.name.span(), "scopes.name", e.to_string()))?;
         }
 
         let mut engine = Engine {
@@ -475,10 +435,8 @@ impl Config {
                 refresh_token_ttl: *ts.refresh_token_ttl.get_ref(),
                 detailed_errors: ts.detailed_errors,
                 rotate_refresh_tokens: ts.rotate_refresh_tokens,
-                limits: Limits {
-                    max_body_len: max_body as usize,
-                    ..Limits::default()
-                },
+                refresh_reuse_grace: *ts.refresh_reuse_grace.get_ref(),
+                limits: Limits { max_body_len: max_body as usize, ..Limits::default() },
             },
             clients: Default::default(),
             scopes,
@@ -486,7 +444,11 @@ impl Config {
         let mut client_secrets = Vec::new();
         for c in raw.clients {
             let secret = StoredHash::parse(c.secret.get_ref()).map_err(|e| {
-                loc.at(c.secret.span(), "clients.secret", format!("{e}; store a hash from `ropc hash-password` or `ropc client add`, never the plain secret"))
+                loc.at(
+                    c.secret.span(),
+                    "clients.secret",
+                    format!("{e}; store a hash from `ropc hash-password` or `ropc client add`, never the plain secret"),
+                )
             })?;
             let mut capabilities = Capabilities::empty();
             for cap in c.capabilities.get_ref() {
@@ -494,55 +456,38 @@ impl Config {
                     loc.at(
                         cap.span(),
                         "clients.capabilities",
-                        format!("unknown capability {:?} (expected password, refresh_token or client_credentials)", cap.get_ref()),
+                        format!(
+                            "unknown capability {:?} (expected password, refresh_token or client_credentials)",
+                            cap.get_ref()
+                        ),
                     )
                 })?;
                 capabilities = capabilities.union(known);
             }
-            let scope_set =
-                |key: &str, names: &[Spanned<String>]| -> Result<ScopeSet, ConfigError> {
-                    let mut set = ScopeSet::EMPTY;
-                    for n in names {
-                        let i = engine.scopes.index_of(n.get_ref()).ok_or_else(|| {
-                            loc.at(
-                                n.span(),
-                                key,
-                                format!(
-                                    "scope {:?} is not defined by any [[scopes]] entry",
-                                    n.get_ref()
-                                ),
-                            )
-                        })?;
-                        set = set.union(ScopeSet::single(i));
-                    }
-                    Ok(set)
-                };
+            let scope_set = |key: &str, names: &[Spanned<String>]| -> Result<ScopeSet, ConfigError> {
+                let mut set = ScopeSet::EMPTY;
+                for n in names {
+                    let i = engine.scopes.index_of(n.get_ref()).ok_or_else(|| {
+                        loc.at(n.span(), key, format!("scope {:?} is not defined by any [[scopes]] entry", n.get_ref()))
+                    })?;
+                    set = set.union(ScopeSet::single(i));
+                }
+                Ok(set)
+            };
             let allowed_scopes = scope_set("clients.scopes", &c.scopes)?;
             let default_scopes = scope_set("clients.default_scopes", &c.default_scopes)?;
-            let client = Client {
-                id: c.id.get_ref().clone(),
-                capabilities,
-                allowed_scopes,
-                default_scopes,
-            };
+            let client = Client { id: c.id.get_ref().clone(), capabilities, allowed_scopes, default_scopes };
             engine.clients.add(client).map_err(|e| {
                 let key = match e {
                     ropc_core::client::ClientError::DefaultNotAllowed => "clients.default_scopes",
                     _ => "clients.id",
                 };
-                loc.at(
-                    c.id.span(),
-                    key,
-                    format!("client {:?}: {e}", c.id.get_ref()),
-                )
+                loc.at(c.id.span(), key, format!("client {:?}: {e}", c.id.get_ref()))
             })?;
             client_secrets.push(Arc::new(secret));
         }
 
-        let needs_users = engine
-            .clients
-            .capabilities()
-            .contains(Capabilities::PASSWORD);
+        let needs_users = engine.clients.capabilities().contains(Capabilities::PASSWORD);
         let users_file = match &cm.users_file {
             Some(f) => Some(dir.join(f.get_ref())),
             None if needs_users => {
@@ -566,9 +511,7 @@ impl Config {
                 revocation: ts.revocation_endpoint.into_inner(),
                 introspection: ts.introspection_endpoint.into_inner(),
             },
-            issuer: ts
-                .issuer
-                .map(|i| i.into_inner().trim_end_matches('/').to_owned()),
+            issuer: ts.issuer.map(|i| i.into_inner().trim_end_matches('/').to_owned()),
             users_file,
             argon2,
             hash_workers: raw.hash_pool.workers,
@@ -585,54 +528,32 @@ impl Config {
         if let Some(i) = &self.issuer {
             return i.clone();
         }
-        let scheme = if self.tls == TlsMode::Off {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = if self.tls == TlsMode::Off { "http" } else { "https" };
         let (host, port) = self.listen.rsplit_once(':').unwrap_or((&self.listen, "0"));
         let port = bound_port.map_or_else(|| port.to_owned(), |p| p.to_string());
         let host = match host {
             // The self-signed certificate names localhost.
-            "127.0.0.1" | "0.0.0.0" | "[::]" | "[::1]" if self.tls == TlsMode::SelfSigned => {
-                "localhost"
-            }
+            "127.0.0.1" | "0.0.0.0" | "[::]" | "[::1]" if self.tls == TlsMode::SelfSigned => "localhost",
             h => h,
         };
         format!("{scheme}://{host}:{port}")
     }
 }
 
-fn parse_tls(
-    loc: &Locator<'_>,
-    dir: &Path,
-    v: &Spanned<toml::Value>,
-) -> Result<TlsMode, ConfigError> {
-    const EXPECTED: &str =
-        "expected \"self-signed\", \"off\" or { cert = \"cert.pem\", key = \"key.pem\" }";
+fn parse_tls(loc: &Locator<'_>, dir: &Path, v: &Spanned<toml::Value>) -> Result<TlsMode, ConfigError> {
+    const EXPECTED: &str = "expected \"self-signed\", \"off\" or { cert = \"cert.pem\", key = \"key.pem\" }";
     match v.get_ref() {
         toml::Value::String(s) if s == "self-signed" => Ok(TlsMode::SelfSigned),
         toml::Value::String(s) if s == "off" => Ok(TlsMode::Off),
         toml::Value::Table(t) => {
             if let Some(extra) = t.keys().find(|k| *k != "cert" && *k != "key") {
-                return Err(loc.at(
-                    v.span(),
-                    "server.tls",
-                    format!("unknown key `{extra}`; {EXPECTED}"),
-                ));
+                return Err(loc.at(v.span(), "server.tls", format!("unknown key `{extra}`; {EXPECTED}")));
             }
             let path = |k: &str| match t.get(k) {
                 Some(toml::Value::String(p)) => Ok(dir.join(p)),
-                _ => Err(loc.at(
-                    v.span(),
-                    &format!("server.tls.{k}"),
-                    format!("missing or not a string; {EXPECTED}"),
-                )),
+                _ => Err(loc.at(v.span(), &format!("server.tls.{k}"), format!("missing or not a string; {EXPECTED}"))),
             };
-            Ok(TlsMode::Files {
-                cert: path("cert")?,
-                key: path("key")?,
-            })
+            Ok(TlsMode::Files { cert: path("cert")?, key: path("key")? })
         }
         _ => Err(loc.at(v.span(), "server.tls", EXPECTED)),
     }
@@ -644,15 +565,7 @@ mod tests {
     use crate::hash::hash_password;
 
     fn hash() -> String {
-        hash_password(
-            b"s",
-            HashParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            },
-        )
-        .unwrap()
+        hash_password(b"s", HashParams { m_cost: 64, t_cost: 1, p_cost: 1 }).unwrap()
     }
 
     fn config(body: &str) -> Result<Config, ConfigError> {
@@ -688,10 +601,7 @@ default_scopes = ["read"]
     #[test]
     fn accepts_the_contract_example() {
         let c = config(&good()).unwrap();
-        assert_eq!(
-            c.users_file.as_deref(),
-            Some(Path::new("/etc/ropc/users.htpasswd"))
-        );
+        assert_eq!(c.users_file.as_deref(), Some(Path::new("/etc/ropc/users.htpasswd")));
         assert_eq!(c.engine.config.access_token_ttl, 300);
         assert_eq!(c.engine.clients.len(), 1);
         assert_eq!(c.endpoints.token, "/oauth/v2/oauth-token");
@@ -703,27 +613,9 @@ default_scopes = ["read"]
     #[test]
     fn errors_name_line_and_key() {
         let cases: &[(&str, &str, Option<usize>, &str, &str)] = &[
-            (
-                "tls = \"off\"",
-                "tls = \"of\"",
-                Some(3),
-                "server.tls",
-                "expected",
-            ),
-            (
-                "listen = \"127.0.0.1:0\"",
-                "listen = \"nope\"",
-                Some(2),
-                "server.listen",
-                "host:port",
-            ),
-            (
-                "[server]",
-                "[server]\nbogus = 1",
-                Some(2),
-                "server.bogus",
-                "unknown field `bogus`",
-            ),
+            ("tls = \"off\"", "tls = \"of\"", Some(3), "server.tls", "expected"),
+            ("listen = \"127.0.0.1:0\"", "listen = \"nope\"", Some(2), "server.listen", "host:port"),
+            ("[server]", "[server]\nbogus = 1", Some(2), "server.bogus", "unknown field `bogus`"),
             (
                 "scopes = [\"read\", \"write\"]",
                 "scopes = [\"read\", \"admin\"]",
@@ -745,20 +637,8 @@ default_scopes = ["read"]
                 "clients.capabilities",
                 "unknown capability",
             ),
-            (
-                "name = \"write\"",
-                "name = \"has space\"",
-                Some(12),
-                "scopes.name",
-                "RFC 6749",
-            ),
-            (
-                "name = \"write\"",
-                "name = \"read\"",
-                Some(12),
-                "scopes.name",
-                "defined twice",
-            ),
+            ("name = \"write\"", "name = \"has space\"", Some(12), "scopes.name", "RFC 6749"),
+            ("name = \"write\"", "name = \"read\"", Some(12), "scopes.name", "defined twice"),
             (
                 "[credential_manager]\nusers_file = \"users.htpasswd\"",
                 "",
@@ -795,39 +675,20 @@ default_scopes = ["read"]
         let body = regex_free_replace_secret(&body);
         let e = config(&body).unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(16), "clients.secret"));
-        assert!(
-            e.to_string()
-                .starts_with("/etc/ropc/ropc.toml:16: `clients.secret`: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("/etc/ropc/ropc.toml:16: `clients.secret`: "), "{e}");
     }
 
     fn regex_free_replace_secret(body: &str) -> String {
         body.lines()
-            .map(|l| {
-                if l.starts_with("secret = ") {
-                    "secret = \"plain-secret\"".to_owned()
-                } else {
-                    l.to_owned()
-                }
-            })
+            .map(|l| if l.starts_with("secret = ") { "secret = \"plain-secret\"".to_owned() } else { l.to_owned() })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     #[test]
     fn tls_files_are_relative_to_the_config() {
-        let body = good().replace(
-            "tls = \"off\"",
-            "tls = { cert = \"c.pem\", key = \"k.pem\" }",
-        );
+        let body = good().replace("tls = \"off\"", "tls = { cert = \"c.pem\", key = \"k.pem\" }");
         let c = config(&body).unwrap();
-        assert_eq!(
-            c.tls,
-            TlsMode::Files {
-                cert: "/etc/ropc/c.pem".into(),
-                key: "/etc/ropc/k.pem".into()
-            }
-        );
+        assert_eq!(c.tls, TlsMode::Files { cert: "/etc/ropc/c.pem".into(), key: "/etc/ropc/k.pem".into() });
     }
 }

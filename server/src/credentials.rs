@@ -55,35 +55,22 @@ impl UserStore {
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
-            let err = |message: String| ConfigError {
-                file: path.to_owned(),
-                line: Some(i + 1),
-                key: String::new(),
-                message,
-            };
+            let err =
+                |message: String| ConfigError { file: path.to_owned(), line: Some(i + 1), key: String::new(), message };
             let Some((name, phc)) = line.split_once(':') else {
                 return Err(err("expected `username:hash`".into()));
             };
             if name.is_empty() {
                 return Err(err("the username is empty".into()));
             }
-            let stored =
-                StoredHash::parse(phc.trim()).map_err(|e| err(format!("user {name:?}: {e}")))?;
-            let user =
-                UserRef(u32::try_from(names.len()).map_err(|_| err("too many users".into()))?);
-            if by_name
-                .insert(name.to_owned(), (user, Arc::new(stored)))
-                .is_some()
-            {
+            let stored = StoredHash::parse(phc.trim()).map_err(|e| err(format!("user {name:?}: {e}")))?;
+            let user = UserRef(u32::try_from(names.len()).map_err(|_| err("too many users".into()))?);
+            if by_name.insert(name.to_owned(), (user, Arc::new(stored))).is_some() {
                 return Err(err(format!("user {name:?} appears twice")));
             }
             names.push(Arc::from(name));
         }
-        Ok(Self {
-            by_name,
-            names,
-            dummy: Arc::new(dummy_hash(params)?),
-        })
+        Ok(Self { by_name, names, dummy: Arc::new(dummy_hash(params)?) })
     }
 
     /// How many users there are.
@@ -113,10 +100,7 @@ impl UserStore {
             Some((user, hash)) => (Some(*user), Arc::clone(hash)),
             None => (None, Arc::clone(&self.dummy)),
         };
-        let job = VerifyJob {
-            password: Zeroizing::new(password.as_bytes().to_vec()),
-            hash,
-        };
+        let job = VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash };
         let matched = hash::verify(verifier, job).await?;
         Ok(match (user, matched) {
             (Some(user), true) => PasswordOutcome::Valid(user),
@@ -158,11 +142,7 @@ impl ClientSecrets {
     pub fn new(hashes: Vec<Arc<StoredHash>>) -> Result<Self, ring::error::Unspecified> {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?;
         let verified = hashes.iter().map(|_| Mutex::new(None)).collect();
-        Ok(Self {
-            hashes,
-            verified,
-            key,
-        })
+        Ok(Self { hashes, verified, key })
     }
 
     fn tag(&self, client: ClientIndex, secret: &str) -> [u8; 32] {
@@ -182,10 +162,8 @@ impl ClientSecrets {
         client: ClientIndex,
         secret: &str,
     ) -> Result<bool, VerifyError> {
-        let (Some(hash), Some(memo)) = (
-            self.hashes.get(client.0 as usize),
-            self.verified.get(client.0 as usize),
-        ) else {
+        let (Some(hash), Some(memo)) = (self.hashes.get(client.0 as usize), self.verified.get(client.0 as usize))
+        else {
             return Ok(false);
         };
         let tag = self.tag(client, secret);
@@ -194,10 +172,7 @@ impl ClientSecrets {
                 return Ok(true);
             }
         }
-        let job = VerifyJob {
-            password: Zeroizing::new(secret.as_bytes().to_vec()),
-            hash: Arc::clone(hash),
-        };
+        let job = VerifyJob { password: Zeroizing::new(secret.as_bytes().to_vec()), hash: Arc::clone(hash) };
         let ok = hash::verify(verifier, job).await?;
         if ok {
             *memo.lock() = Some(tag);
@@ -211,11 +186,7 @@ mod tests {
     use super::*;
     use crate::hash::InlineVerifier;
 
-    const SMALL: HashParams = HashParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    const SMALL: HashParams = HashParams { m_cost: 64, t_cost: 1, p_cost: 1 };
 
     #[tokio::test]
     async fn users_file() {
@@ -224,18 +195,9 @@ mod tests {
         let users = UserStore::parse(Path::new("users"), &text, SMALL).unwrap();
         assert_eq!(users.len(), 2);
         let v = InlineVerifier;
-        assert_eq!(
-            users.verify(&v, "alice", "wonderland").await,
-            Ok(PasswordOutcome::Valid(UserRef(0)))
-        );
-        assert_eq!(
-            users.verify(&v, "alice", "nope").await,
-            Ok(PasswordOutcome::WrongPassword)
-        );
-        assert_eq!(
-            users.verify(&v, "carol", "wonderland").await,
-            Ok(PasswordOutcome::UnknownUser)
-        );
+        assert_eq!(users.verify(&v, "alice", "wonderland").await, Ok(PasswordOutcome::Valid(UserRef(0))));
+        assert_eq!(users.verify(&v, "alice", "nope").await, Ok(PasswordOutcome::WrongPassword));
+        assert_eq!(users.verify(&v, "carol", "wonderland").await, Ok(PasswordOutcome::UnknownUser));
         assert_eq!(users.name(UserRef(1)).map(|s| &**s), Some("bob"));
     }
 
@@ -263,13 +225,7 @@ mod tests {
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
         // Memoised now; a wrong secret must still fail.
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
-        assert_eq!(
-            secrets.verify(&v, ClientIndex(0), "s3cres").await,
-            Ok(false)
-        );
-        assert_eq!(
-            secrets.verify(&v, ClientIndex(1), "s3cret").await,
-            Ok(false)
-        );
+        assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cres").await, Ok(false));
+        assert_eq!(secrets.verify(&v, ClientIndex(1), "s3cret").await, Ok(false));
     }
 }

@@ -27,25 +27,17 @@ pub fn prepare(dir: &Path) -> Result<Demo, String> {
     let config = dir.join("ropc.toml");
     let credentials = dir.join(CREDENTIALS);
     if config.exists() && credentials.exists() {
-        let text = std::fs::read_to_string(&credentials)
-            .map_err(|e| format!("cannot read {}: {e}", credentials.display()))?;
+        let text =
+            std::fs::read_to_string(&credentials).map_err(|e| format!("cannot read {}: {e}", credentials.display()))?;
         let value = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
                 .map(str::to_owned)
                 .ok_or_else(|| {
-                    format!(
-                        "{}: no `{key}=` line; delete {} to start over",
-                        credentials.display(),
-                        dir.display()
-                    )
+                    format!("{}: no `{key}=` line; delete {} to start over", credentials.display(), dir.display())
                 })
         };
-        return Ok(Demo {
-            config,
-            client_secret: value("client_secret")?,
-            password: value("password")?,
-        });
+        return Ok(Demo { config, client_secret: value("client_secret")?, password: value("password")? });
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let client_secret = generate_secret()?;
@@ -55,14 +47,9 @@ pub fn prepare(dir: &Path) -> Result<Demo, String> {
     let password_hash = hash_password(password.as_bytes(), params)?;
     let write = |name: &str, body: String, mode| {
         let path = dir.join(name);
-        write_atomic(&path, body.as_bytes(), mode)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_atomic(&path, body.as_bytes(), mode).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    write(
-        "users.htpasswd",
-        format!("# ropc demo users: `username:hash`\ndemo:{password_hash}\n"),
-        0o600,
-    )?;
+    write("users.htpasswd", format!("# ropc demo users: `username:hash`\ndemo:{password_hash}\n"), 0o600)?;
     write(
         CREDENTIALS,
         format!("# Plain demo credentials, kept only so that demo mode can print them again.\nclient_secret={client_secret}\npassword={password}\n"),
@@ -102,9 +89,5 @@ default_scopes = ["read"]
         ),
         0o600,
     )?;
-    Ok(Demo {
-        config,
-        client_secret,
-        password,
-    })
+    Ok(Demo { config, client_secret, password })
 }

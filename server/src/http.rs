@@ -4,13 +4,13 @@
 use crate::app::App;
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
-    PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use ropc_core::OAuthError;
+use ropc_core::{OAuthError, QueryKind};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,9 +26,19 @@ type Body = Full<Bytes>;
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let method = req.method().clone();
-    let response = if path == app.config.endpoints.token {
+    let endpoints = &app.config.endpoints;
+    let form = if path == endpoints.token {
+        Some(FormEndpoint::Token)
+    } else if path == endpoints.revocation {
+        Some(FormEndpoint::Revocation)
+    } else if path == endpoints.introspection {
+        Some(FormEndpoint::Introspection)
+    } else {
+        None
+    };
+    let response = if let Some(endpoint) = form {
         if method == Method::POST {
-            token(&app, req).await
+            form_endpoint(&app, req, endpoint).await
         } else {
             method_not_allowed("POST", true)
         }
@@ -59,25 +69,20 @@ fn healthz(app: &App) -> Response<Body> {
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn method_not_allowed(allow: &'static str, token_endpoint: bool) -> Response<Body> {
     let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     if token_endpoint {
         no_store(r.headers_mut());
     }
@@ -107,18 +112,10 @@ enum BodyError {
 
 /// Reads the body, refusing it as soon as it passes `limit` and giving up
 /// after the timeout. The buffer is zeroed when dropped: it holds passwords.
-async fn read_body(
-    app: &App,
-    headers: &HeaderMap,
-    mut body: Incoming,
-) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+async fn read_body(app: &App, headers: &HeaderMap, mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, BodyError> {
     let limit = app.config.max_body_bytes;
     if let Some(len) = headers.get(CONTENT_LENGTH) {
-        let len: u64 = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(BodyError::Unreadable)?;
+        let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(BodyError::Unreadable)?;
         if len > limit as u64 {
             return Err(BodyError::TooLarge);
         }
@@ -136,20 +133,33 @@ async fn read_body(
         }
         Ok(())
     };
-    tokio::time::timeout(app.config.header_read_timeout, read)
-        .await
-        .map_err(|_| BodyError::Unreadable)??;
+    tokio::time::timeout(app.config.header_read_timeout, read).await.map_err(|_| BodyError::Unreadable)??;
     Ok(out)
 }
 
-async fn token(app: &App, req: Request<Incoming>) -> Response<Body> {
+/// The three form endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FormEndpoint {
+    Token,
+    Revocation,
+    Introspection,
+}
+
+impl FormEndpoint {
+    fn name(self) -> &'static str {
+        match self {
+            FormEndpoint::Token => "token",
+            FormEndpoint::Revocation => "revocation",
+            FormEndpoint::Introspection => "introspection",
+        }
+    }
+}
+
+async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let early = if !is_form(&parts.headers) {
-        Some((
-            StatusCode::BAD_REQUEST,
-            OAuthError::UNSUPPORTED_CONTENT_TYPE,
-        ))
+        Some((StatusCode::BAD_REQUEST, OAuthError::UNSUPPORTED_CONTENT_TYPE))
     } else if parts.headers.get_all(AUTHORIZATION).iter().count() > 1 {
         Some((StatusCode::BAD_REQUEST, OAuthError::DUPLICATE_HEADER))
     } else {
@@ -159,14 +169,12 @@ async fn token(app: &App, req: Request<Incoming>) -> Response<Body> {
         Some(e) => (Zeroizing::new(Vec::new()), Some(e)),
         None => match read_body(app, &parts.headers, body).await {
             Ok(b) => (b, None),
-            Err(BodyError::TooLarge) => (
-                Zeroizing::new(Vec::new()),
-                Some((StatusCode::PAYLOAD_TOO_LARGE, OAuthError::BODY_TOO_LARGE)),
-            ),
-            Err(BodyError::Unreadable) => (
-                Zeroizing::new(Vec::new()),
-                Some((StatusCode::BAD_REQUEST, OAuthError::BODY_UNREADABLE)),
-            ),
+            Err(BodyError::TooLarge) => {
+                (Zeroizing::new(Vec::new()), Some((StatusCode::PAYLOAD_TOO_LARGE, OAuthError::BODY_TOO_LARGE)))
+            }
+            Err(BodyError::Unreadable) => {
+                (Zeroizing::new(Vec::new()), Some((StatusCode::BAD_REQUEST, OAuthError::BODY_UNREADABLE)))
+            }
         },
     };
     if let Some((status, error)) = early {
@@ -176,13 +184,12 @@ async fn token(app: &App, req: Request<Incoming>) -> Response<Body> {
         no_store(r.headers_mut());
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read; do not reuse the connection.
-            r.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+            r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
         tracing::info!(
-            endpoint = "token",
+            endpoint = endpoint.name(),
             status = status.as_u16(),
-            error = error.code.as_str(),
+            outcome = error.code.as_str(),
             reason = error.reason.as_str(),
             latency_us = started.elapsed().as_micros() as u64,
             "request refused before parsing"
@@ -190,15 +197,18 @@ async fn token(app: &App, req: Request<Incoming>) -> Response<Body> {
         return r;
     }
     let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-    let outcome = app.token(&body, authorization).await;
+    let outcome = match endpoint {
+        FormEndpoint::Token => app.token(&body, authorization).await,
+        FormEndpoint::Revocation => app.token_query(QueryKind::Revocation, &body, authorization).await,
+        FormEndpoint::Introspection => app.token_query(QueryKind::Introspection, &body, authorization).await,
+    };
     drop(body);
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = json(status, outcome.body);
     no_store(r.headers_mut());
     if let Some(e) = &outcome.error {
         if let Some(challenge) = e.www_authenticate() {
-            r.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
     }
     if let Some(secs) = outcome.retry_after {
@@ -208,12 +218,19 @@ async fn token(app: &App, req: Request<Incoming>) -> Response<Body> {
     let client = outcome.client_id.as_deref().unwrap_or("-");
     let grant = outcome.grant_type.unwrap_or("-");
     let user = outcome.username.as_deref().unwrap_or("-");
+    let endpoint = endpoint.name();
     match &outcome.error {
-        None => {
-            tracing::info!(endpoint = "token", client = ?client, grant, user = ?user, status = 200, outcome = "issued", latency_us)
-        }
+        None => tracing::info!(
+            endpoint,
+            client = ?client,
+            grant,
+            user = ?user,
+            status = status.as_u16(),
+            outcome = outcome.label,
+            latency_us
+        ),
         Some(e) => tracing::info!(
-            endpoint = "token",
+            endpoint,
             client = ?client,
             grant,
             user = ?user,

@@ -58,21 +58,11 @@ impl Server {
             }
         }
         if listeners.is_empty() {
-            return Err(
-                last_error.unwrap_or_else(|| format!("{:?} resolves to no address", config.listen))
-            );
+            return Err(last_error.unwrap_or_else(|| format!("{:?} resolves to no address", config.listen)));
         }
-        let port = listeners
-            .first()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port());
+        let port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
         let app = Arc::new(App::new(config, port)?);
-        Ok(Self {
-            app,
-            listeners,
-            tls: tls.map(TlsAcceptor::from),
-            ca_file,
-        })
+        Ok(Self { app, listeners, tls: tls.map(TlsAcceptor::from), ca_file })
     }
 
     /// The shared state.
@@ -82,10 +72,7 @@ impl Server {
 
     /// The bound addresses.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     /// `https` or `http`.
@@ -99,12 +86,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
-            app,
-            listeners,
-            tls,
-            ..
-        } = self;
+        let Server { app, listeners, tls, .. } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -112,10 +94,7 @@ impl Server {
             .header_read_timeout(app.config.header_read_timeout)
             .max_buf_size(64 * 1024)
             .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(256);
+        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
 
@@ -149,14 +128,7 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    serve(
-                        Arc::clone(&app),
-                        Arc::clone(&builder),
-                        &graceful,
-                        tls.clone(),
-                        stream,
-                        peer,
-                    );
+                    serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), stream, peer);
                 }
             }));
         }
@@ -176,13 +148,8 @@ impl Server {
         drop(builder);
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
-                if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections"
-                    );
+                if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+                    tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections");
                 }
             }
             Err(_) => tracing::warn!("accept loops still hold the shutdown watcher"),
@@ -202,35 +169,20 @@ fn serve(
     tokio::spawn(async move {
         let service = service_fn(move |req| handle(Arc::clone(&app), req));
         let result = match tls {
-            None => {
-                watcher
-                    .watch(
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned(),
-                    )
-                    .await
-            }
+            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
             Some(acceptor) => {
-                let stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                watcher
-                    .watch(
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned(),
-                    )
-                    .await
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
             }
         };
         if let Err(e) = result {

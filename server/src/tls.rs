@@ -12,10 +12,7 @@ use std::sync::Arc;
 
 /// Where a self-signed certificate and key for `dir` live.
 pub fn self_signed_paths(dir: &Path) -> (PathBuf, PathBuf) {
-    (
-        dir.join("self-signed-cert.pem"),
-        dir.join("self-signed-key.pem"),
-    )
+    (dir.join("self-signed-cert.pem"), dir.join("self-signed-key.pem"))
 }
 
 /// Loads the self-signed certificate kept in `dir`, generating it (for
@@ -26,20 +23,12 @@ pub fn ensure_self_signed(dir: &Path) -> Result<PathBuf, String> {
     if cert_path.exists() && key_path.exists() {
         return Ok(cert_path);
     }
-    let names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot generate a certificate: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write_atomic(
-        &key_path,
-        generated.key_pair.serialize_pem().as_bytes(),
-        0o600,
-    )
-    .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+    write_atomic(&key_path, generated.key_pair.serialize_pem().as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
     write_atomic(&cert_path, generated.cert.pem().as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     Ok(cert_path)
@@ -47,11 +36,7 @@ pub fn ensure_self_signed(dir: &Path) -> Result<PathBuf, String> {
 
 /// A rustls server configuration from PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let open = |p: &Path| {
-        File::open(p)
-            .map(BufReader::new)
-            .map_err(|e| format!("cannot open {}: {e}", p.display()))
-    };
+    let open = |p: &Path| File::open(p).map(BufReader::new).map_err(|e| format!("cannot open {}: {e}", p.display()));
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", cert.display()))?;

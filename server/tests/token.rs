@@ -9,12 +9,7 @@ const PW: &str = "grant_type=password&username=alice&password=wonderland";
 fn assert_token_headers(r: &crate::support::Reply) {
     assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
     assert_eq!(r.header("pragma"), Some("no-cache"), "{r:?}");
-    assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("application/json"),
-        "{r:?}"
-    );
+    assert!(r.header("content-type").unwrap_or("").starts_with("application/json"), "{r:?}");
 }
 
 fn assert_tokens(json: &Value, scope: &str, refresh: bool) {
@@ -31,33 +26,17 @@ async fn token_endpoint_contract() {
     let server = Server::start(&standard_config(""), &standard_users());
 
     // Password grant, secret in the body, default scope.
-    let r = server
-        .token(&format!(
-            "{PW}&client_id=legacy&client_secret=legacy-secret"
-        ))
-        .await;
+    let r = server.token(&format!("{PW}&client_id=legacy&client_secret=legacy-secret")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_token_headers(&r);
     let first = r.json();
     assert_tokens(&first, "read", true);
 
     // Password grant with HTTP Basic; scope narrowed to what the client may have.
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("{PW}&scope=write+admin"),
-        )
-        .await;
+    let r = server.token_basic("legacy", "legacy-secret", &format!("{PW}&scope=write+admin")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_tokens(&r.json(), "write", true);
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("{PW}&scope=write%20read"),
-        )
-        .await;
+    let r = server.token_basic("legacy", "legacy-secret", &format!("{PW}&scope=write%20read")).await;
     assert_tokens(&r.json(), "read write", true);
 
     // A non-ASCII username and a password with a colon and a space.
@@ -71,49 +50,31 @@ async fn token_endpoint_contract() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // A client without refresh_token gets no refresh token.
-    let r = server
-        .token_basic("norefresh", "norefresh-secret", PW)
-        .await;
+    let r = server.token_basic("norefresh", "norefresh-secret", PW).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_tokens(&r.json(), "read", false);
 
     // Client credentials: no refresh token (RFC 6749 §4.4.3).
-    let r = server
-        .token_basic(
-            "machine",
-            "machine-secret",
-            "grant_type=client_credentials&scope=admin",
-        )
-        .await;
+    let r = server.token_basic("machine", "machine-secret", "grant_type=client_credentials&scope=admin").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_tokens(&r.json(), "admin", false);
-    let r = server
-        .token("grant_type=client_credentials&client_id=machine&client_secret=machine-secret")
-        .await;
+    let r = server.token("grant_type=client_credentials&client_id=machine&client_secret=machine-secret").await;
     assert_tokens(&r.json(), "read", false);
 
     // Refresh: rotation returns a new refresh token and retires the old one.
     let rt = first["refresh_token"].as_str().unwrap().to_owned();
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-        )
-        .await;
+    let r =
+        server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_token_headers(&r);
     let refreshed = r.json();
     assert_tokens(&refreshed, "read", true);
     assert_ne!(refreshed["refresh_token"], first["refresh_token"]);
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-        )
-        .await;
+    // Presenting the rotated token again is a replay (see lifecycle.rs).
+    let r =
+        server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant".into()));
+    assert!(server.log_shows("reason=\"refresh_token_reuse\""));
 
     // Refresh may narrow the scope, never widen it.
     let r = server.token_basic("other", "other-secret", PW).await;
@@ -121,19 +82,11 @@ async fn token_endpoint_contract() {
     assert_tokens(&wide, "read write", true);
     let rt = wide["refresh_token"].as_str().unwrap().to_owned();
     let r = server
-        .token_basic(
-            "other",
-            "other-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}&scope=admin"),
-        )
+        .token_basic("other", "other-secret", &format!("grant_type=refresh_token&refresh_token={rt}&scope=admin"))
         .await;
     assert_eq!((r.status, r.error()), (400, "invalid_scope".into()));
     let r = server
-        .token_basic(
-            "other",
-            "other-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}&scope=write"),
-        )
+        .token_basic("other", "other-secret", &format!("grant_type=refresh_token&refresh_token={rt}&scope=write"))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let narrowed = r.json();
@@ -141,41 +94,22 @@ async fn token_endpoint_contract() {
 
     // Another client's refresh token is invalid_grant (RFC 6749 §6).
     let rt = narrowed["refresh_token"].as_str().unwrap();
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-        )
-        .await;
+    let r =
+        server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant".into()));
     // ...and it still works for its own client afterwards.
-    let r = server
-        .token_basic(
-            "other",
-            "other-secret",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-        )
-        .await;
+    let r = server.token_basic("other", "other-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    // An access token is not a refresh token.
-    let at = first["access_token"].as_str().unwrap();
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={at}"),
-        )
-        .await;
+    // An access token is not a refresh token. (`first`'s family was revoked
+    // by the replay above, so take a live one.)
+    let at = narrowed["access_token"].as_str().unwrap();
+    let r =
+        server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={at}")).await;
     assert_eq!(r.error(), "invalid_grant");
 
     // Logs say what happened and never carry a secret.
-    assert!(
-        server.log_shows("reason=\"not_a_refresh_token\""),
-        "{}",
-        server.logs()
-    );
+    assert!(server.log_shows("reason=\"not_a_refresh_token\""), "{}", server.logs());
     let logs = server.logs();
     for secret in ["legacy-secret", "wonderland", at, rt] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
@@ -189,13 +123,7 @@ async fn every_error_code() {
     // (request body, Basic credentials, status, error, reason in the log)
     type Case<'a> = (String, Option<(&'a str, &'a str)>, u16, &'a str, &'a str);
     let cases: Vec<Case<'_>> = vec![
-        (
-            body("grant_type=password&username=alice"),
-            None,
-            400,
-            "invalid_request",
-            "malformed_request",
-        ),
+        (body("grant_type=password&username=alice"), None, 400, "invalid_request", "malformed_request"),
         (
             body("grant_type=password&username=alice&username=bob&password=x"),
             None,
@@ -203,13 +131,7 @@ async fn every_error_code() {
             "invalid_request",
             "duplicate_parameter",
         ),
-        (
-            body("grant_type=password&username=alice&password=%zz"),
-            None,
-            400,
-            "invalid_request",
-            "malformed_request",
-        ),
+        (body("grant_type=password&username=alice&password=%zz"), None, 400, "invalid_request", "malformed_request"),
         (
             format!("{PW}&client_secret=x"),
             Some(("legacy", "legacy-secret")),
@@ -217,55 +139,13 @@ async fn every_error_code() {
             "invalid_request",
             "multiple_client_authentication",
         ),
-        (
-            PW.into(),
-            None,
-            400,
-            "invalid_client",
-            "no_client_authentication",
-        ),
-        (
-            format!("{PW}&client_id=legacy&client_secret=wrong"),
-            None,
-            400,
-            "invalid_client",
-            "bad_client_secret",
-        ),
-        (
-            format!("{PW}&client_id=nobody&client_secret=x"),
-            None,
-            400,
-            "invalid_client",
-            "unknown_client",
-        ),
-        (
-            PW.into(),
-            Some(("legacy", "wrong")),
-            401,
-            "invalid_client",
-            "bad_client_secret",
-        ),
-        (
-            PW.into(),
-            Some(("nobody", "x")),
-            401,
-            "invalid_client",
-            "unknown_client",
-        ),
-        (
-            body("grant_type=password&username=alice&password=nope"),
-            None,
-            400,
-            "invalid_grant",
-            "wrong_password",
-        ),
-        (
-            body("grant_type=password&username=mallory&password=nope"),
-            None,
-            400,
-            "invalid_grant",
-            "unknown_user",
-        ),
+        (PW.into(), None, 400, "invalid_client", "no_client_authentication"),
+        (format!("{PW}&client_id=legacy&client_secret=wrong"), None, 400, "invalid_client", "bad_client_secret"),
+        (format!("{PW}&client_id=nobody&client_secret=x"), None, 400, "invalid_client", "unknown_client"),
+        (PW.into(), Some(("legacy", "wrong")), 401, "invalid_client", "bad_client_secret"),
+        (PW.into(), Some(("nobody", "x")), 401, "invalid_client", "unknown_client"),
+        (body("grant_type=password&username=alice&password=nope"), None, 400, "invalid_grant", "wrong_password"),
+        (body("grant_type=password&username=mallory&password=nope"), None, 400, "invalid_grant", "unknown_user"),
         (
             body("grant_type=refresh_token&refresh_token=not-a-token"),
             None,
@@ -273,53 +153,18 @@ async fn every_error_code() {
             "invalid_grant",
             "unknown_refresh_token",
         ),
-        (
-            body("grant_type=client_credentials"),
-            None,
-            400,
-            "unauthorized_client",
-            "missing_capability",
-        ),
-        (
-            PW.into(),
-            Some(("machine", "machine-secret")),
-            400,
-            "unauthorized_client",
-            "missing_capability",
-        ),
-        (
-            body("grant_type=authorization_code&code=x"),
-            None,
-            400,
-            "unsupported_grant_type",
-            "unsupported_grant_type",
-        ),
-        (
-            body(&format!("{PW}&scope=admin")),
-            None,
-            400,
-            "invalid_scope",
-            "scope_refused",
-        ),
-        (
-            body(&format!("{PW}&scope=read++write")),
-            None,
-            400,
-            "invalid_scope",
-            "scope_refused",
-        ),
+        (body("grant_type=client_credentials"), None, 400, "unauthorized_client", "missing_capability"),
+        (PW.into(), Some(("machine", "machine-secret")), 400, "unauthorized_client", "missing_capability"),
+        (body("grant_type=authorization_code&code=x"), None, 400, "unsupported_grant_type", "unsupported_grant_type"),
+        (body(&format!("{PW}&scope=admin")), None, 400, "invalid_scope", "scope_refused"),
+        (body(&format!("{PW}&scope=read++write")), None, 400, "invalid_scope", "scope_refused"),
     ];
     for (body, basic, status, error, reason) in &cases {
         let r = match basic {
             Some((id, secret)) => server.token_basic(id, secret, body).await,
             None => server.token(body).await,
         };
-        assert_eq!(
-            (r.status, r.error().as_str()),
-            (*status, *error),
-            "{body} {basic:?}: {}",
-            r.body
-        );
+        assert_eq!((r.status, r.error().as_str()), (*status, *error), "{body} {basic:?}: {}", r.body);
         let description = r.json()["error_description"].as_str().map(str::to_owned);
         assert!(description.is_some(), "detailed errors are on by default");
         assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -328,30 +173,16 @@ async fn every_error_code() {
         if let Some(c) = challenge {
             assert!(c.starts_with("Basic realm="), "{c}");
         }
-        assert!(
-            server.log_shows(&format!("reason=\"{reason}\"")),
-            "no {reason} in logs:\n{}",
-            server.logs()
-        );
+        assert!(server.log_shows(&format!("reason=\"{reason}\"")), "no {reason} in logs:\n{}", server.logs());
     }
 
     // Wrong password and unknown user answer with the same bytes.
-    let wrong = server
-        .token(&body("grant_type=password&username=alice&password=nope"))
-        .await;
-    let unknown = server
-        .token(&body("grant_type=password&username=mallory&password=nope"))
-        .await;
+    let wrong = server.token(&body("grant_type=password&username=alice&password=nope")).await;
+    let unknown = server.token(&body("grant_type=password&username=mallory&password=nope")).await;
     assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
 
     // HTTP-level refusals.
-    let r = server
-        .post(
-            "/oauth/v2/oauth-token",
-            PW,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let r = server.post("/oauth/v2/oauth-token", PW, &[("content-type", "application/json")]).await;
     assert_eq!((r.status, r.error()), (400, "invalid_request".into()));
     let r = server.get("/oauth/v2/oauth-token").await;
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
@@ -359,54 +190,24 @@ async fn every_error_code() {
     let r = server.token(&big).await;
     assert_eq!((r.status, r.error()), (413, "invalid_request".into()));
     let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let r = server
-        .post(
-            "/oauth/v2/oauth-token",
-            PW,
-            &[("authorization", &auth), ("authorization", &auth)],
-        )
-        .await;
+    let r = server.post("/oauth/v2/oauth-token", PW, &[("authorization", &auth), ("authorization", &auth)]).await;
     assert_eq!((r.status, r.error()), (400, "invalid_request".into()));
     assert_eq!(server.get("/nowhere").await.status, 404);
     assert_eq!(server.get("/healthz").await.status, 200);
-    let meta = server
-        .get("/.well-known/oauth-authorization-server")
-        .await
-        .json();
-    assert_eq!(
-        meta["token_endpoint"],
-        format!("http://{}/oauth/v2/oauth-token", server.addr)
-    );
-    assert_eq!(
-        meta["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token", "client_credentials"])
-    );
-    assert_eq!(
-        meta["scopes_supported"],
-        serde_json::json!(["read", "write", "admin"])
-    );
+    let meta = server.get("/.well-known/oauth-authorization-server").await.json();
+    assert_eq!(meta["token_endpoint"], format!("http://{}/oauth/v2/oauth-token", server.addr));
+    assert_eq!(meta["grant_types_supported"], serde_json::json!(["password", "refresh_token", "client_credentials"]));
+    assert_eq!(meta["scopes_supported"], serde_json::json!(["read", "write", "admin"]));
 }
 
 #[tokio::test]
 async fn detailed_errors_switch() {
-    let server = Server::start(
-        &standard_config("detailed_errors = false"),
-        &standard_users(),
-    );
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            "grant_type=password&username=alice&password=nope",
-        )
-        .await;
+    let server = Server::start(&standard_config("detailed_errors = false"), &standard_users());
+    let r = server.token_basic("legacy", "legacy-secret", "grant_type=password&username=alice&password=nope").await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body, r#"{"error":"invalid_grant"}"#);
     let r = server.token_basic("legacy", "wrong", PW).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (401, r#"{"error":"invalid_client"}"#)
-    );
+    assert_eq!((r.status, r.body.as_str()), (401, r#"{"error":"invalid_client"}"#));
     // The operator still learns the reason from the log.
     assert!(server.log_shows("reason=\"wrong_password\""));
 }
@@ -424,10 +225,7 @@ async fn graceful_shutdown_exits_zero() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let logs = logs.lock().unwrap().clone();
-    assert!(
-        logs.contains("shutting down") && logs.contains("stopped"),
-        "{logs}"
-    );
+    assert!(logs.contains("shutting down") && logs.contains("stopped"), "{logs}");
     assert!(!logs.contains("WARN"), "the drain was not clean: {logs}");
 }
 
@@ -444,8 +242,7 @@ async fn tls_with_certificate_files() {
             dir.path().join("self-signed-key.pem").display()
         ),
     );
-    let server =
-        Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
+    let server = Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
     let body = format!("{PW}&client_id=legacy&client_secret=legacy-secret");
     let r = crate::support::request(
         server.addr,
@@ -464,28 +261,17 @@ async fn tls_with_certificate_files() {
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config =
-        standard_config("").replace("tls = \"off\"", "tls = \"off\"\nheader_read_timeout = 1");
+    let config = standard_config("").replace("tls = \"off\"", "tls = \"off\"\nheader_read_timeout = 1");
     let server = Server::start(&config, &standard_users());
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     // The server must close the connection by itself, well before 10 s.
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut buf),
-    )
-    .await;
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "connection still open after 10 s");
     let waited = started.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_millis(900),
-        "closed too early: {waited:?}"
-    );
+    assert!(waited >= std::time::Duration::from_millis(900), "closed too early: {waited:?}");
     // Still serving others.
     assert_eq!(server.get("/healthz").await.status, 200);
 }

@@ -32,10 +32,7 @@ pub struct VerifyJob {
 
 impl fmt::Debug for VerifyJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyJob")
-            .field("password", &"<redacted>")
-            .field("hash", &self.hash)
-            .finish()
+        f.debug_struct("VerifyJob").field("password", &"<redacted>").field("hash", &self.hash).finish()
     }
 }
 
@@ -65,20 +62,13 @@ enum PendingInner {
 impl Pending {
     /// An answer known at once.
     pub fn ready(matched: bool) -> Self {
-        Self {
-            inner: PendingInner::Ready(Some(matched)),
-        }
+        Self { inner: PendingInner::Ready(Some(matched)) }
     }
 
     /// An answer that arrives later through `sender`.
     pub fn channel() -> (oneshot::Sender<bool>, Self) {
         let (tx, rx) = oneshot::channel();
-        (
-            tx,
-            Self {
-                inner: PendingInner::Waiting(rx),
-            },
-        )
+        (tx, Self { inner: PendingInner::Waiting(rx) })
     }
 }
 
@@ -87,12 +77,8 @@ impl Future for Pending {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().inner {
-            PendingInner::Ready(answer) => {
-                Poll::Ready(answer.take().ok_or(VerifyError::Unavailable))
-            }
-            PendingInner::Waiting(rx) => Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.map_err(|_| VerifyError::Unavailable)),
+            PendingInner::Ready(answer) => Poll::Ready(answer.take().ok_or(VerifyError::Unavailable)),
+            PendingInner::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| r.map_err(|_| VerifyError::Unavailable)),
         }
     }
 }

@@ -41,39 +41,18 @@ impl StoredHash {
     /// Parses a PHC string. The error says what is wrong, for config messages.
     pub fn parse(phc: &str) -> Result<Self, String> {
         let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
-        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|_| {
-            format!(
-                "unsupported hash algorithm `{}` (argon2id, argon2i or argon2d)",
-                parsed.algorithm
-            )
-        })?;
+        let algorithm = Algorithm::try_from(parsed.algorithm)
+            .map_err(|_| format!("unsupported hash algorithm `{}` (argon2id, argon2i or argon2d)", parsed.algorithm))?;
         let version = match parsed.version {
-            Some(v) => {
-                Version::try_from(v).map_err(|_| format!("unsupported argon2 version {v}"))?
-            }
+            Some(v) => Version::try_from(v).map_err(|_| format!("unsupported argon2 version {v}"))?,
             None => Version::V0x13,
         };
-        let params =
-            Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters ({e})"))?;
+        let params = Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters ({e})"))?;
         let salt = parsed.salt.ok_or("the hash has no salt")?;
         let mut salt_buf = [0u8; 64];
-        let salt = salt
-            .decode_b64(&mut salt_buf)
-            .map_err(|e| format!("bad salt ({e})"))?
-            .to_vec();
-        let hash = parsed
-            .hash
-            .ok_or("the hash has no output")?
-            .as_bytes()
-            .to_vec();
-        Ok(Self {
-            algorithm,
-            version,
-            params,
-            salt,
-            hash,
-            phc: phc.to_owned(),
-        })
+        let salt = salt.decode_b64(&mut salt_buf).map_err(|e| format!("bad salt ({e})"))?.to_vec();
+        let hash = parsed.hash.ok_or("the hash has no output")?.as_bytes().to_vec();
+        Ok(Self { algorithm, version, params, salt, hash, phc: phc.to_owned() })
     }
 
     /// The PHC string.
@@ -108,9 +87,7 @@ impl StoredHash {
             return false;
         };
         let argon = Argon2::new(self.algorithm, self.version, self.params.clone());
-        let ok = argon
-            .hash_password_into_with_memory(password, &self.salt, out, &mut memory[..blocks])
-            .is_ok()
+        let ok = argon.hash_password_into_with_memory(password, &self.salt, out, &mut memory[..blocks]).is_ok()
             && bool::from(out.ct_eq(&self.hash));
         out.zeroize();
         ok
@@ -136,19 +113,14 @@ pub struct HashParams {
 impl Default for HashParams {
     /// OWASP's recommendation for argon2id: 19 MiB, 2 iterations, 1 lane.
     fn default() -> Self {
-        Self {
-            m_cost: Params::DEFAULT_M_COST,
-            t_cost: Params::DEFAULT_T_COST,
-            p_cost: Params::DEFAULT_P_COST,
-        }
+        Self { m_cost: Params::DEFAULT_M_COST, t_cost: Params::DEFAULT_T_COST, p_cost: Params::DEFAULT_P_COST }
     }
 }
 
 impl HashParams {
     /// The argon2 parameters, or why they are invalid.
     pub fn to_params(self) -> Result<Params, String> {
-        Params::new(self.m_cost, self.t_cost, self.p_cost, None)
-            .map_err(|e| format!("invalid argon2 parameters: {e}"))
+        Params::new(self.m_cost, self.t_cost, self.p_cost, None).map_err(|e| format!("invalid argon2 parameters: {e}"))
     }
 }
 
@@ -156,24 +128,17 @@ impl HashParams {
 /// PHC string.
 pub fn hash_password(password: &[u8], params: HashParams) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| "the system random source failed".to_owned())?;
+    SystemRandom::new().fill(&mut salt).map_err(|_| "the system random source failed".to_owned())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_params()?);
-    argon
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    argon.hash_password(password, &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
 /// Generates a random secret: 32 bytes, base64url without padding (43
 /// characters, safe in a URL, a form body and a Basic header unencoded).
 pub fn generate_secret() -> Result<String, String> {
     let mut raw = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut raw)
-        .map_err(|_| "the system random source failed".to_owned())?;
+    SystemRandom::new().fill(&mut raw).map_err(|_| "the system random source failed".to_owned())?;
     let mut out = [0u8; 43];
     ropc_core::base64::encode_url_nopad(&raw, &mut out).ok_or("encoding failed")?;
     raw.zeroize();
@@ -184,11 +149,7 @@ pub fn generate_secret() -> Result<String, String> {
 mod tests {
     use super::*;
 
-    const SMALL: HashParams = HashParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    const SMALL: HashParams = HashParams { m_cost: 64, t_cost: 1, p_cost: 1 };
 
     #[test]
     fn hash_then_verify() {
@@ -209,8 +170,7 @@ mod tests {
     fn reference_vector() {
         // Generated by the reference `argon2` CLI (Debian package argon2, 2026-11-25):
         // echo -n password | argon2 somesalt -id -t 2 -m 6 -p 1 -e
-        let phc =
-            "$argon2id$v=19$m=64,t=2,p=1$c29tZXNhbHQ$FqGkmHNGCd0BRW2kBt6fPZ2pPmyGwwChL8FGUhTOSSI";
+        let phc = "$argon2id$v=19$m=64,t=2,p=1$c29tZXNhbHQ$FqGkmHNGCd0BRW2kBt6fPZ2pPmyGwwChL8FGUhTOSSI";
         let stored = StoredHash::parse(phc).unwrap();
         assert!(stored.verify(b"password"));
         assert!(!stored.verify(b"passwore"));
@@ -235,8 +195,6 @@ mod tests {
         let b = generate_secret().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

@@ -44,27 +44,16 @@ impl HashPool {
     /// Starts `workers` threads (0: one per core) behind a queue of
     /// `queue` jobs (0: 64 per worker).
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
-        let workers = if workers == 0 {
-            thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            workers
-        };
+        let workers = if workers == 0 { thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
         let capacity = if queue == 0 { workers * 64 } else { queue };
         let (sender, receiver) = bounded::<Job>(capacity);
         let stats = Arc::new(Stats::default());
         for i in 0..workers {
             let receiver = receiver.clone();
             let stats = Arc::clone(&stats);
-            thread::Builder::new()
-                .name(format!("ropc-hash-{i}"))
-                .spawn(move || work(receiver, stats))?;
+            thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || work(receiver, stats))?;
         }
-        Ok(Self {
-            sender,
-            workers,
-            capacity,
-            stats,
-        })
+        Ok(Self { sender, workers, capacity, stats })
     }
 
     /// The number of worker threads.
@@ -111,9 +100,7 @@ impl PasswordVerifier for HashPool {
             Ok(()) => Ok(pending),
             Err(TrySendError::Full(_)) => {
                 self.stats.shed.fetch_add(1, Ordering::Relaxed);
-                Err(VerifyError::Overloaded {
-                    retry_after: self.retry_after(),
-                })
+                Err(VerifyError::Overloaded { retry_after: self.retry_after() })
             }
             Err(TrySendError::Disconnected(_)) => Err(VerifyError::Unavailable),
         }
@@ -133,18 +120,11 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
         }
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let matched = job
-            .work
-            .hash
-            .verify_with_memory(&job.work.password, &mut memory);
+        let matched = job.work.hash.verify_with_memory(&job.work.password, &mut memory);
         let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         stats.busy.fetch_sub(1, Ordering::Relaxed);
         let old = stats.mean_hash_ns.load(Ordering::Relaxed);
-        let mean = if old == 0 {
-            took
-        } else {
-            old - old / 8 + took / 8
-        };
+        let mean = if old == 0 { took } else { old - old / 8 + took / 8 };
         stats.mean_hash_ns.store(mean, Ordering::Relaxed);
         stats.completed.fetch_add(1, Ordering::Relaxed);
         drop(job.work);
@@ -159,19 +139,12 @@ mod tests {
     use zeroize::Zeroizing;
 
     fn job(hash: &Arc<StoredHash>, password: &str) -> VerifyJob {
-        VerifyJob {
-            password: Zeroizing::new(password.as_bytes().to_vec()),
-            hash: Arc::clone(hash),
-        }
+        VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash: Arc::clone(hash) }
     }
 
     #[tokio::test]
     async fn verifies_and_sheds() {
-        let params = HashParams {
-            m_cost: 256,
-            t_cost: 1,
-            p_cost: 1,
-        };
+        let params = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
         let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
         let pool = HashPool::new(1, 2).unwrap();
         assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());

@@ -5,10 +5,14 @@
 //!
 //! Expired records are swept one shard at a time ([`ShardedTokenMap::sweep_step`]),
 //! so no pass ever stops the whole map.
+//!
+//! Revoked grant families are a separate small map (revocations are rare);
+//! a look-up consults it only when it is not empty, and a record of a revoked
+//! family reads as absent.
 
 use super::{Commit, StoreError, TokenStore};
 use parking_lot::RwLock;
-use ropc_core::{Issued, TokenKey, TokenRecord};
+use ropc_core::{FamilyId, Issued, TokenKey, TokenRecord};
 use std::collections::HashMap;
 use std::future::{ready, Future};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -40,6 +44,8 @@ pub struct ShardedTokenMap {
     shards: Box<[Shard]>,
     mask: usize,
     next_sweep: AtomicUsize,
+    revoked: RwLock<HashMap<FamilyId, u64>>,
+    revoked_count: AtomicUsize,
 }
 
 impl Default for ShardedTokenMap {
@@ -56,6 +62,8 @@ impl ShardedTokenMap {
             shards: (0..n).map(|_| RwLock::default()).collect(),
             mask: n - 1,
             next_sweep: AtomicUsize::new(0),
+            revoked: RwLock::default(),
+            revoked_count: AtomicUsize::new(0),
         }
     }
 
@@ -65,9 +73,13 @@ impl ShardedTokenMap {
         &self.shards[(n as usize) & self.mask]
     }
 
-    /// The record under `key`.
+    /// The record under `key`, unless its family is revoked.
     pub fn get_now(&self, key: &TokenKey) -> Option<TokenRecord> {
-        self.shard(key).read().get(key).copied()
+        let record = self.shard(key).read().get(key).copied()?;
+        if self.revoked_count.load(Ordering::Acquire) > 0 && self.revoked.read().contains_key(&record.family) {
+            return None;
+        }
+        Some(record)
     }
 
     /// Inserts or replaces a record.
@@ -80,18 +92,39 @@ impl ShardedTokenMap {
         self.shard(key).write().remove(key)
     }
 
-    /// Stores issued tokens, retiring a rotated refresh token atomically.
+    /// Revokes every record of `family` until `until`.
+    pub fn revoke_family_now(&self, family: FamilyId, until: u64) {
+        let mut revoked = self.revoked.write();
+        let entry = revoked.entry(family).or_insert(until);
+        *entry = (*entry).max(until);
+        self.revoked_count.store(revoked.len(), Ordering::Release);
+    }
+
+    /// Revoked families whose tokens have not all expired.
+    pub fn revoked_families(&self) -> usize {
+        self.revoked_count.load(Ordering::Relaxed)
+    }
+
+    /// Stores issued tokens, retiring a rotated refresh token atomically
+    /// (compare-and-set on its `retired_at` under its shard's lock).
     pub fn commit_now(&self, issued: &Issued) -> Commit {
         if let Some(old) = &issued.retire {
-            if self.remove_now(old).is_none() {
-                return Commit::LostRace;
+            let mut shard = self.shard(old).write();
+            match shard.get_mut(old) {
+                Some(record) if !record.is_retired() => record.retired_at = issued.access.1.issued_at.max(1),
+                _ => return Commit::LostRace,
             }
         }
+        self.store_only_now(issued);
+        Commit::Stored
+    }
+
+    /// Stores issued tokens without retiring anything.
+    pub fn store_only_now(&self, issued: &Issued) {
         self.insert(issued.access.0, issued.access.1);
         if let Some((key, record)) = issued.refresh {
             self.insert(key, record);
         }
-        Commit::Stored
     }
 
     /// Live records (including expired ones not yet swept).
@@ -110,9 +143,15 @@ impl ShardedTokenMap {
     }
 
     /// Removes expired records from the next shard in turn and returns how
-    /// many went. Call it periodically; one call locks one shard.
+    /// many went. Call it periodically; one call locks one shard. Each full
+    /// round also forgets revocations whose tokens have all expired.
     pub fn sweep_step(&self, now: u64) -> usize {
         let i = self.next_sweep.fetch_add(1, Ordering::Relaxed) & self.mask;
+        if i == 0 && self.revoked_count.load(Ordering::Relaxed) > 0 {
+            let mut revoked = self.revoked.write();
+            revoked.retain(|_, until| *until > now);
+            self.revoked_count.store(revoked.len(), Ordering::Release);
+        }
         let mut shard = self.shards[i].write();
         let before = shard.len();
         shard.retain(|_, r| r.is_active(now));
@@ -124,10 +163,7 @@ impl ShardedTokenMap {
 }
 
 impl TokenStore for ShardedTokenMap {
-    fn get(
-        &self,
-        key: &TokenKey,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
+    fn get(&self, key: &TokenKey) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
         ready(Ok(self.get_now(key)))
     }
 
@@ -135,11 +171,18 @@ impl TokenStore for ShardedTokenMap {
         ready(Ok(self.commit_now(issued)))
     }
 
-    fn remove(
-        &self,
-        key: &TokenKey,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
+    fn store_only(&self, issued: &Issued) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store_only_now(issued);
+        ready(Ok(()))
+    }
+
+    fn remove(&self, key: &TokenKey) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
         ready(Ok(self.remove_now(key)))
+    }
+
+    fn revoke_family(&self, family: FamilyId, until: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.revoke_family_now(family, until);
+        ready(Ok(()))
     }
 }
 
@@ -163,6 +206,7 @@ mod tests {
             user: UserRef(1),
             client: ClientIndex(0),
             kind,
+            retired_at: 0,
         }
     }
 
@@ -176,26 +220,52 @@ mod tests {
             retire: Some(key(1)),
         };
         assert_eq!(map.commit_now(&issued), Commit::Stored);
-        assert_eq!(map.get_now(&key(1)), None);
+        assert!(map.get_now(&key(1)).is_some_and(|r| r.is_retired()), "kept, marked retired");
         assert!(map.get_now(&key(3)).is_some());
-        let replay = Issued {
-            access: (key(4), record(50, TokenKind::Access)),
-            refresh: None,
-            retire: Some(key(1)),
-        };
+        let replay = Issued { access: (key(4), record(50, TokenKind::Access)), refresh: None, retire: Some(key(1)) };
         assert_eq!(map.commit_now(&replay), Commit::LostRace);
         assert_eq!(map.get_now(&key(4)), None, "a lost race stores nothing");
-        assert_eq!(map.len(), 2);
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn revoked_families_read_as_absent_until_swept() {
+        let map = ShardedTokenMap::new(2);
+        map.insert(key(1), record(100, TokenKind::Refresh));
+        map.insert(key(2), TokenRecord { family: FamilyId(8), ..record(100, TokenKind::Access) });
+        map.revoke_family_now(FamilyId(7), 100);
+        assert_eq!(map.get_now(&key(1)), None);
+        assert!(map.get_now(&key(2)).is_some(), "other families are untouched");
+        assert_eq!(map.revoked_families(), 1);
+        // Once every token of the family has expired, the sweep forgets both.
+        for _ in 0..map.shard_count() {
+            map.sweep_step(100);
+        }
+        assert_eq!((map.revoked_families(), map.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_burst_of_short_lived_tokens_leaves_memory() {
+        let map = ShardedTokenMap::new(64);
+        for n in 0..50_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&n.to_le_bytes());
+            k[8..12].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_le_bytes());
+            map.insert(TokenKey(k), record(1_000 + u64::from(n % 2), TokenKind::Access));
+        }
+        map.insert(key(200), record(5_000, TokenKind::Refresh));
+        assert_eq!(map.len(), 50_001);
+        // One full round of incremental sweeps after the burst expired.
+        let removed: usize = (0..map.shard_count()).map(|_| map.sweep_step(1_001)).sum();
+        assert_eq!(removed, 50_000);
+        assert_eq!(map.len(), 1, "only the live token is left");
     }
 
     #[test]
     fn sweep_is_incremental_and_complete() {
         let map = ShardedTokenMap::new(8);
         for n in 0..200u8 {
-            map.insert(
-                key(n),
-                record(if n % 2 == 0 { 10 } else { 1000 }, TokenKind::Access),
-            );
+            map.insert(key(n), record(if n % 2 == 0 { 10 } else { 1000 }, TokenKind::Access));
         }
         assert_eq!(map.len(), 200);
         let removed: usize = (0..map.shard_count()).map(|_| map.sweep_step(10)).sum();

@@ -17,11 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Small argon2 costs keep the suite fast; the dummy hash uses the same.
-pub const TEST_PARAMS: HashParams = HashParams {
-    m_cost: 256,
-    t_cost: 1,
-    p_cost: 1,
-};
+pub const TEST_PARAMS: HashParams = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
 
 pub fn hash(secret: &str) -> String {
     hash_password(secret.as_bytes(), TEST_PARAMS).unwrap()
@@ -96,11 +92,7 @@ default_scopes = ["read", "write"]
 }
 
 pub fn standard_users() -> String {
-    format!(
-        "# test users\nalice:{}\nj\u{f6}rg:{}\n",
-        hash("wonderland"),
-        hash("p\u{e4}ssw\u{f6}rd: with space")
-    )
+    format!("# test users\nalice:{}\nj\u{f6}rg:{}\n", hash("wonderland"), hash("p\u{e4}ssw\u{f6}rd: with space"))
 }
 
 /// A running `ropc serve`, killed on drop.
@@ -131,24 +123,13 @@ impl Server {
         std::fs::write(dir.path().join("ropc.toml"), config).unwrap();
         std::fs::write(dir.path().join("users.htpasswd"), users).unwrap();
         let mut cmd = ropc();
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("ropc.toml"));
+        cmd.arg("serve").arg("--config").arg(dir.path().join("ropc.toml"));
         for (k, v) in env {
             cmd.env(k, v);
         }
         let (child, stdout, logs) = spawn(cmd, dir.path());
-        let addr = wait_for(&stdout, prefix, Duration::from_secs(30))
-            .trim()
-            .parse()
-            .expect("listen address");
-        Server {
-            child,
-            addr,
-            dir,
-            logs,
-            stdout,
-        }
+        let addr = wait_for(&stdout, prefix, Duration::from_secs(30)).trim().parse().expect("listen address");
+        Server { child, addr, dir, logs, stdout }
     }
 
     pub async fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
@@ -163,8 +144,7 @@ impl Server {
     /// POST to the token endpoint with HTTP Basic client authentication.
     pub async fn token_basic(&self, id: &str, secret: &str, body: &str) -> Reply {
         let auth = ropc_core::basic::encode(id, secret);
-        self.post("/oauth/v2/oauth-token", body, &[("authorization", &auth)])
-            .await
+        self.post("/oauth/v2/oauth-token", body, &[("authorization", &auth)]).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -190,10 +170,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -214,10 +191,7 @@ impl Drop for Server {
 
 /// Spawns `cmd` in `cwd`, collecting stdout and stderr in the background.
 pub fn spawn(mut cmd: Command, cwd: &Path) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
@@ -244,19 +218,10 @@ pub fn spawn(mut cmd: Command, cwd: &Path) -> (Child, Arc<Mutex<String>>, Arc<Mu
 pub fn wait_for(buf: &Arc<Mutex<String>>, prefix: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(rest) = buf
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-        {
+        if let Some(rest) = buf.lock().unwrap().lines().find_map(|l| l.strip_prefix(prefix)) {
             return rest.to_owned();
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {prefix:?}; output so far:\n{}",
-            buf.lock().unwrap()
-        );
+        assert!(Instant::now() < deadline, "timed out waiting for {prefix:?}; output so far:\n{}", buf.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -275,10 +240,7 @@ impl Reply {
     }
 
     pub fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error member: {}", self.body))
-            .to_owned()
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error member: {}", self.body)).to_owned()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -297,23 +259,15 @@ pub async fn request(
     form: bool,
 ) -> Reply {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let host = ca.map_or_else(
-        || addr.to_string(),
-        |(_, name)| format!("{name}:{}", addr.port()),
-    );
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
+    let host = ca.map_or_else(|| addr.to_string(), |(_, name)| format!("{name}:{}", addr.port()));
+    let mut builder = Request::builder().method(method).uri(path).header("host", host);
     if form {
         builder = builder.header("content-type", "application/x-www-form-urlencoded");
     }
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let req = builder
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
+    let req = builder.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
     let response = match ca {
         None => send(TokioIo::new(stream), req).await,
         Some((ca, name)) => {
@@ -322,38 +276,28 @@ pub async fn request(
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 roots.add(cert.unwrap()).unwrap();
             }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-            let tls = connector
-                .connect(server_name, stream)
-                .await
-                .expect("TLS handshake");
+            let tls = connector.connect(server_name, stream).await.expect("TLS handshake");
             send(TokioIo::new(tls), req).await
         }
     };
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
-    Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    Reply { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
 async fn send<T>(io: TokioIo<T>, req: Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
     tokio::spawn(conn);
     sender.send_request(req).await.expect("send")
 }

@@ -95,17 +95,28 @@ impl fmt::Display for ClientError {
     }
 }
 
+/// How a client's access tokens look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TokenFormat {
+    /// 256 random bits, meaningful only to this server (introspect them).
+    #[default]
+    Opaque,
+    /// A signed JWT (RFC 9068) that resource servers verify on their own.
+    Jwt,
+}
+
 /// Every configured client, looked up by id.
 #[derive(Clone, Debug, Default)]
 pub struct ClientTable {
     clients: Vec<Client>,
+    formats: Vec<TokenFormat>,
     by_id: BTreeMap<String, ClientIndex>,
 }
 
 impl ClientTable {
     /// An empty table.
     pub const fn new() -> Self {
-        Self { clients: Vec::new(), by_id: BTreeMap::new() }
+        Self { clients: Vec::new(), formats: Vec::new(), by_id: BTreeMap::new() }
     }
 
     /// Adds a client and returns its index.
@@ -122,7 +133,20 @@ impl ClientTable {
         let index = ClientIndex(u32::try_from(self.clients.len()).map_err(|_| ClientError::DuplicateId)?);
         self.by_id.insert(client.id.clone(), index);
         self.clients.push(client);
+        self.formats.push(TokenFormat::Opaque);
         Ok(index)
+    }
+
+    /// Sets the access token format of a client (default: opaque).
+    pub fn set_access_token_format(&mut self, index: ClientIndex, format: TokenFormat) {
+        if let Some(f) = self.formats.get_mut(index.0 as usize) {
+            *f = format;
+        }
+    }
+
+    /// The access token format of a client.
+    pub fn access_token_format(&self, index: ClientIndex) -> TokenFormat {
+        self.formats.get(index.0 as usize).copied().unwrap_or_default()
     }
 
     /// The index of the client with `id`.

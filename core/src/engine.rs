@@ -11,13 +11,14 @@
 //! unauthenticated caller can never make the server spend a hash.
 
 use crate::basic::SCRATCH_LEN;
-use crate::client::{Capabilities, ClientIndex, ClientTable};
+use crate::client::{Capabilities, ClientIndex, ClientTable, TokenFormat};
 use crate::error::{ErrorCode, OAuthError, Reason};
 use crate::form::Limits;
+use crate::jwt::{self, JwtIssuer};
 use crate::request::{ClientAuth, GrantRequest, TokenRequest};
 use crate::response;
 use crate::scope::{ScopeRegistry, ScopeSet};
-use crate::token::{self, FamilyId, Provider, Token, TokenKey, TokenKind, TokenRecord, UserRef};
+use crate::token::{self, FamilyId, Provider, RandomError, Token, TokenKey, TokenKind, TokenRecord, UserRef};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -460,6 +461,25 @@ impl<'a> TokenGrant<'a> {
     /// Answers [`Step::Issue`]: mints the tokens, writes the JSON response
     /// into `out` and returns the records to store. `now` is the issue time.
     pub fn issue(self, now: u64, out: &mut Vec<u8>) -> Result<Issued, OAuthError> {
+        self.issue_with(now, None, out)
+    }
+
+    /// The resource owner, once known (after [`Step::VerifyPassword`] or
+    /// [`Step::LoadRefreshToken`]); [`UserRef::NONE`] for client credentials.
+    /// The runtime resolves it to a name for a JWT's `sub`.
+    pub fn user(&self) -> UserRef {
+        self.user
+    }
+
+    /// Whether the client's access tokens are JWTs, so that
+    /// [`TokenGrant::issue_with`] needs a [`JwtIssuer`].
+    pub fn wants_jwt(&self) -> bool {
+        self.client.is_some_and(|c| self.engine.clients.access_token_format(c) == TokenFormat::Jwt)
+    }
+
+    /// Like [`TokenGrant::issue`], for clients whose access tokens are JWTs
+    /// (RFC 9068): `jwt` signs them. Opaque clients ignore it.
+    pub fn issue_with(self, now: u64, jwt: Option<&JwtIssuer<'_>>, out: &mut Vec<u8>) -> Result<Issued, OAuthError> {
         match self.state {
             State::Issue => {}
             State::Rejected(e) => return Err(e),
@@ -496,10 +516,29 @@ impl<'a> TokenGrant<'a> {
             // RFC 6749 §4.4.3: a refresh token SHOULD NOT be included.
             GrantRequest::ClientCredentials { .. } => false,
         };
-        let (access, access_key) = Token::mint(&self.provider).map_err(random_failed)?;
-        let refresh = if wants_refresh { Some(Token::mint(&self.provider).map_err(random_failed)?) } else { None };
         let mut scope = String::new();
         engine.scopes.write(self.scope, &mut scope);
+        let (access, access_key) = if engine.clients.access_token_format(client_index) == TokenFormat::Jwt {
+            let signing_failed = OAuthError::new(ErrorCode::ServerError, Reason::SigningFailure, "Internal error.");
+            let jwt = jwt.ok_or(signing_failed)?;
+            let claims = jwt::Claims {
+                subject: jwt.subject.unwrap_or(&client.id),
+                client_id: &client.id,
+                scope: &scope,
+                issued_at: now,
+                expires_at: now.saturating_add(engine.config.access_token_ttl),
+            };
+            let token = jwt::encode(jwt, &claims, self.provider.random).map_err(|e| match e {
+                jwt::JwtError::Random => random_failed(RandomError),
+                jwt::JwtError::Sign => signing_failed,
+            })?;
+            let key = self.provider.digest.digest(token.as_bytes());
+            (AccessToken::Jwt(token), key)
+        } else {
+            let (token, key) = Token::mint(&self.provider).map_err(random_failed)?;
+            (AccessToken::Opaque(token), key)
+        };
+        let refresh = if wants_refresh { Some(Token::mint(&self.provider).map_err(random_failed)?) } else { None };
         response::write_token(
             out,
             access.as_str(),
@@ -512,6 +551,29 @@ impl<'a> TokenGrant<'a> {
             refresh: refresh.map(|(_, key)| (key, record(TokenKind::Refresh, engine.config.refresh_token_ttl))),
             retire: self.retire,
         })
+    }
+}
+
+/// An access token as sent: opaque, or a JWT.
+enum AccessToken {
+    Opaque(Token),
+    Jwt(String),
+}
+
+impl AccessToken {
+    fn as_str(&self) -> &str {
+        match self {
+            AccessToken::Opaque(t) => t.as_str(),
+            AccessToken::Jwt(t) => t,
+        }
+    }
+}
+
+impl Drop for AccessToken {
+    fn drop(&mut self) {
+        if let AccessToken::Jwt(t) = self {
+            zeroize::Zeroize::zeroize(t);
+        }
     }
 }
 

@@ -104,6 +104,8 @@ pub enum Reason {
     Overloaded,
     /// The random source failed.
     RandomFailure,
+    /// A JWT access token could not be signed (or no signer is set up).
+    SigningFailure,
     /// The token store failed.
     StoreFailure,
 }
@@ -133,6 +135,7 @@ impl Reason {
             Self::RefreshTokenReuse => "refresh_token_reuse",
             Self::Overloaded => "overloaded",
             Self::RandomFailure => "random_failure",
+            Self::SigningFailure => "signing_failure",
             Self::StoreFailure => "store_failure",
         }
     }

@@ -33,16 +33,18 @@ pub mod client;
 pub mod engine;
 pub mod error;
 pub mod form;
+pub mod jwt;
 pub mod query;
 pub mod request;
 pub mod response;
 pub mod scope;
 pub mod token;
 
-pub use client::{Capabilities, Client, ClientIndex, ClientTable};
+pub use client::{Capabilities, Client, ClientIndex, ClientTable, TokenFormat};
 pub use engine::{Engine, EngineConfig, Issued, LostRace, PasswordOutcome, Secret, Step, TokenGrant};
 pub use error::{ErrorCode, OAuthError, Reason};
 pub use form::Limits;
+pub use jwt::{JwtIssuer, SignError, TokenSigner};
 pub use query::{QueryKind, QueryStep, Revocation, TokenQueryGrant};
 pub use scope::{ScopeRegistry, ScopeSet};
 pub use token::{

@@ -179,7 +179,7 @@ impl<'a> TokenQueryGrant<'a> {
             return;
         }
         // A token ropc could not have minted is simply unknown: no look-up.
-        self.state = if token::is_well_formed(&query.token) {
+        self.state = if token::is_plausible_access_token(&query.token) {
             State::LoadToken(self.provider.digest.digest(query.token.as_bytes()))
         } else {
             State::Done

@@ -102,6 +102,23 @@ pub fn is_well_formed(token: &str) -> bool {
     token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Longest JWT access token ropc could have issued (header, claims with a
+/// long username and scope list, signature).
+pub const MAX_JWT_LEN: usize = 4096;
+
+/// Whether a presented access token could be one ropc issued: opaque, or a
+/// JWT (three base64url segments). A cheap filter before any look-up.
+pub fn is_plausible_access_token(token: &str) -> bool {
+    if is_well_formed(token) {
+        return true;
+    }
+    token.len() <= MAX_JWT_LEN
+        && token.split('.').count() == 3
+        && token
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
 /// Which kind of token a record describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenKind {

@@ -2,15 +2,16 @@
 //! this is where each [`Step`] the engine asks for is answered (secret
 //! check, password hash on the pool, record look-up).
 
-use crate::config::Config;
+use crate::config::{Config, JwtKeySource};
 use crate::credentials::{ClientSecrets, UserStore};
 use crate::hash::{HashPool, PasswordVerifier, VerifyError};
+use crate::jwt::JwtKeys;
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
 use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
-    Capabilities, Engine, Issued, LostRace, OAuthError, Provider, QueryKind, QueryStep, RandomError, Reason,
+    Capabilities, Engine, Issued, JwtIssuer, LostRace, OAuthError, Provider, QueryKind, QueryStep, RandomError, Reason,
     SecureRandom, Step, TokenDigest, TokenKey,
 };
 use std::sync::atomic::AtomicBool;
@@ -77,6 +78,8 @@ pub struct App {
     pub issuer: String,
     /// The RFC 8414 metadata document, built once.
     pub metadata: Vec<u8>,
+    /// JWT signing keys, when a client uses JWT access tokens.
+    pub jwt: Option<JwtKeys>,
     /// Set while shutting down: `/healthz` answers 503.
     pub draining: AtomicBool,
 }
@@ -117,7 +120,17 @@ impl App {
             .map_err(|_| "the system random source failed".to_owned())?;
         let issuer = config.issuer(bound_port);
         let engine = Arc::clone(&config.engine);
-        let metadata = build_metadata(&engine, &config, &issuer);
+        let jwt = if config.jwt.in_use {
+            Some(match &config.jwt.keys {
+                JwtKeySource::Managed(dir) => {
+                    JwtKeys::managed(dir, config.jwt.algorithm, engine.config.access_token_ttl)?
+                }
+                JwtKeySource::Files { signing_key, previous_keys } => JwtKeys::from_files(signing_key, previous_keys)?,
+            })
+        } else {
+            None
+        };
+        let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
         Ok(Self {
             engine,
             users,
@@ -129,6 +142,7 @@ impl App {
             digest: Sha256Digest,
             issuer,
             metadata,
+            jwt,
             draining: AtomicBool::new(false),
             config,
         })
@@ -184,6 +198,20 @@ impl App {
                     }
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
+                Step::Issue if grant.wants_jwt() => {
+                    let subject = self.users.name(grant.user()).cloned();
+                    // Without keys the core answers server_error (signing_failure).
+                    let jwt = self.jwt.as_ref().map(|keys| JwtIssuer {
+                        signer: &keys.active,
+                        issuer: &self.issuer,
+                        audience: self.config.jwt.audience.as_deref().unwrap_or(&self.issuer),
+                        subject: subject.as_deref(),
+                    });
+                    match grant.issue_with(now(), jwt.as_ref(), &mut out) {
+                        Ok(issued) => break self.commit(&issued).await,
+                        Err(e) => break Err(e),
+                    }
+                }
                 Step::Issue => match grant.issue(now(), &mut out) {
                     Ok(issued) => break self.commit(&issued).await,
                     Err(e) => break Err(e),
@@ -329,7 +357,7 @@ impl App {
     }
 }
 
-fn build_metadata(engine: &Engine, config: &Config, issuer: &str) -> Vec<u8> {
+fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) -> Vec<u8> {
     let caps = engine.clients.capabilities();
     let grant_types: Vec<&str> =
         Capabilities::NAMES.iter().filter(|(_, c)| caps.contains(*c)).map(|(n, _)| *n).collect();
@@ -337,6 +365,7 @@ fn build_metadata(engine: &Engine, config: &Config, issuer: &str) -> Vec<u8> {
     let token_endpoint = format!("{issuer}{}", config.endpoints.token);
     let revocation_endpoint = format!("{issuer}{}", config.endpoints.revocation);
     let introspection_endpoint = format!("{issuer}{}", config.endpoints.introspection);
+    let jwks_uri = format!("{issuer}{}", config.endpoints.jwks);
     let mut out = Vec::new();
     response::write_metadata(
         &mut out,
@@ -345,7 +374,7 @@ fn build_metadata(engine: &Engine, config: &Config, issuer: &str) -> Vec<u8> {
             token_endpoint: &token_endpoint,
             revocation_endpoint: Some(&revocation_endpoint),
             introspection_endpoint: Some(&introspection_endpoint),
-            jwks_uri: None,
+            jwks_uri: jwks.then_some(jwks_uri.as_str()),
             grant_types: &grant_types,
             scopes: &scopes,
         },

@@ -56,6 +56,22 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage JWT signing keys.
+    Jwt {
+        #[command(subcommand)]
+        command: JwtCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JwtCommand {
+    /// Add a new signing key to the managed key directory. It signs from the
+    /// next start; the previous key stays published until its tokens expire.
+    RotateKey {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +154,7 @@ pub fn main() -> i32 {
             params.and_then(|p| read_password(true).and_then(|pw| admin::user_add(&name, &pw, &users, p)))
         }
         Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
+        Command::Jwt { command: JwtCommand::RotateKey { config } } => jwt_rotate_key(&config),
     };
     match result {
         Ok(()) => 0,
@@ -177,6 +194,21 @@ fn check_password(p: Zeroizing<String>) -> Result<Zeroizing<String>, String> {
         return Err("the password is empty".into());
     }
     Ok(p)
+}
+
+fn jwt_rotate_key(file: &Path) -> Result<(), String> {
+    let config = Config::load(file).map_err(|e| e.to_string())?;
+    match &config.jwt.keys {
+        crate::config::JwtKeySource::Managed(dir) => {
+            let path = crate::jwt::generate_key(dir, config.jwt.algorithm)?;
+            println!("new signing key: {} (signs from the next start)", path.display());
+            Ok(())
+        }
+        crate::config::JwtKeySource::Files { .. } => Err(format!(
+            "{}: [jwt] signing_key is set, so its keys are yours to rotate: move the old key to previous_keys and set the new one",
+            file.display()
+        )),
+    }
 }
 
 fn config_check(file: &Path) -> Result<(), String> {

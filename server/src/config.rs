@@ -9,7 +9,7 @@
 use crate::hash::{HashParams, StoredHash};
 use ropc_core::client::Client;
 use ropc_core::scope::{ScopeRegistry, ScopeSet};
-use ropc_core::{Capabilities, Engine, EngineConfig, Limits};
+use ropc_core::{Capabilities, Engine, EngineConfig, Limits, TokenFormat};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -73,6 +73,35 @@ pub struct Endpoints {
     pub revocation: String,
     /// The introspection endpoint (RFC 7662).
     pub introspection: String,
+    /// The JWKS endpoint (RFC 7517), served when a client uses JWTs.
+    pub jwks: String,
+}
+
+/// Where JWT signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeySource {
+    /// ropc generates and rotates keys in this directory.
+    Managed(PathBuf),
+    /// The operator's key, and older keys still published.
+    Files {
+        /// The signing key (PKCS#8 PEM).
+        signing_key: PathBuf,
+        /// Keys no longer signing whose tokens may still be live.
+        previous_keys: Vec<PathBuf>,
+    },
+}
+
+/// JWT access token settings (`[jwt]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// Algorithm of generated keys.
+    pub algorithm: crate::jwt::Algorithm,
+    /// Key source.
+    pub keys: JwtKeySource,
+    /// The `aud` claim; `None` = the issuer.
+    pub audience: Option<String>,
+    /// Whether any client uses JWT access tokens.
+    pub in_use: bool,
 }
 
 /// A validated configuration.
@@ -104,6 +133,8 @@ pub struct Config {
     pub hash_queue: usize,
     /// The core engine: policy, clients, scopes.
     pub engine: Arc<Engine>,
+    /// JWT access token settings.
+    pub jwt: JwtConfig,
     /// Client secret hashes, by client index.
     pub client_secrets: Vec<Arc<StoredHash>>,
 }
@@ -123,6 +154,19 @@ struct RawConfig {
     scopes: Vec<RawScope>,
     #[serde(default)]
     clients: Vec<RawClient>,
+    #[serde(default)]
+    jwt: RawJwt,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    algorithm: Option<Spanned<String>>,
+    signing_key: Option<String>,
+    #[serde(default)]
+    previous_keys: Vec<String>,
+    keys_dir: Option<String>,
+    audience: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +211,8 @@ struct RawTokenService {
     revocation_endpoint: Spanned<String>,
     #[serde(default = "default_introspection_endpoint")]
     introspection_endpoint: Spanned<String>,
+    #[serde(default = "default_jwks_endpoint")]
+    jwks_endpoint: Spanned<String>,
     issuer: Option<Spanned<String>>,
     #[serde(default = "default_access_ttl")]
     access_token_ttl: Spanned<u64>,
@@ -186,6 +232,7 @@ impl Default for RawTokenService {
             token_endpoint: default_token_endpoint(),
             revocation_endpoint: default_revocation_endpoint(),
             introspection_endpoint: default_introspection_endpoint(),
+            jwks_endpoint: default_jwks_endpoint(),
             issuer: None,
             access_token_ttl: default_access_ttl(),
             refresh_token_ttl: default_refresh_ttl(),
@@ -204,6 +251,9 @@ fn default_revocation_endpoint() -> Spanned<String> {
 }
 fn default_introspection_endpoint() -> Spanned<String> {
     Spanned::new(0..0, "/oauth/v2/oauth-introspect".into())
+}
+fn default_jwks_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-jwks".into())
 }
 fn default_access_ttl() -> Spanned<u64> {
     Spanned::new(0..0, 300)
@@ -271,6 +321,7 @@ struct RawClient {
     scopes: Vec<Spanned<String>>,
     #[serde(default)]
     default_scopes: Vec<Spanned<String>>,
+    access_token_format: Option<Spanned<String>>,
 }
 
 /// Builds errors for one source text.
@@ -377,15 +428,20 @@ impl Config {
             ("token_service.token_endpoint", &ts.token_endpoint),
             ("token_service.revocation_endpoint", &ts.revocation_endpoint),
             ("token_service.introspection_endpoint", &ts.introspection_endpoint),
+            ("token_service.jwks_endpoint", &ts.jwks_endpoint),
         ] {
             if !path.get_ref().starts_with('/') || path.get_ref().contains(['?', '#', ' ']) {
                 return Err(loc.at(path.span(), key, "must be a path starting with `/`, without query or fragment"));
             }
         }
-        let paths =
-            [ts.token_endpoint.get_ref(), ts.revocation_endpoint.get_ref(), ts.introspection_endpoint.get_ref()];
-        if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {
-            return Err(loc.at(ts.revocation_endpoint.span(), "token_service", "the three endpoint paths must differ"));
+        let paths = [
+            ts.token_endpoint.get_ref(),
+            ts.revocation_endpoint.get_ref(),
+            ts.introspection_endpoint.get_ref(),
+            ts.jwks_endpoint.get_ref(),
+        ];
+        if (0..paths.len()).any(|i| paths[i + 1..].contains(&paths[i])) {
+            return Err(loc.at(ts.revocation_endpoint.span(), "token_service", "the endpoint paths must all differ"));
         }
         for (key, ttl) in [
             ("token_service.access_token_ttl", &ts.access_token_ttl),
@@ -477,13 +533,27 @@ impl Config {
             let allowed_scopes = scope_set("clients.scopes", &c.scopes)?;
             let default_scopes = scope_set("clients.default_scopes", &c.default_scopes)?;
             let client = Client { id: c.id.get_ref().clone(), capabilities, allowed_scopes, default_scopes };
-            engine.clients.add(client).map_err(|e| {
+            let index = engine.clients.add(client).map_err(|e| {
                 let key = match e {
                     ropc_core::client::ClientError::DefaultNotAllowed => "clients.default_scopes",
                     _ => "clients.id",
                 };
                 loc.at(c.id.span(), key, format!("client {:?}: {e}", c.id.get_ref()))
             })?;
+            if let Some(format) = &c.access_token_format {
+                let format = match format.get_ref().as_str() {
+                    "opaque" => TokenFormat::Opaque,
+                    "jwt" => TokenFormat::Jwt,
+                    other => {
+                        return Err(loc.at(
+                            format.span(),
+                            "clients.access_token_format",
+                            format!("unknown format {other:?} (expected \"opaque\" or \"jwt\")"),
+                        ))
+                    }
+                };
+                engine.clients.set_access_token_format(index, format);
+            }
             client_secrets.push(Arc::new(secret));
         }
 
@@ -500,7 +570,27 @@ impl Config {
             None => None,
         };
 
+        let raw_jwt = raw.jwt;
+        let algorithm = match raw_jwt.algorithm.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("EdDSA") => crate::jwt::Algorithm::EdDsa,
+            Some("ES256") => crate::jwt::Algorithm::Es256,
+            Some(other) => {
+                let span = raw_jwt.algorithm.as_ref().map_or(0..0, |a| a.span());
+                return Err(loc.at(span, "jwt.algorithm", format!("unknown algorithm {other:?} (EdDSA or ES256)")));
+            }
+        };
+        let keys = match raw_jwt.signing_key {
+            Some(key) => JwtKeySource::Files {
+                signing_key: dir.join(key),
+                previous_keys: raw_jwt.previous_keys.iter().map(|p| dir.join(p)).collect(),
+            },
+            None => JwtKeySource::Managed(dir.join(raw_jwt.keys_dir.as_deref().unwrap_or("jwt-keys"))),
+        };
+        let in_use = engine.clients.iter().any(|(i, _)| engine.clients.access_token_format(i) == TokenFormat::Jwt);
+        let jwt = JwtConfig { algorithm, keys, audience: raw_jwt.audience, in_use };
+
         Ok(Config {
+            jwt,
             file: loc.file.to_owned(),
             listen,
             tls,
@@ -510,6 +600,7 @@ impl Config {
                 token: ts.token_endpoint.into_inner(),
                 revocation: ts.revocation_endpoint.into_inner(),
                 introspection: ts.introspection_endpoint.into_inner(),
+                jwks: ts.jwks_endpoint.into_inner(),
             },
             issuer: ts.issuer.map(|i| i.into_inner().trim_end_matches('/').to_owned()),
             users_file,

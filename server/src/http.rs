@@ -47,6 +47,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             Method::GET | Method::HEAD => healthz(&app),
             _ => method_not_allowed("GET, HEAD", false),
         }
+    } else if path == app.config.endpoints.jwks && app.jwt.is_some() {
+        match (method, &app.jwt) {
+            (Method::GET | Method::HEAD, Some(keys)) => json(StatusCode::OK, keys.jwks.clone()),
+            _ => method_not_allowed("GET, HEAD", false),
+        }
     } else if path == METADATA_PATH {
         match method {
             Method::GET | Method::HEAD => json(StatusCode::OK, app.metadata.clone()),

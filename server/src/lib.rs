@@ -21,6 +21,7 @@ pub mod demo;
 pub mod fsutil;
 pub mod hash;
 pub mod http;
+pub mod jwt;
 pub mod logging;
 pub mod server;
 pub mod store;

@@ -4,5 +4,6 @@ mod support;
 
 mod cli;
 mod demo;
+mod jwt;
 mod lifecycle;
 mod token;

@@ -36,6 +36,14 @@ secret = "$(hash "$SECRET")"
 capabilities = ["password", "refresh_token"]
 scopes = ["read", "write"]
 default_scopes = ["read"]
+
+[[clients]]
+id = "jwt-client"
+secret = "$(hash "$SECRET")"
+capabilities = ["password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+access_token_format = "jwt"
 TOML
 
 "$ROPC" serve --config "$WORK/ropc.toml" > "$WORK/out.txt" 2> "$WORK/log.txt" &
@@ -50,3 +58,6 @@ URL="$(sed -n 's/^ropc listening on \(https:\/\/[^ ]*\)$/\1/p' "$WORK/out.txt" |
 ROPC_TOKEN_URL="$URL/oauth/v2/oauth-token" ROPC_CA="$WORK/self-signed-cert.pem" \
 ROPC_CLIENT_ID=legacy ROPC_CLIENT_SECRET="$SECRET" ROPC_USER=alice ROPC_PASSWORD="$PASSWORD" \
   python3 "$ROOT/tests/interop/interop.py"
+ROPC_TOKEN_URL="$URL/oauth/v2/oauth-token" ROPC_CA="$WORK/self-signed-cert.pem" ROPC_ISSUER="$URL" \
+ROPC_CLIENT_ID=jwt-client ROPC_CLIENT_SECRET="$SECRET" ROPC_USER=alice ROPC_PASSWORD="$PASSWORD" \
+  python3 "$ROOT/tests/interop/jwt_check.py"

@@ -1,0 +1,295 @@
+//! Connections to the target: TCP or TLS (rustls, ring provider), HTTP/1.1
+//! through hyper's low-level client (`hyper::client::conn::http1`).
+//!
+//! A [`Conn`] is driven by the task that sends on it: the connection future
+//! is polled together with each exchange instead of running in a task of its
+//! own, so a virtual user costs one task and a request costs no cross-task
+//! wake-up. Between two requests nothing polls the connection; [`Conn::send`]
+//! first lets it notice a close by the server, so an idle connection that the
+//! server dropped is replaced without counting an error.
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::uri::{Scheme, Uri};
+use http::Request;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Response bodies larger than this are an error: token endpoint answers are
+/// a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Where requests go: one resolved address, the `Host` header, and TLS
+/// settings when the URL's scheme is `https`.
+pub struct Target {
+    /// The address connections are made to (resolved once, at start).
+    pub addr: SocketAddr,
+    /// The `Host` header: the URL's authority.
+    pub host: HeaderValue,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("host", &self.host)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Target {
+    /// Resolves `url`'s host and prepares TLS for `https` URLs, which need
+    /// `cacert` (a PEM file with the server's CA or self-signed certificate).
+    pub async fn new(url: &Uri, cacert: Option<&Path>) -> Result<Target, String> {
+        let authority = url.authority().ok_or_else(|| format!("{url}: the URL has no host"))?;
+        let https = match url.scheme() {
+            Some(s) if *s == Scheme::HTTP => false,
+            Some(s) if *s == Scheme::HTTPS => true,
+            _ => return Err(format!("{url}: the URL's scheme must be http or https")),
+        };
+        let host = authority.host();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // `[::1]` in a URL is `::1` to the resolver and to TLS.
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((bare_host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host} resolves to no address"))?;
+        let tls = if https {
+            let cacert = cacert.ok_or_else(|| {
+                format!("{url}: https needs --cacert FILE (the server's CA or self-signed certificate)")
+            })?;
+            let server_name = ServerName::try_from(bare_host.to_owned())
+                .map_err(|e| format!("{host}: not a valid TLS server name: {e}"))?;
+            Some((tls_connector(cacert)?, server_name))
+        } else {
+            if cacert.is_some() {
+                return Err(format!("{url}: --cacert needs an https URL"));
+            }
+            None
+        };
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| format!("{authority}: not a valid Host header: {e}"))?;
+        Ok(Target { addr, host, tls })
+    }
+
+    /// Opens a connection: TCP (with `TCP_NODELAY`), the TLS handshake when
+    /// the target is https, then the HTTP/1.1 handshake.
+    pub async fn connect(&self) -> Result<Conn, TransportError> {
+        let tcp = TcpStream::connect(self.addr).await.map_err(|_| TransportError::Connect)?;
+        tcp.set_nodelay(true).map_err(|_| TransportError::Connect)?;
+        let stream = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some((connector, name)) => {
+                Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await.map_err(|_| TransportError::Tls)?))
+            }
+        };
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| TransportError::from_hyper(&e))?;
+        Ok(Conn { sender, driver: Box::pin(driver), closed: false })
+    }
+}
+
+/// A rustls client configuration that trusts the certificates in `cacert`
+/// and offers only HTTP/1.1 by ALPN.
+fn tls_connector(cacert: &Path) -> Result<TlsConnector, String> {
+    let pem = std::fs::read(cacert).map_err(|e| format!("cannot read {}: {e}", cacert.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", cacert.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: unusable certificate: {e}", cacert.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate found", cacert.display()));
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Why a request got no HTTP response. [`TransportError::label`] names the
+/// report's bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// The TCP connection could not be opened.
+    Connect,
+    /// The TLS handshake failed.
+    Tls,
+    /// No answer within `--timeout`.
+    Timeout,
+    /// The server closed the connection before the response was complete.
+    Closed,
+    /// The response was not valid HTTP/1.1.
+    Parse,
+    /// The response body was larger than [`MAX_BODY_BYTES`].
+    BodyTooLarge,
+    /// Another I/O or protocol error.
+    Other,
+}
+
+impl TransportError {
+    /// The report's name for this error.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransportError::Connect => "connect",
+            TransportError::Tls => "tls",
+            TransportError::Timeout => "timeout",
+            TransportError::Closed => "connection_closed",
+            TransportError::Parse => "bad_http",
+            TransportError::BodyTooLarge => "body_too_large",
+            TransportError::Other => "io",
+        }
+    }
+
+    fn from_hyper(e: &hyper::Error) -> Self {
+        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            TransportError::Parse
+        } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+            TransportError::Closed
+        } else if e.is_timeout() {
+            TransportError::Timeout
+        } else {
+            TransportError::Other
+        }
+    }
+}
+
+/// An HTTP response, its body read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body (at most [`MAX_BODY_BYTES`]).
+    pub body: Bytes,
+}
+
+/// One HTTP/1.1 connection with keep-alive.
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: Pin<Box<Connection<TokioIo<Stream>, Full<Bytes>>>>,
+    closed: bool,
+}
+
+impl Conn {
+    /// Whether a request can be sent: polls the connection once, without
+    /// waiting, so that a close by the server since the last exchange is seen.
+    pub async fn is_open(&mut self) -> bool {
+        if self.closed || self.sender.is_closed() {
+            return false;
+        }
+        let driver = &mut self.driver;
+        let finished = poll_fn(|cx| Poll::Ready(driver.as_mut().poll(cx).is_ready())).await;
+        if finished {
+            self.closed = true;
+        }
+        !self.closed && !self.sender.is_closed()
+    }
+
+    /// Sends `request` and reads the whole response. After an error the
+    /// connection may be unusable: check [`Conn::is_open`] before reusing it.
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Reply, TransportError> {
+        let Conn { sender, driver, closed } = self;
+        let exchange = async {
+            sender.ready().await.map_err(|e| TransportError::from_hyper(&e))?;
+            let response = sender.send_request(request).await.map_err(|e| TransportError::from_hyper(&e))?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| match e.downcast_ref::<hyper::Error>() {
+                    Some(e) => TransportError::from_hyper(e),
+                    None => TransportError::BodyTooLarge,
+                })?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        let mut exchange = pin!(exchange);
+        if !*closed {
+            tokio::select! {
+                biased;
+                reply = &mut exchange => return reply,
+                _ = driver.as_mut() => *closed = true,
+            }
+        }
+        // The connection has finished (a `Connection: close` answer, or an
+        // error): whatever it delivered is in the exchange's channels.
+        exchange.await
+    }
+}
+
+/// A plain or TLS stream, so that [`Conn`] has one type for both.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

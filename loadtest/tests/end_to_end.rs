@@ -1,0 +1,201 @@
+//! Short runs against the in-process token server: the counts add up, and
+//! every scenario speaks the protocol the server checks.
+
+use crate::token_server::{self, CLIENT_ID, CLIENT_SECRET};
+use http::Uri;
+use ropc_loadtest::form::Secret;
+use ropc_loadtest::report::Report;
+use ropc_loadtest::run::{run, Load, RunSpec};
+use ropc_loadtest::scenario::{ClientAuth, Kind, Scenario, Users, WorkloadSpec};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64) -> RunSpec {
+    RunSpec {
+        url: format!("http://{addr}/token").parse().unwrap(),
+        cacert: None,
+        workload: WorkloadSpec {
+            scenario,
+            token_path: Uri::from_static("/token"),
+            introspection_path: Uri::from_static("/introspect"),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new(CLIENT_SECRET.into())),
+            auth: ClientAuth::Basic,
+            users: Users { count: 4, user_prefix: "user".into(), password_prefix: "pass-".into() },
+            scope: None,
+            introspect_with: Kind::ClientCredentials,
+        },
+        connections,
+        load: Load::Closed,
+        new_connection: false,
+        // Generous: these runs end by their request budget.
+        duration: Duration::from_secs(60),
+        requests: Some(requests),
+        timeout: Duration::from_secs(10),
+        progress: false,
+        shards: 1,
+    }
+}
+
+async fn run_and_check(spec: &RunSpec) -> Report {
+    let finished = run(spec).await.expect("run");
+    let report = Report::new(spec, &finished);
+    // Whatever happened, the counts add up.
+    assert_eq!(report.requests, report.successes + report.errors);
+    let bucketed: u64 =
+        report.errors_by_status.values().sum::<u64>() + report.errors_by_transport.values().sum::<u64>();
+    assert_eq!(bucketed, report.errors);
+    let by_kind: u64 = report.by_kind.values().map(|k| k.requests).sum();
+    assert_eq!(by_kind, report.requests);
+    let timeline: u64 = report.timeline.iter().map(|s| s.requests).sum();
+    assert_eq!(timeline, report.requests);
+    report
+}
+
+#[tokio::test]
+async fn closed_loop_keep_alive_300_requests() {
+    let addr = token_server::start().await;
+    let spec = spec(addr, Scenario::ClientCredentials, 8, 300);
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.requests, 300);
+    assert_eq!(report.successes, 300);
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.cancelled_at_deadline, 0);
+    assert_eq!(report.latency_us.count, 300);
+    assert!(report.latency_us.p50 <= report.latency_us.p99);
+    assert!(report.latency_us.p99 <= report.latency_us.max);
+    // Keep-alive: one connection per virtual user for the whole run.
+    assert_eq!(report.connections_opened, 8);
+    assert_eq!(report.by_kind["client_credentials"].successes, 300);
+}
+
+#[tokio::test]
+async fn password_errors_are_bucketed() {
+    let addr = token_server::start().await;
+    // One virtual user walks user0, user1, user2, user3, user0, ...; the
+    // server refuses user3.
+    let spec = spec(addr, Scenario::Password, 1, 400);
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.requests, 400);
+    assert_eq!(report.successes, 300);
+    assert_eq!(report.errors_by_status["400"], 100);
+    assert_eq!(report.errors_by_oauth_error["invalid_grant"], 100);
+    assert!(report.errors_by_transport.is_empty());
+}
+
+#[tokio::test]
+async fn refresh_follows_rotation_with_body_auth() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::Refresh, 3, 200);
+    spec.workload.auth = ClientAuth::Body;
+    let report = run_and_check(&spec).await;
+    // A reused refresh token would be refused by the server.
+    assert_eq!(report.successes, 200, "{}", report.to_text());
+    // The setup's password grants are not counted.
+    assert_eq!(report.by_kind.keys().copied().collect::<Vec<_>>(), ["refresh_token"]);
+}
+
+#[tokio::test]
+async fn mixed_and_introspect() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::Mixed { password_percent: 20 }, 1, 100);
+    spec.workload.users.count = 3;
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 100, "{}", report.to_text());
+    assert_eq!(report.by_kind["password"].requests, 20);
+    assert_eq!(report.by_kind["refresh_token"].requests, 80);
+
+    let spec = spec_introspect(addr);
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 50, "{}", report.to_text());
+    assert_eq!(report.by_kind["introspect"].requests, 50);
+}
+
+fn spec_introspect(addr: SocketAddr) -> RunSpec {
+    spec(addr, Scenario::Introspect, 2, 50)
+}
+
+#[tokio::test]
+async fn new_connection_per_request() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::ClientCredentials, 2, 50);
+    spec.new_connection = true;
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 50);
+    assert_eq!(report.connections_opened, 50);
+}
+
+#[tokio::test]
+async fn open_loop_accounts_for_every_due_request() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::ClientCredentials, 4, 1_000_000);
+    spec.requests = None;
+    spec.load = Load::Open { rate: 200.0 };
+    spec.duration = Duration::from_millis(500);
+    let report = run_and_check(&spec).await;
+    // 100 requests are due in 0.5 s: each was answered, cut off at the
+    // deadline, or never sent.
+    assert_eq!(report.requests + report.cancelled_at_deadline + report.unsent, 100);
+    assert_eq!(report.errors, 0);
+    assert!(report.requests > 0);
+}
+
+#[tokio::test]
+async fn refused_connections_are_transport_errors() {
+    // A port that was free a moment ago.
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let spec = spec(addr, Scenario::ClientCredentials, 2, 20);
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.requests, 20);
+    assert_eq!(report.errors_by_transport["connect"], 20);
+    assert_eq!(report.latency_us.count, 0);
+}
+
+#[tokio::test]
+async fn setup_failure_is_an_error_before_the_run() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::Refresh, 1, 10);
+    spec.workload.client_secret = Some(Secret::new("wrong".into()));
+    let message = run(&spec).await.expect_err("setup must fail");
+    assert!(message.contains("401 invalid_client"), "{message}");
+    assert!(!message.contains("wrong"), "{message}");
+}
+
+/// The binary: report on stdout, JSON and SVG files, and the secret (given
+/// by environment variable) nowhere in them.
+#[test]
+fn command_line_writes_json_and_svg() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = runtime.block_on(token_server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let svg = dir.path().join("report.svg");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"))
+        .args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID])
+        .args(["--scenario", "client-credentials", "--connections", "4", "--requests", "100"])
+        .args(["--threads", "2", "--auth", "body"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .env("ROPC_LOADTEST_CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let requests_line = stdout.lines().find(|l| l.trim_start().starts_with("requests"));
+    assert_eq!(requests_line.and_then(|l| l.split_whitespace().nth(1)), Some("100"), "{stdout}");
+    let json = std::fs::read_to_string(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["requests"], 100);
+    assert_eq!(v["successes"], 100);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    for text in [&*stdout, &*stderr, &json, &svg] {
+        assert!(!text.contains(CLIENT_SECRET));
+    }
+}

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -66,11 +67,11 @@ impl Target {
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         // `[::1]` in a URL is `::1` to the resolver and to TLS.
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = tokio::net::lookup_host((bare_host, port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} resolves to no address"))?;
+            .collect();
+        let addr = first_listening(&addrs).await.ok_or_else(|| format!("{host} resolves to no address"))?;
         let tls = if https {
             let cacert = cacert.ok_or_else(|| {
                 format!("{url}: https needs --cacert FILE (the server's CA or self-signed certificate)")
@@ -105,6 +106,19 @@ impl Target {
             .map_err(|e| TransportError::from_hyper(&e))?;
         Ok(Conn { sender, driver: Box::pin(driver), closed: false })
     }
+}
+
+/// The first of `addrs` (the addresses of the URL's host, such as `::1`
+/// and `127.0.0.1` for `localhost`) that accepts a connection, else the
+/// first one: a server that is down shows as `connect` errors in the report.
+async fn first_listening(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    for addr in addrs {
+        let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
+        if matches!(probe, Ok(Ok(_))) {
+            return Some(*addr);
+        }
+    }
+    addrs.first().copied()
 }
 
 /// A rustls client configuration that trusts the certificates in `cacert`

@@ -232,7 +232,8 @@ impl Report {
             throughput_rps: per_second(requests, elapsed),
             success_rps: per_second(successes, elapsed),
             latency_us: Latency::from_histogram(&r.latency),
-            load_generator: finished.cpu.map(|cpu| GeneratorCpu {
+            // Over a very short run the ratios would mean nothing.
+            load_generator: finished.cpu.filter(|_| elapsed >= 0.1).map(|cpu| GeneratorCpu {
                 cpu_secs: cpu.as_secs_f64(),
                 cores_used: ratio(cpu.as_secs_f64(), elapsed),
                 threads: spec.shards,

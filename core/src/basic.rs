@@ -114,6 +114,9 @@ pub fn parse<'s>(header: &[u8], scratch: &'s mut [u8]) -> Result<BasicCredential
 /// Form-urldecodes `buf` in place (decoding never grows) and returns the
 /// decoded prefix as UTF-8.
 fn decode_in_place(buf: &mut [u8]) -> Result<&str, BasicError> {
+    if !crate::form::needs_decoding(buf) {
+        return core::str::from_utf8(buf).map_err(|_| BasicError::InvalidUtf8);
+    }
     let (mut i, mut o) = (0, 0);
     while i < buf.len() {
         let decoded = match buf[i] {

@@ -102,6 +102,8 @@ pub enum Reason {
     RefreshTokenReuse,
     /// The password hashing queue is full.
     Overloaded,
+    /// Too many failed logins from the client's IP (answered `429`).
+    IpThrottled,
     /// The random source failed.
     RandomFailure,
     /// A JWT access token could not be signed (or no signer is set up).
@@ -134,6 +136,7 @@ impl Reason {
             Self::NotARefreshToken => "not_a_refresh_token",
             Self::RefreshTokenReuse => "refresh_token_reuse",
             Self::Overloaded => "overloaded",
+            Self::IpThrottled => "ip_throttled",
             Self::RandomFailure => "random_failure",
             Self::SigningFailure => "signing_failure",
             Self::StoreFailure => "store_failure",
@@ -193,6 +196,12 @@ impl OAuthError {
         Reason::Overloaded,
         "The server is busy. Retry after the time in Retry-After.",
     );
+    /// Too many failed logins from this IP (sent with `429` and `Retry-After`).
+    pub const IP_THROTTLED: OAuthError = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Reason::IpThrottled,
+        "Too many failed attempts. Retry after the time in Retry-After.",
+    );
     /// The token store failed.
     pub const STORE_FAILED: OAuthError =
         OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::StoreFailure, "The token store is unavailable.");
@@ -210,6 +219,8 @@ impl OAuthError {
             // RFC 6749 §5.2: 401 when the client tried the Authorization
             // header; 400 otherwise, since a 401 must carry a challenge.
             ErrorCode::InvalidClient if self.basic_challenge => 401,
+            // RFC 6585 §4: this client is sending too many requests.
+            ErrorCode::TemporarilyUnavailable if matches!(self.reason, Reason::IpThrottled) => 429,
             ErrorCode::TemporarilyUnavailable => 503,
             ErrorCode::ServerError => 500,
             _ => 400,
@@ -254,6 +265,7 @@ mod tests {
         assert_eq!((grant.status(), grant.www_authenticate()), (400, None));
         let busy = OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::Overloaded, "x");
         assert_eq!(busy.status(), 503);
+        assert_eq!(OAuthError::IP_THROTTLED.status(), 429);
     }
 
     #[test]
@@ -264,6 +276,7 @@ mod tests {
             OAuthError::BODY_UNREADABLE,
             OAuthError::DUPLICATE_HEADER,
             OAuthError::OVERLOADED,
+            OAuthError::IP_THROTTLED,
             OAuthError::STORE_FAILED,
             OAuthError::INVALID_REFRESH_TOKEN,
         ] {

@@ -244,7 +244,7 @@ impl<'a> Form<'a> {
 /// Names are matched after decoding, but a name longer than any known one
 /// cannot match, so it is skipped without allocating.
 fn decode_name(raw: &[u8]) -> Option<Param> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+    if !needs_decoding(raw) {
         return Param::from_name(raw);
     }
     let mut buf = [0u8; 48];
@@ -253,6 +253,13 @@ fn decode_name(raw: &[u8]) -> Option<Param> {
     }
     let n = decode_into(raw, &mut buf).ok()?;
     Param::from_name(&buf[..n])
+}
+
+/// Whether `raw` holds a `+` or a `%`, i.e. decoding would change it. A
+/// fold rather than `any`, so that the compiler can check many bytes at once:
+/// values are short, and most need no decoding.
+pub(crate) fn needs_decoding(raw: &[u8]) -> bool {
+    raw.iter().fold(false, |found, &b| found | (b == b'%') | (b == b'+'))
 }
 
 /// The value of one hex digit.
@@ -296,7 +303,7 @@ pub fn decode_into(raw: &[u8], out: &mut [u8]) -> Result<usize, FormError> {
 
 /// Decodes one form-encoded value. Borrows when no `+` or `%` occurs.
 pub fn decode(raw: &[u8]) -> Result<Value<'_>, FormError> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+    if !needs_decoding(raw) {
         return core::str::from_utf8(raw).map(Value::Borrowed).map_err(|_| FormError::InvalidUtf8);
     }
     let mut buf = alloc::vec![0u8; raw.len()];

@@ -70,7 +70,13 @@ impl ScopeSet {
 
     /// The indices in the set, ascending.
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_SCOPES).filter(move |&i| self.contains(i))
+        // One step per member, not per possible scope.
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            let index = bits.trailing_zeros() as usize;
+            bits &= bits.wrapping_sub(1);
+            (index < MAX_SCOPES).then_some(index)
+        })
     }
 }
 

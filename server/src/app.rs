@@ -4,17 +4,20 @@
 
 use crate::config::{Config, JwtKeySource};
 use crate::credentials::{ClientSecrets, UserStore};
+use crate::delay::Delays;
 use crate::hash::{HashPool, PasswordVerifier, VerifyError};
 use crate::jwt::JwtKeys;
+use crate::lockout::{Gate, Lockout};
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
 use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
-    Capabilities, Engine, Issued, JwtIssuer, LostRace, OAuthError, Provider, QueryKind, QueryStep, RandomError, Reason,
-    SecureRandom, Step, TokenDigest, TokenKey,
+    Capabilities, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind, QueryStep,
+    RandomError, Reason, SecureRandom, Step, TokenDigest, TokenKey,
 };
-use std::sync::atomic::AtomicBool;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
@@ -82,6 +85,19 @@ pub struct App {
     pub jwt: Option<JwtKeys>,
     /// Set while shutting down: `/healthz` answers 503.
     pub draining: AtomicBool,
+    /// Failed-login counters and locks.
+    pub lockout: Lockout,
+    /// Moving mean of a password verification's latency, queue included, in
+    /// nanoseconds: how long a locked account's answer waits.
+    verify_latency_ns: AtomicU64,
+    /// Precise waits for locked accounts.
+    delays: Delays,
+}
+
+/// Why a password was not verified.
+enum Refused {
+    Verify(VerifyError),
+    Throttled { retry_after: u64 },
 }
 
 /// The outcome of one token request, for the response and the log.
@@ -144,6 +160,9 @@ impl App {
             metadata,
             jwt,
             draining: AtomicBool::new(false),
+            lockout: Lockout::new(config.lockout),
+            verify_latency_ns: AtomicU64::new(0),
+            delays: Delays::new(4096).map_err(|e| format!("cannot start the delay thread: {e}"))?,
             config,
         })
     }
@@ -154,7 +173,7 @@ impl App {
 
     /// Runs one token request through the engine. `authorization` is the
     /// raw `Authorization` header, if any.
-    pub async fn token(&self, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
+    pub async fn token(&self, body: &[u8], authorization: Option<&[u8]>, peer: IpAddr) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let mut grant = self.engine.token_grant(self.provider(), body, authorization, &mut scratch);
         let mut out = Vec::with_capacity(256);
@@ -169,7 +188,10 @@ impl App {
             label: "issued",
         };
         let result = loop {
-            match grant.step() {
+            let step = grant.step();
+            // `Step`'s Debug redacts the secret and the password.
+            tracing::trace!(?step, "token grant step");
+            match step {
                 Step::AuthenticateClient { client, secret } => {
                     match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
                         Ok(ok) => grant.client_authenticated(ok),
@@ -177,9 +199,13 @@ impl App {
                     }
                 }
                 Step::VerifyPassword { username, password } => {
-                    match self.users.verify(&*self.verifier, username, password.expose()).await {
+                    match self.verify_password(username, password.expose(), peer).await {
                         Ok(result) => grant.password_verified(result),
-                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Throttled { retry_after }) => {
+                            outcome.retry_after = Some(retry_after.max(1));
+                            break Err(OAuthError::IP_THROTTLED);
+                        }
                     }
                 }
                 Step::LoadRefreshToken { key } => match self.store.get(&key).await {
@@ -232,6 +258,36 @@ impl App {
         outcome
     }
 
+    /// Verifies a password under the brute-force policy: a locked username
+    /// or a throttled IP spends no hash. A locked username waits as long as
+    /// a hash takes, so that its answer cannot be told from a wrong password.
+    async fn verify_password(&self, username: &str, password: &str, peer: IpAddr) -> Result<PasswordOutcome, Refused> {
+        let now = now();
+        match self.lockout.check(username, peer, now) {
+            Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
+            Gate::UserLocked => {
+                // Take as long as a real verification does right now, queue
+                // wait included.
+                let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+                self.delays.sleep(typical).await;
+                return Ok(PasswordOutcome::Locked);
+            }
+            Gate::Open => {}
+        }
+        let started = std::time::Instant::now();
+        let outcome = self.users.verify(&*self.verifier, username, password).await.map_err(Refused::Verify)?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let old = self.verify_latency_ns.load(Ordering::Relaxed);
+        let mean = if old == 0 { took } else { old - old / 16 + took / 16 };
+        self.verify_latency_ns.store(mean, Ordering::Relaxed);
+        match outcome {
+            PasswordOutcome::Valid(_) => self.lockout.success(username, peer, now),
+            PasswordOutcome::WrongPassword | PasswordOutcome::UnknownUser => self.lockout.failure(username, peer, now),
+            PasswordOutcome::Locked => {}
+        }
+        Ok(outcome)
+    }
+
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.
     pub async fn token_query(&self, kind: QueryKind, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
@@ -251,7 +307,9 @@ impl App {
             label: "",
         };
         let result = loop {
-            match query.step() {
+            let step = query.step();
+            tracing::trace!(?step, "token query step");
+            match step {
                 QueryStep::AuthenticateClient { client, secret } => {
                     match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
                         Ok(ok) => query.client_authenticated(ok),
@@ -345,9 +403,12 @@ impl App {
         }
     }
 
-    /// Removes expired records from one shard of the store.
+    /// Removes expired records from one shard of the store, and sweeps one
+    /// shard of the lockout counters.
     pub fn sweep_step(&self) -> usize {
-        self.store.sweep_step(now())
+        let now = now();
+        self.lockout.sweep_step(now);
+        self.store.sweep_step(now)
     }
 
     /// How often to sweep one shard so that the whole store is swept about

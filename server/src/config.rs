@@ -7,6 +7,7 @@
 //! builds the core's [`Engine`].
 
 use crate::hash::{HashParams, StoredHash};
+use crate::lockout::LockoutPolicy;
 use ropc_core::client::Client;
 use ropc_core::scope::{ScopeRegistry, ScopeSet};
 use ropc_core::{Capabilities, Engine, EngineConfig, Limits, TokenFormat};
@@ -117,8 +118,15 @@ pub struct Config {
     pub tls: TlsMode,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
-    /// Time a client has to send its request headers (and its body).
+    /// Time a client has to send its request headers (and its body). hyper
+    /// also closes an HTTP/1 connection idle this long between requests.
     pub header_read_timeout: Duration,
+    /// A connection with no bytes read or written this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// Most connections served at once; more are refused with 503.
+    pub max_connections: usize,
     /// Endpoint paths.
     pub endpoints: Endpoints,
     /// The configured issuer; `None` = derived from listen and tls.
@@ -127,6 +135,8 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// Parameters for new password hashes.
     pub argon2: HashParams,
+    /// Brute-force protection.
+    pub lockout: LockoutPolicy,
     /// Hash worker threads (0 = one per core).
     pub hash_workers: usize,
     /// Hash queue length (0 = derived).
@@ -179,6 +189,12 @@ struct RawServer {
     max_body_bytes: Spanned<u64>,
     #[serde(default = "default_header_timeout")]
     header_read_timeout: Spanned<u64>,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: Spanned<u64>,
+    #[serde(default = "default_max_header_bytes")]
+    max_header_bytes: Spanned<u64>,
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<u64>,
 }
 
 impl Default for RawServer {
@@ -188,8 +204,21 @@ impl Default for RawServer {
             tls: None,
             max_body_bytes: default_max_body(),
             header_read_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_idle_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+fn default_max_header_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 16 * 1024)
+}
+fn default_max_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
 }
 
 fn default_listen() -> Spanned<String> {
@@ -273,6 +302,19 @@ fn default_true() -> bool {
 struct RawCredentialManager {
     users_file: Option<Spanned<String>>,
     argon2: Option<Spanned<RawArgon2>>,
+    lockout: Option<Spanned<RawLockout>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    max_failures: Option<u32>,
+    window: Option<u64>,
+    lock_time: Option<u64>,
+    max_lock_time: Option<u64>,
+    ip_max_failures: Option<u32>,
+    trusted_ip_days: Option<u64>,
+    max_tracked: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +465,17 @@ impl Config {
             ));
         }
 
+        let bounded = |v: &Spanned<u64>, key: &str, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(v.get_ref()) {
+                Ok(*v.get_ref())
+            } else {
+                Err(loc.at(v.span(), key, format!("must be between {} and {}", range.start(), range.end())))
+            }
+        };
+        let idle_timeout = bounded(&server.idle_timeout, "server.idle_timeout", 1..=3600)?;
+        let max_header_bytes = bounded(&server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20)?;
+        let max_connections = bounded(&server.max_connections, "server.max_connections", 1..=1_000_000)?;
+
         let ts = raw.token_service;
         for (key, path) in [
             ("token_service.token_endpoint", &ts.token_endpoint),
@@ -477,6 +530,40 @@ impl Config {
                 let params = HashParams { m_cost: r.m_cost, t_cost: r.t_cost, p_cost: r.p_cost };
                 params.to_params().map_err(|e| loc.at(a.span(), "credential_manager.argon2", e))?;
                 params
+            }
+        };
+
+        let lockout = match &cm.lockout {
+            None => LockoutPolicy::default(),
+            Some(l) => {
+                let r = l.get_ref();
+                let d = LockoutPolicy::default();
+                let p = LockoutPolicy {
+                    max_failures: r.max_failures.unwrap_or(d.max_failures),
+                    window: r.window.unwrap_or(d.window),
+                    lock_time: r.lock_time.unwrap_or(d.lock_time),
+                    max_lock_time: r.max_lock_time.unwrap_or(d.max_lock_time),
+                    ip_max_failures: r.ip_max_failures.unwrap_or(d.ip_max_failures),
+                    trusted_ip_days: r.trusted_ip_days.unwrap_or(d.trusted_ip_days),
+                    max_tracked: r.max_tracked.unwrap_or(d.max_tracked),
+                };
+                let problem = if p.window == 0 || p.lock_time == 0 {
+                    Some("window and lock_time must be at least 1 second")
+                } else if p.max_lock_time < p.lock_time {
+                    Some("max_lock_time must be at least lock_time")
+                } else if p.ip_max_failures != 0 && p.ip_max_failures < p.max_failures {
+                    Some(
+                        "ip_max_failures must be well above max_failures, or one NAT'd office locks its colleagues out",
+                    )
+                } else if p.max_tracked < 100 {
+                    Some("max_tracked must be at least 100")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(loc.at(l.span(), "credential_manager.lockout", problem));
+                }
+                p
             }
         };
 
@@ -596,6 +683,9 @@ impl Config {
             tls,
             max_body_bytes: max_body as usize,
             header_read_timeout: Duration::from_secs(header_timeout),
+            idle_timeout: Duration::from_secs(idle_timeout),
+            max_header_bytes: max_header_bytes as usize,
+            max_connections: max_connections as usize,
             endpoints: Endpoints {
                 token: ts.token_endpoint.into_inner(),
                 revocation: ts.revocation_endpoint.into_inner(),
@@ -605,6 +695,7 @@ impl Config {
             issuer: ts.issuer.map(|i| i.into_inner().trim_end_matches('/').to_owned()),
             users_file,
             argon2,
+            lockout,
             hash_workers: raw.hash_pool.workers,
             hash_queue: raw.hash_pool.queue,
             engine: Arc::new(engine),

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use ropc_core::{OAuthError, QueryKind};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +24,7 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 type Body = Full<Bytes>;
 
 /// Routes one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let method = req.method().clone();
     let endpoints = &app.config.endpoints;
@@ -38,7 +39,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     };
     let response = if let Some(endpoint) = form {
         if method == Method::POST {
-            form_endpoint(&app, req, endpoint).await
+            form_endpoint(&app, req, endpoint, peer).await
         } else {
             method_not_allowed("POST", true)
         }
@@ -160,7 +161,7 @@ impl FormEndpoint {
     }
 }
 
-async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint) -> Response<Body> {
+async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint, peer: IpAddr) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let early = if !is_form(&parts.headers) {
@@ -203,7 +204,7 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     }
     let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let outcome = match endpoint {
-        FormEndpoint::Token => app.token(&body, authorization).await,
+        FormEndpoint::Token => app.token(&body, authorization, peer).await,
         FormEndpoint::Revocation => app.token_query(QueryKind::Revocation, &body, authorization).await,
         FormEndpoint::Introspection => app.token_query(QueryKind::Introspection, &body, authorization).await,
     };

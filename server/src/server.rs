@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::config::{Config, TlsMode};
 use crate::http::handle;
+use crate::idle::IdleTimeout;
 use crate::tls;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -92,9 +95,18 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(app.config.header_read_timeout)
-            .max_buf_size(64 * 1024)
+            // Bounds the request head and, with it, how many pipelined
+            // requests one connection can queue.
+            .max_buf_size(app.config.max_header_bytes)
+            .max_headers(100)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
+        let connections = Arc::new(Semaphore::new(app.config.max_connections));
+        let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
 
@@ -116,6 +128,8 @@ impl Server {
             let builder = Arc::clone(&builder);
             let graceful = Arc::clone(&graceful);
             let tls = tls.clone();
+            let connections = Arc::clone(&connections);
+            let refusals = Arc::clone(&refusals);
             accept_loops.push(tokio::spawn(async move {
                 loop {
                     let (stream, peer) = match listener.accept().await {
@@ -128,7 +142,13 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), stream, peer);
+                    match Arc::clone(&connections).try_acquire_owned() {
+                        Ok(permit) => {
+                            let conn = Connection { stream, peer, permit };
+                            serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), conn)
+                        }
+                        Err(_) => refuse(stream, peer, tls.is_some(), &refusals),
+                    }
                 }
             }));
         }
@@ -157,17 +177,48 @@ impl Server {
     }
 }
 
+/// How many refusals (over `max_connections`) may be written at once; past
+/// that, extra connections are closed without a word.
+const REFUSALS_IN_FLIGHT: usize = 64;
+
+/// An accepted connection and its slot under `max_connections`.
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Refuses a connection over the limit: plain HTTP gets a `503` with
+/// `Retry-After`; TLS connections are closed (answering would cost a
+/// handshake, which is what the limit protects).
+fn refuse(mut stream: TcpStream, peer: SocketAddr, tls: bool, refusals: &Arc<Semaphore>) {
+    tracing::warn!(%peer, "connection refused: max_connections reached");
+    if tls {
+        return;
+    }
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else { return };
+    tokio::spawn(async move {
+        const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 28\r\nConnection: close\r\n\r\ntoo many connections, retry\n";
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+        drop(permit);
+    });
+}
+
 fn serve(
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: &GracefulShutdown,
     tls: Option<TlsAcceptor>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    conn: Connection,
 ) {
     let watcher = graceful.watcher();
+    let Connection { stream, peer, permit } = conn;
+    tracing::trace!(%peer, "connection accepted");
+    let stream = IdleTimeout::new(stream, app.config.idle_timeout);
     tokio::spawn(async move {
-        let service = service_fn(move |req| handle(Arc::clone(&app), req));
+        let _permit = permit;
+        let ip = peer.ip().to_canonical();
+        let service = service_fn(move |req| handle(Arc::clone(&app), req, ip));
         let result = match tls {
             None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
             Some(acceptor) => {

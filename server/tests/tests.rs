@@ -2,6 +2,8 @@
 
 mod support;
 
+mod attacks;
+
 mod cli;
 mod demo;
 mod jwt;

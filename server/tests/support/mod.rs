@@ -95,8 +95,18 @@ pub fn standard_users() -> String {
     format!("# test users\nalice:{}\nj\u{f6}rg:{}\n", hash("wonderland"), hash("p\u{e4}ssw\u{f6}rd: with space"))
 }
 
+/// Tests that measure time take this exclusively; every other server holds
+/// it shared, so no other test's server competes for the CPU meanwhile.
+static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Exclusive use of the machine for a timing-sensitive test.
+pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running `ropc serve`, killed on drop.
 pub struct Server {
+    _cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -109,6 +119,14 @@ impl Server {
         Self::start_with_env(config, users, &[])
     }
 
+    /// Starts a server without taking the shared CPU guard (for a test that
+    /// holds [`exclusive`]).
+    pub fn start_unshared(config: &str, users: &str) -> Server {
+        let mut s = Self::start_inner_guarded(config, users, &[], "ropc listening on http://", None);
+        s._cpu = None;
+        s
+    }
+
     /// Starts a server whose "listening" line has another scheme prefix.
     pub fn start_with_listen_prefix(config: &str, users: &str, prefix: &str) -> Server {
         Self::start_inner(config, users, &[], prefix)
@@ -119,6 +137,17 @@ impl Server {
     }
 
     fn start_inner(config: &str, users: &str, env: &[(&str, &str)], prefix: &str) -> Server {
+        let guard = CPU.read().unwrap_or_else(|e| e.into_inner());
+        Self::start_inner_guarded(config, users, env, prefix, Some(guard))
+    }
+
+    fn start_inner_guarded(
+        config: &str,
+        users: &str,
+        env: &[(&str, &str)],
+        prefix: &str,
+        cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ropc.toml"), config).unwrap();
         std::fs::write(dir.path().join("users.htpasswd"), users).unwrap();
@@ -129,7 +158,7 @@ impl Server {
         }
         let (child, stdout, logs) = spawn(cmd, dir.path());
         let addr = wait_for(&stdout, prefix, Duration::from_secs(30)).trim().parse().expect("listen address");
-        Server { child, addr, dir, logs, stdout }
+        Server { _cpu: cpu, child, addr, dir, logs, stdout }
     }
 
     pub async fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
@@ -192,7 +221,8 @@ impl Drop for Server {
 /// Spawns `cmd` in `cwd`, collecting stdout and stderr in the background.
 pub fn spawn(mut cmd: Command, cwd: &Path) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
     cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if std::env::var_os("RUST_LOG").is_none() {
+    let set_here = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+    if !set_here && std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
     let mut child = cmd.spawn().expect("spawn ropc");
@@ -309,4 +339,54 @@ pub fn display(p: &Path) -> String {
 
 pub fn path_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
+}
+
+/// Sends raw bytes on a new connection (from `from`, a loopback address, when
+/// given) and reads until the server closes or `wait` passes.
+pub async fn raw(addr: SocketAddr, from: Option<std::net::IpAddr>, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_from(addr, from).await;
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Connects to `addr`, optionally from another loopback address.
+pub async fn connect_from(addr: SocketAddr, from: Option<std::net::IpAddr>) -> TcpStream {
+    match from {
+        None => TcpStream::connect(addr).await.expect("connect"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(addr).await.expect("connect")
+        }
+    }
+}
+
+/// A form POST to the token endpoint from another loopback address.
+pub async fn token_from(server: &Server, from: std::net::IpAddr, body: &str, basic: (&str, &str)) -> Reply {
+    let auth = ropc_core::basic::encode(basic.0, basic.1);
+    let request = format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let text = raw(server.addr, Some(from), request.as_bytes(), Duration::from_secs(10)).await;
+    parse_reply(&text)
+}
+
+/// Parses a whole HTTP/1.1 response (no chunked bodies).
+pub fn parse_reply(text: &str) -> Reply {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.trim().as_bytes()), v.trim().parse()) {
+                headers.append(k, v);
+            }
+        }
+    }
+    Reply { status, headers, body: body.to_owned() }
 }

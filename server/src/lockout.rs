@@ -1,0 +1,437 @@
+//! Brute-force protection (RFC 6749 §4.3.2): failed password attempts are
+//! counted per username and per client IP in sliding windows, in maps whose
+//! size is bounded.
+//!
+//! - A username that passes `max_failures` in `window` seconds is locked for
+//!   `lock_time`, doubling with each consecutive lock up to `max_lock_time`.
+//!   Locks always expire. While locked, attempts get the same `invalid_grant`
+//!   as a wrong password, and no hash is spent.
+//! - The lock is per username, not per (username, IP): an attacker who
+//!   rotates IPs is still stopped. The price is that an attacker can keep
+//!   locking a known username. To keep its owner in, IPs from which the user
+//!   logged in successfully in the last `trusted_ip_days` are exempt from the
+//!   user's lock (their own failures are still counted): the owner keeps
+//!   working from their usual places while the attacker stays locked out.
+//! - An IP that passes `ip_max_failures` (well above the per-user threshold,
+//!   so that one office behind a NAT does not lock out its colleagues) gets
+//!   `429` with `Retry-After` until its window has passed.
+//! - Unknown usernames are counted and locked exactly like known ones, so a
+//!   lock reveals nothing about who exists.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Thresholds, from `[credential_manager.lockout]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures per username within `window` that lock it (0 disables).
+    pub max_failures: u32,
+    /// The sliding window, seconds.
+    pub window: u64,
+    /// The first lock's length, seconds.
+    pub lock_time: u64,
+    /// The longest lock, seconds.
+    pub max_lock_time: u64,
+    /// Failures per IP within `window` that throttle it (0 disables).
+    pub ip_max_failures: u32,
+    /// How long a successful login exempts its IP from the user's lock, days.
+    pub trusted_ip_days: u64,
+    /// Most usernames and IPs tracked at once (each map).
+    pub max_tracked: usize,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: 300,
+            lock_time: 300,
+            max_lock_time: 3600,
+            ip_max_failures: 100,
+            trusted_ip_days: 30,
+            max_tracked: 100_000,
+        }
+    }
+}
+
+/// A sliding-window counter in constant space: this window's count plus the
+/// previous window's, weighted by how much of it still overlaps.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    start: u64,
+    current: u32,
+    previous: u32,
+}
+
+impl Window {
+    fn roll(&mut self, now: u64, len: u64) {
+        let len = len.max(1);
+        let elapsed = now.saturating_sub(self.start);
+        if elapsed >= 2 * len {
+            *self = Window { start: now - now % len, current: 0, previous: 0 };
+        } else if elapsed >= len {
+            *self = Window { start: self.start + len, current: 0, previous: self.current };
+        }
+    }
+
+    fn add(&mut self, now: u64, len: u64) -> u32 {
+        self.roll(now, len);
+        self.current = self.current.saturating_add(1);
+        self.estimate(now, len)
+    }
+
+    fn estimate(&self, now: u64, len: u64) -> u32 {
+        let len = len.max(1);
+        let into = now.saturating_sub(self.start).min(len);
+        let weight = (len - into) as f64 / len as f64;
+        self.current + (f64::from(self.previous) * weight).round() as u32
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct UserEntry {
+    failures: Window,
+    locked_until: u64,
+    consecutive_locks: u32,
+    trusted: [(Option<IpAddr>, u64); 4],
+    last_seen: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct IpEntry {
+    failures: Window,
+    throttled_until: u64,
+    last_seen: u64,
+}
+
+/// What a password attempt may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Verify the password.
+    Open,
+    /// The username is locked: answer as for a wrong password, hash nothing.
+    UserLocked,
+    /// The IP is throttled: answer `429` with this `Retry-After`.
+    IpThrottled {
+        /// Seconds until the IP may try again.
+        retry_after: u64,
+    },
+}
+
+const SHARDS: usize = 16;
+
+struct Sharded<K, V> {
+    shards: Vec<Mutex<HashMap<K, V>>>,
+    hasher: std::collections::hash_map::RandomState,
+    len: AtomicUsize,
+}
+
+impl<K: Hash + Eq + Clone, V: Default> Sharded<K, V> {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, V>> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    /// Runs `f` on the entry for `key`, creating it if there is room. When
+    /// the map is full, the least recently seen evictable entry of the shard
+    /// makes room; if none is evictable, nothing is tracked.
+    fn with<R>(
+        &self,
+        key: &K,
+        cap: usize,
+        evictable: impl Fn(&V) -> Option<u64>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        let mut shard = self.shard(key).lock();
+        if !shard.contains_key(key) {
+            if self.len.load(Ordering::Relaxed) >= cap {
+                let victim = shard
+                    .iter()
+                    .filter_map(|(k, v)| evictable(v).map(|seen| (seen, k.clone())))
+                    .min_by_key(|(seen, _)| *seen)
+                    .map(|(_, k)| k);
+                match victim {
+                    Some(k) => {
+                        shard.remove(&k);
+                        self.len.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    None => return None,
+                }
+            }
+            shard.insert(key.clone(), V::default());
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.get_mut(key).map(f)
+    }
+
+    fn peek<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+        self.shard(key).lock().get(key).map(f)
+    }
+}
+
+/// Failure counters and locks.
+pub struct Lockout {
+    policy: LockoutPolicy,
+    users: Sharded<String, UserEntry>,
+    ips: Sharded<IpAddr, IpEntry>,
+    next_sweep: AtomicUsize,
+    locks: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl std::fmt::Debug for Lockout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lockout({:?}, {} users, {} IPs)", self.policy, self.tracked_users(), self.tracked_ips())
+    }
+}
+
+impl Lockout {
+    /// Empty counters under `policy`.
+    pub fn new(policy: LockoutPolicy) -> Self {
+        Self {
+            policy,
+            users: Sharded::new(),
+            ips: Sharded::new(),
+            next_sweep: AtomicUsize::new(0),
+            locks: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether an attempt for `user` from `ip` may verify a password.
+    pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
+        let throttled = self.ips.peek(&ip, |e| e.throttled_until).unwrap_or(0);
+        if throttled > now {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Gate::IpThrottled { retry_after: throttled - now };
+        }
+        let trusted_for = self.policy.trusted_ip_days.saturating_mul(86_400);
+        let locked = self.users.peek(&user.to_owned(), |e| {
+            let trusted = e.trusted.iter().any(|(t, at)| *t == Some(ip) && at.saturating_add(trusted_for) > now);
+            e.locked_until > now && !trusted
+        });
+        if locked == Some(true) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Gate::UserLocked;
+        }
+        Gate::Open
+    }
+
+    /// Counts a failed attempt (wrong password or unknown user).
+    pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
+        let p = self.policy;
+        let idle = p.window.max(p.max_lock_time);
+        if p.ip_max_failures > 0 {
+            let evictable = |e: &IpEntry| (e.throttled_until <= now).then_some(e.last_seen);
+            self.ips.with(&ip, p.max_tracked, evictable, |e| {
+                e.last_seen = now;
+                if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
+                    e.throttled_until = now + p.window;
+                    tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, "too many failed logins from one IP");
+                }
+            });
+        }
+        if p.max_failures == 0 {
+            return;
+        }
+        let evictable = |e: &UserEntry| (e.locked_until <= now && e.last_seen + idle <= now).then_some(e.last_seen);
+        self.users.with(&user.to_owned(), p.max_tracked, evictable, |e| {
+            e.last_seen = now;
+            if e.locked_until > now {
+                return; // failures from trusted IPs during a lock do not extend it
+            }
+            if e.failures.add(now, p.window) >= p.max_failures {
+                e.consecutive_locks = e.consecutive_locks.saturating_add(1);
+                let backoff = 1u64 << (e.consecutive_locks - 1).min(20);
+                let seconds = p.lock_time.saturating_mul(backoff).min(p.max_lock_time);
+                e.locked_until = now + seconds;
+                e.failures = Window::default();
+                self.locks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    event = "account_locked",
+                    user = ?user,
+                    seconds,
+                    consecutive = e.consecutive_locks,
+                    "too many failed logins; the account is locked"
+                );
+            }
+        });
+    }
+
+    /// Records a successful login: clears the user's failures and trusts `ip`.
+    pub fn success(&self, user: &str, ip: IpAddr, now: u64) {
+        if self.policy.max_failures == 0 {
+            return;
+        }
+        let evictable = |e: &UserEntry| (e.locked_until <= now).then_some(e.last_seen);
+        self.users.with(&user.to_owned(), self.policy.max_tracked, evictable, |e| {
+            e.last_seen = now;
+            e.failures = Window::default();
+            if e.locked_until <= now {
+                e.consecutive_locks = 0;
+            }
+            let slot = match e.trusted.iter().position(|(t, _)| *t == Some(ip)) {
+                Some(i) => i,
+                None => e.trusted.iter().enumerate().min_by_key(|(_, (_, at))| *at).map_or(0, |(i, _)| i),
+            };
+            e.trusted[slot] = (Some(ip), now);
+        });
+    }
+
+    /// Sweeps one shard of each map: logs expired locks as unlocked and
+    /// forgets idle entries. Call it periodically.
+    pub fn sweep_step(&self, now: u64) {
+        let i = self.next_sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        let p = self.policy;
+        let idle = p.window.max(p.max_lock_time).saturating_mul(2);
+        let trusted_for = p.trusted_ip_days.saturating_mul(86_400);
+        {
+            let mut users = self.users.shards[i].lock();
+            let before = users.len();
+            users.retain(|name, e| {
+                if e.locked_until != 0 && e.locked_until <= now {
+                    e.locked_until = 0;
+                    tracing::info!(event = "account_unlocked", user = ?name, "the lock expired");
+                }
+                let trusts = e.trusted.iter().any(|(t, at)| t.is_some() && at.saturating_add(trusted_for) > now);
+                e.locked_until > now || e.last_seen.saturating_add(idle) > now || trusts
+            });
+            self.users.len.fetch_sub(before - users.len(), Ordering::Relaxed);
+        }
+        let mut ips = self.ips.shards[i].lock();
+        let before = ips.len();
+        ips.retain(|ip, e| {
+            if e.throttled_until != 0 && e.throttled_until <= now {
+                e.throttled_until = 0;
+                tracing::info!(event = "ip_unthrottled", %ip, "the IP may try again");
+            }
+            e.throttled_until > now || e.last_seen.saturating_add(idle) > now
+        });
+        self.ips.len.fetch_sub(before - ips.len(), Ordering::Relaxed);
+    }
+
+    /// Locks taken since start.
+    pub fn locks(&self) -> u64 {
+        self.locks.load(Ordering::Relaxed)
+    }
+
+    /// Attempts refused without a hash since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Usernames tracked.
+    pub fn tracked_users(&self) -> usize {
+        self.users.len.load(Ordering::Relaxed)
+    }
+
+    /// IPs tracked.
+    pub fn tracked_ips(&self) -> usize {
+        self.ips.len.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy {
+            max_failures: 3,
+            window: 60,
+            lock_time: 10,
+            max_lock_time: 40,
+            ip_max_failures: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn locks_after_the_threshold_and_expires_with_backoff() {
+        let l = Lockout::new(policy());
+        let mut now = 1_000;
+        for _ in 0..2 {
+            l.failure("alice", A, now);
+        }
+        assert_eq!(l.check("alice", A, now), Gate::Open);
+        l.failure("alice", A, now);
+        assert_eq!(l.check("alice", A, now), Gate::UserLocked);
+        assert_eq!(l.check("alice", B, now), Gate::UserLocked, "per user, not per IP");
+        assert_eq!(l.check("bob", A, now), Gate::Open);
+        // The first lock lasts 10 s, exactly.
+        now += 9;
+        assert_eq!(l.check("alice", A, now), Gate::UserLocked);
+        now += 1;
+        assert_eq!(l.check("alice", A, now), Gate::Open);
+        // The next lock doubles: 20 s; then 40; then capped at 40.
+        for expected in [20, 40, 40] {
+            for _ in 0..3 {
+                l.failure("alice", A, now);
+            }
+            assert_eq!(l.check("alice", A, now + expected - 1), Gate::UserLocked, "{expected}");
+            now += expected;
+            assert_eq!(l.check("alice", A, now), Gate::Open, "{expected}");
+        }
+        assert_eq!(l.locks(), 4);
+    }
+
+    #[test]
+    fn a_trusted_ip_passes_the_users_lock() {
+        let l = Lockout::new(policy());
+        l.success("alice", A, 1_000);
+        for _ in 0..3 {
+            l.failure("alice", B, 1_001);
+        }
+        assert_eq!(l.check("alice", B, 1_002), Gate::UserLocked);
+        assert_eq!(l.check("alice", A, 1_002), Gate::Open, "the owner's usual IP still gets in");
+    }
+
+    #[test]
+    fn an_ip_is_throttled_well_above_the_user_threshold() {
+        let l = Lockout::new(policy());
+        for i in 0..9 {
+            l.failure(&format!("user{i}"), A, 1_000);
+        }
+        assert_eq!(l.check("someone", A, 1_000), Gate::Open);
+        l.failure("user9", A, 1_000);
+        assert_eq!(l.check("someone", A, 1_000), Gate::IpThrottled { retry_after: 60 });
+        assert_eq!(l.check("someone", B, 1_000), Gate::Open);
+        assert_eq!(l.check("someone", A, 1_060), Gate::Open);
+    }
+
+    #[test]
+    fn sliding_window_forgets_old_failures() {
+        let l = Lockout::new(policy());
+        l.failure("alice", A, 1_000);
+        l.failure("alice", A, 1_000);
+        // Two windows later both are forgotten.
+        l.failure("alice", A, 1_200);
+        assert_eq!(l.check("alice", A, 1_200), Gate::Open);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = Lockout::new(LockoutPolicy { max_tracked: 100, ..policy() });
+        for i in 0..1_000 {
+            l.failure(&format!("user{i}"), A, 1_000 + 400 + i);
+        }
+        assert!(l.tracked_users() <= 100, "{}", l.tracked_users());
+        for _ in 0..SHARDS {
+            l.sweep_step(1_000_000);
+        }
+        assert_eq!((l.tracked_users(), l.tracked_ips()), (0, 0));
+    }
+}

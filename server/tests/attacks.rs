@@ -1,0 +1,262 @@
+//! Attack resistance over HTTP: brute force, enumeration, slow and greedy
+//! clients, hostile bodies, and secrets kept out of the logs.
+
+use crate::support::{connect_from, parse_reply, raw, standard_config, standard_users, token_from, Server};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const LOCKOUT: &str = "\n[credential_manager.lockout]\nmax_failures = 3\nwindow = 60\nlock_time = 1\nmax_lock_time = 4\nip_max_failures = 8\n";
+const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const BOTNET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+const LEGACY: (&str, &str) = ("legacy", "legacy-secret");
+
+fn login(user: &str, password: &str) -> String {
+    format!("grant_type=password&username={user}&password={password}")
+}
+
+#[tokio::test]
+async fn brute_force_locks_the_account_then_releases_it() {
+    let server = Server::start(&format!("{}{LOCKOUT}", standard_config("")), &standard_users());
+    let wrong = token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant".into()));
+    for _ in 0..2 {
+        token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    }
+    assert!(server.log_shows("event=\"account_locked\""), "{}", server.logs());
+    // Locked: even the right password gets the wrong-password answer, byte for byte.
+    let locked = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
+    assert!(server.log_shows("reason=\"locked_user\""));
+    // Other users are not affected.
+    assert_eq!(
+        token_from(&server, ATTACKER, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await.status,
+        200
+    );
+    // The lock expires by itself (1 s, whole seconds).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lock never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.log_shows("event=\"account_unlocked\"") || server.log_shows("status=200"));
+
+    // Unknown usernames lock the same way, so a lock reveals nothing.
+    let first = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    for _ in 0..3 {
+        token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    }
+    let after = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    assert_eq!((after.status, &after.body), (first.status, &first.body));
+}
+
+#[tokio::test]
+async fn the_owners_usual_ip_gets_through_a_lock() {
+    let server = Server::start(&format!("{}{LOCKOUT}", standard_config("")), &standard_users());
+    assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);
+    for _ in 0..3 {
+        token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    }
+    assert_eq!(token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await.status, 400);
+    assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);
+}
+
+#[tokio::test]
+async fn one_ip_failing_too_often_gets_429() {
+    let server = Server::start(&format!("{}{LOCKOUT}", standard_config("")), &standard_users());
+    for i in 0..8 {
+        let r = token_from(&server, BOTNET, &login(&format!("user{i}"), "x"), LEGACY).await;
+        assert_eq!(r.status, 400);
+    }
+    let r = token_from(&server, BOTNET, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!((r.status, r.error()), (429, "temporarily_unavailable".into()), "{}", r.body);
+    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(server.log_shows("event=\"ip_throttled\""));
+    // Another IP is unaffected.
+    assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // deliberately: no other test's server runs meanwhile
+async fn wrong_password_unknown_user_and_locked_user_look_alike() {
+    // A real hash cost, so that the hash and not the noise sets the time.
+    // Timing is compared within this server; keep the other tests' servers
+    // off the CPU meanwhile.
+    let _alone = crate::support::exclusive();
+    let config = standard_config("").replace("m_cost = 256", "m_cost = 8192")
+        + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 600\nmax_lock_time = 600\nip_max_failures = 100000\n";
+    let params = ropc_server::hash::HashParams { m_cost: 8192, t_cost: 1, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_server::hash::hash_password(b"wonderland", params).unwrap());
+    let server = Server::start_unshared(&config, &users);
+    // alice trusts HOME; the attacker locks her for everyone else.
+    assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);
+    for _ in 0..3 {
+        token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    }
+    let time = |from, body: String| {
+        let server = &server;
+        async move {
+            let start = Instant::now();
+            let r = token_from(server, from, &body, LEGACY).await;
+            (start.elapsed(), r)
+        }
+    };
+    let (mut wrong, mut unknown, mut locked) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bodies = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        // From the trusted IP alice is not locked: a real hash, wrong password.
+        let (t, r) = time(HOME, login("alice", "nope")).await;
+        wrong.push(t);
+        bodies.insert((r.status, r.body));
+        // Each unknown name is fresh, so none of them gets locked.
+        let (t, r) = time(HOME, login(&format!("nobody{i}"), "nope")).await;
+        unknown.push(t);
+        bodies.insert((r.status, r.body));
+        let (t, r) = time(ATTACKER, login("alice", "nope")).await;
+        locked.push(t);
+        bodies.insert((r.status, r.body));
+    }
+    assert_eq!(bodies.len(), 1, "the three answers differ: {bodies:?}");
+    let (w, u, l) = (median(wrong), median(unknown), median(locked));
+    eprintln!("medians: wrong password {w:?}, unknown user {u:?}, locked user {l:?}");
+    for (name, m) in [("unknown user", u), ("locked user", l)] {
+        let ratio = m.as_secs_f64() / w.as_secs_f64();
+        assert!((0.8..=1.2).contains(&ratio), "{name} median {m:?} vs wrong password {w:?} (ratio {ratio:.2})");
+    }
+}
+
+#[tokio::test]
+async fn connection_limits_and_timeouts() {
+    let config = standard_config("").replace(
+        "tls = \"off\"",
+        "tls = \"off\"\nmax_connections = 2\nidle_timeout = 1\nmax_header_bytes = 8192\nheader_read_timeout = 10",
+    );
+    let server = Server::start(&config, &standard_users());
+    // Two idle connections take both slots; a third is refused clearly.
+    let a = connect_from(server.addr, None).await;
+    let b = connect_from(server.addr, None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = raw(server.addr, None, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("Retry-After: 1"), "{refused}");
+    // The idle ones are closed after idle_timeout, freeing the slots.
+    let started = Instant::now();
+    for mut s in [a, b] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf));
+        assert!(read.await.is_ok(), "an idle connection stayed open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(server.log_shows("max_connections reached"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+
+    // An oversized request head is refused (431).
+    let big = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n", "a".repeat(10_000));
+    let reply = raw(server.addr, None, big.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+
+    // Pipelined requests are answered in order.
+    let three = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let reply = raw(server.addr, None, three, Duration::from_secs(5)).await;
+    assert_eq!(reply.matches("HTTP/1.1 200").count(), 3, "{reply}");
+}
+
+#[tokio::test]
+async fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
+    let config = standard_config("").replace("tls = \"off\"", "tls = \"off\"\nheader_read_timeout = 1");
+    let server = Server::start(&config, &standard_users());
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let post = |extra_headers: &str, body: &[u8]| {
+        let mut r = format!(
+            "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n{extra_headers}Connection: close\r\n\r\n"
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let sized = |body: &[u8]| post(&format!("{form}Content-Length: {}\r\n", body.len()), body);
+    let mut many = String::from("grant_type=password&username=alice&password=wonderland");
+    for i in 0..10_000 {
+        many.push_str(&format!("&p{i}=v"));
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad percent-encoding", sized(b"grant_type=password&username=alice&password=%zz")),
+        ("invalid UTF-8, encoded", sized(b"grant_type=password&username=%FF%FE&password=x")),
+        ("invalid UTF-8, raw", sized(b"grant_type=password&username=\xff\xfe&password=x")),
+        ("1 MB field", sized(format!("grant_type=password&username={}&password=x", "a".repeat(1 << 20)).as_bytes())),
+        ("10,000 parameters", sized(many.as_bytes())),
+        ("100 parameters within the size limit", sized("a=b&".repeat(100).as_bytes())),
+        ("NUL in a value", sized(b"grant_type=password&username=alice&password=wonder%00land")),
+        ("raw NUL in the body", sized(b"grant_type=password&username=al\0ice&password=x")),
+        ("NUL in a header", post(&format!("{form}X-Nul: a\0b\r\nContent-Length: 0\r\n"), b"")),
+        ("two Content-Length", post(&format!("{form}Content-Length: 5\r\nContent-Length: 6\r\n"), b"abcdef")),
+        ("two Content-Type", post(&format!("{form}{form}Content-Length: 3\r\n"), b"a=b")),
+        ("two Authorization", post(&format!("{form}Authorization: Basic eDp5\r\nContent-Length: 3\r\n"), b"a=b")),
+        ("Content-Length too large", post(&format!("{form}Content-Length: 500\r\n"), b"grant_type=password")),
+        (
+            "Content-Length too small",
+            post(&format!("{form}Content-Length: 15\r\n"), b"grant_type=password&username=alice&password=wonderland"),
+        ),
+        ("Content-Length not a number", post(&format!("{form}Content-Length: lots\r\n"), b"a=b")),
+        ("chunked body that never ends", post(&format!("{form}Transfer-Encoding: chunked\r\n"), b"5\r\nhello\r\n")),
+        ("no body at all", post(form, b"")),
+    ];
+    for (name, request) in cases {
+        let started = Instant::now();
+        let text = raw(server.addr, None, &request, Duration::from_secs(10)).await;
+        let reply = parse_reply(&text);
+        assert!((400..500).contains(&reply.status), "{name}: got {:?}", text.lines().next());
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+    }
+    // Still serving valid logins.
+    let r = server.token_basic("legacy", "legacy-secret", &login("alice", "wonderland")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn trace_logs_carry_no_secrets() {
+    let server = Server::start_with_env(&standard_config(""), &standard_users(), &[("RUST_LOG", "trace")]);
+    // Debug output of the request (with its secrets redacted) is there to see.
+    let r = server
+        .token("grant_type=password&username=alice&password=wonderland&client_id=legacy&client_secret=legacy-secret")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = r.json();
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let r =
+        server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await;
+    let second = r.json();
+    let auth = ropc_core::basic::encode("machine", "machine-secret");
+    let at = second["access_token"].as_str().unwrap().to_owned();
+    server.post("/oauth/v2/oauth-introspect", &format!("token={at}"), &[("authorization", &auth)]).await;
+    assert!(server.log_shows("endpoint=\"introspection\""));
+    let logs = server.logs();
+    assert!(logs.contains("TRACE") && logs.contains("token grant step"), "trace logging is on: {logs}");
+    assert!(logs.contains("<redacted>"), "the secrets went through a redacting Debug");
+    let encoded_basic = ropc_core::basic::encode("legacy", "legacy-secret");
+    let secrets = [
+        "wonderland",
+        "legacy-secret",
+        "machine-secret",
+        &encoded_basic["Basic ".len()..],
+        first["access_token"].as_str().unwrap(),
+        &rt,
+        &at,
+        second["refresh_token"].as_str().unwrap(),
+    ];
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret:?} appears in the trace logs");
+    }
+}

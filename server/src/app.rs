@@ -8,6 +8,7 @@ use crate::delay::Delays;
 use crate::hash::{HashPool, PasswordVerifier, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
+use crate::metrics::{write_histogram, write_value, RequestMetrics};
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
 use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
@@ -17,7 +18,7 @@ use ropc_core::{
     RandomError, Reason, SecureRandom, Step, TokenDigest, TokenKey,
 };
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
@@ -92,6 +93,10 @@ pub struct App {
     verify_latency_ns: AtomicU64,
     /// Precise waits for locked accounts.
     delays: Delays,
+    /// Request counters and latencies.
+    pub requests: RequestMetrics,
+    /// Connections being served.
+    pub open_connections: AtomicUsize,
 }
 
 /// Why a password was not verified.
@@ -163,6 +168,8 @@ impl App {
             lockout: Lockout::new(config.lockout),
             verify_latency_ns: AtomicU64::new(0),
             delays: Delays::new(4096).map_err(|e| format!("cannot start the delay thread: {e}"))?,
+            requests: RequestMetrics::default(),
+            open_connections: AtomicUsize::new(0),
             config,
         })
     }
@@ -401,6 +408,92 @@ impl App {
                 OAuthError { reason: Reason::Overloaded, ..OAuthError::OVERLOADED }
             }
         }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        self.requests.write(&mut out);
+        if let Some(pool) = &self.pool {
+            let w = &mut out;
+            write_value(w, "ropc_hash_workers", "gauge", "Hash worker threads.", pool.workers());
+            write_value(w, "ropc_hash_busy_workers", "gauge", "Hash workers hashing now.", pool.busy());
+            write_value(
+                w,
+                "ropc_hash_queue_length",
+                "gauge",
+                "Verifications waiting for a worker.",
+                self.verifier.queue_len(),
+            );
+            write_value(
+                w,
+                "ropc_hash_queue_capacity",
+                "gauge",
+                "Verifications that may wait before 503.",
+                pool.capacity(),
+            );
+            write_value(w, "ropc_hash_completed_total", "counter", "Password hashes computed.", pool.completed());
+            write_value(
+                w,
+                "ropc_hash_shed_total",
+                "counter",
+                "Verifications refused with 503: queue full.",
+                pool.shed(),
+            );
+            write_histogram(w, "ropc_hash_duration_seconds", "Time of one password hash.", pool.hash_time());
+        }
+        let w = &mut out;
+        write_value(
+            w,
+            "ropc_token_store_records",
+            "gauge",
+            "Token records held (expired ones until swept).",
+            self.store.len(),
+        );
+        write_value(
+            w,
+            "ropc_token_store_revoked_families",
+            "gauge",
+            "Revoked grant families remembered.",
+            self.store.revoked_families(),
+        );
+        write_value(
+            w,
+            "ropc_lockout_locks_total",
+            "counter",
+            "Accounts locked for failed logins.",
+            self.lockout.locks(),
+        );
+        write_value(
+            w,
+            "ropc_lockout_refused_total",
+            "counter",
+            "Attempts refused by a lock or IP throttle, no hash spent.",
+            self.lockout.refused(),
+        );
+        write_value(
+            w,
+            "ropc_lockout_tracked_users",
+            "gauge",
+            "Usernames with failure counters.",
+            self.lockout.tracked_users(),
+        );
+        write_value(w, "ropc_lockout_tracked_ips", "gauge", "IPs with failure counters.", self.lockout.tracked_ips());
+        write_value(
+            w,
+            "ropc_open_connections",
+            "gauge",
+            "Connections being served.",
+            self.open_connections.load(Ordering::Relaxed),
+        );
+        write_value(
+            w,
+            "ropc_draining",
+            "gauge",
+            "1 while shutting down.",
+            u8::from(self.draining.load(Ordering::Relaxed)),
+        );
+        out
     }
 
     /// Removes expired records from one shard of the store, and sweeps one

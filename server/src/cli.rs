@@ -251,6 +251,9 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
         for addr in server.local_addrs() {
             println!("ropc listening on {}://{addr}", server.scheme());
         }
+        for addr in server.admin_addrs() {
+            println!("ropc admin (metrics, health) on http://{addr}");
+        }
         if let Some(ca) = &server.ca_file {
             println!("self-signed certificate: {} (use with curl --cacert)", ca.display());
         }

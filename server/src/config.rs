@@ -114,6 +114,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// `host:port` to listen on.
     pub listen: String,
+    /// `host:port` for `/metrics` and `/healthz` only, plain HTTP.
+    pub admin_listen: Option<String>,
     /// TLS mode.
     pub tls: TlsMode,
     /// Largest accepted request body, bytes.
@@ -184,6 +186,7 @@ struct RawJwt {
 struct RawServer {
     #[serde(default = "default_listen")]
     listen: Spanned<String>,
+    admin_listen: Option<Spanned<String>>,
     tls: Option<Spanned<toml::Value>>,
     #[serde(default = "default_max_body")]
     max_body_bytes: Spanned<u64>,
@@ -201,6 +204,7 @@ impl Default for RawServer {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            admin_listen: None,
             tls: None,
             max_body_bytes: default_max_body(),
             header_read_timeout: default_header_timeout(),
@@ -441,9 +445,16 @@ impl Config {
     fn from_raw(loc: &Locator<'_>, dir: PathBuf, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = raw.server;
         let listen = server.listen.get_ref().clone();
-        if !listen.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+        if !is_host_port(&listen) {
             return Err(loc.at(server.listen.span(), "server.listen", "expected `host:port`, e.g. \"127.0.0.1:8443\""));
         }
+        let admin_listen = match &server.admin_listen {
+            Some(a) if !is_host_port(a.get_ref()) => {
+                return Err(loc.at(a.span(), "server.admin_listen", "expected `host:port`, e.g. \"127.0.0.1:9090\""))
+            }
+            Some(a) => Some(a.get_ref().clone()),
+            None => None,
+        };
         let tls = match &server.tls {
             None => TlsMode::SelfSigned,
             Some(v) => parse_tls(loc, &dir, v)?,
@@ -680,6 +691,7 @@ impl Config {
             jwt,
             file: loc.file.to_owned(),
             listen,
+            admin_listen,
             tls,
             max_body_bytes: max_body as usize,
             header_read_timeout: Duration::from_secs(header_timeout),
@@ -720,6 +732,10 @@ impl Config {
         };
         format!("{scheme}://{host}:{port}")
     }
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 fn parse_tls(loc: &Locator<'_>, dir: &Path, v: &Spanned<toml::Value>) -> Result<TlsMode, ConfigError> {

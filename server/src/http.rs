@@ -24,9 +24,42 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 type Body = Full<Bytes>;
 
 /// Routes one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Result<Response<Body>, Infallible> {
+/// Which listener a request arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The main listener: every endpoint (and `/metrics` unless an admin
+    /// listener is configured).
+    Main,
+    /// `[server] admin_listen`: only `/metrics` and `/healthz`.
+    Admin,
+}
+
+/// Routes one request.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+    listener: Listener,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let method = req.method().clone();
+    let metrics_here = match listener {
+        Listener::Main => app.config.admin_listen.is_none(),
+        Listener::Admin => true,
+    };
+    if path == "/metrics" && metrics_here {
+        return Ok(match method {
+            Method::GET | Method::HEAD => {
+                let mut r = Response::new(Full::new(Bytes::from(app.render_metrics())));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                r
+            }
+            _ => method_not_allowed("GET, HEAD", false),
+        });
+    }
+    if listener == Listener::Admin && path != "/healthz" {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+    }
     let endpoints = &app.config.endpoints;
     let form = if path == endpoints.token {
         Some(FormEndpoint::Token)
@@ -192,12 +225,15 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
             // The rest of the body was not read; do not reuse the connection.
             r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        let latency = started.elapsed();
+        let outcome = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { error.code.as_str() };
+        app.requests.record(endpoint.name(), "-", outcome, latency);
         tracing::info!(
             endpoint = endpoint.name(),
             status = status.as_u16(),
             outcome = error.code.as_str(),
             reason = error.reason.as_str(),
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = latency.as_micros() as u64,
             "request refused before parsing"
         );
         return r;
@@ -220,7 +256,14 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     if let Some(secs) = outcome.retry_after {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
-    let latency_us = started.elapsed().as_micros() as u64;
+    let latency = started.elapsed();
+    let latency_us = latency.as_micros() as u64;
+    let label = match &outcome.error {
+        None => outcome.label,
+        Some(e) if e.status() == 429 => "too_many_failures",
+        Some(e) => e.code.as_str(),
+    };
+    app.requests.record(endpoint.name(), outcome.grant_type.unwrap_or("-"), label, latency);
     let client = outcome.client_id.as_deref().unwrap_or("-");
     let grant = outcome.grant_type.unwrap_or("-");
     let user = outcome.username.as_deref().unwrap_or("-");

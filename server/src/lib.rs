@@ -26,6 +26,7 @@ pub mod idle;
 pub mod jwt;
 pub mod lockout;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod tls;

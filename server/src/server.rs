@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::config::{Config, TlsMode};
-use crate::http::handle;
+use crate::http::{handle, Listener};
 use crate::idle::IdleTimeout;
 use crate::tls;
 use hyper::service::service_fn;
@@ -31,6 +31,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     app: Arc<App>,
     listeners: Vec<TcpListener>,
+    admin: Vec<TcpListener>,
     tls: Option<TlsAcceptor>,
     /// The certificate clients should trust, for self-signed TLS.
     pub ca_file: Option<PathBuf>,
@@ -48,24 +49,19 @@ impl Server {
             }
             TlsMode::Files { cert, key } => (Some(tls::server_config(cert, key)?), None),
         };
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen)
-            .await
-            .map_err(|e| format!("cannot resolve listen address {:?}: {e}", config.listen))?
-            .collect();
-        let mut listeners = Vec::new();
-        let mut last_error = None;
-        for addr in addrs {
-            match TcpListener::bind(addr).await {
-                Ok(l) => listeners.push(l),
-                Err(e) => last_error = Some(format!("cannot listen on {addr}: {e}")),
-            }
-        }
-        if listeners.is_empty() {
-            return Err(last_error.unwrap_or_else(|| format!("{:?} resolves to no address", config.listen)));
-        }
+        let listeners = bind_all(&config.listen).await?;
+        let admin = match &config.admin_listen {
+            Some(addr) => bind_all(addr).await?,
+            None => Vec::new(),
+        };
         let port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
         let app = Arc::new(App::new(config, port)?);
-        Ok(Self { app, listeners, tls: tls.map(TlsAcceptor::from), ca_file })
+        Ok(Self { app, listeners, admin, tls: tls.map(TlsAcceptor::from), ca_file })
+    }
+
+    /// The bound admin addresses (`/metrics`, `/healthz`).
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        self.admin.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     /// The shared state.
@@ -89,7 +85,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { app, listeners, tls, .. } = self;
+        let Server { app, listeners, admin, tls, .. } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -123,16 +119,19 @@ impl Server {
         };
 
         let mut accept_loops = Vec::new();
-        for listener in listeners {
+        let all = listeners
+            .into_iter()
+            .map(|l| (l, Listener::Main, tls.clone()))
+            .chain(admin.into_iter().map(|l| (l, Listener::Admin, None)));
+        for (socket, role, tls) in all {
             let app = Arc::clone(&app);
             let builder = Arc::clone(&builder);
             let graceful = Arc::clone(&graceful);
-            let tls = tls.clone();
             let connections = Arc::clone(&connections);
             let refusals = Arc::clone(&refusals);
             accept_loops.push(tokio::spawn(async move {
                 loop {
-                    let (stream, peer) = match listener.accept().await {
+                    let (stream, peer) = match socket.accept().await {
                         Ok(conn) => conn,
                         Err(e) => {
                             // Usually EMFILE: back off instead of spinning.
@@ -145,7 +144,7 @@ impl Server {
                     match Arc::clone(&connections).try_acquire_owned() {
                         Ok(permit) => {
                             let conn = Connection { stream, peer, permit };
-                            serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), conn)
+                            serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), conn, role)
                         }
                         Err(_) => refuse(stream, peer, tls.is_some(), &refusals),
                     }
@@ -210,6 +209,7 @@ fn serve(
     graceful: &GracefulShutdown,
     tls: Option<TlsAcceptor>,
     conn: Connection,
+    listener: Listener,
 ) {
     let watcher = graceful.watcher();
     let Connection { stream, peer, permit } = conn;
@@ -218,7 +218,9 @@ fn serve(
     tokio::spawn(async move {
         let _permit = permit;
         let ip = peer.ip().to_canonical();
-        let service = service_fn(move |req| handle(Arc::clone(&app), req, ip));
+        app.open_connections.fetch_add(1, Ordering::Relaxed);
+        let counted = Arc::clone(&app);
+        let service = service_fn(move |req| handle(Arc::clone(&app), req, ip, listener));
         let result = match tls {
             None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
             Some(acceptor) => {
@@ -239,7 +241,28 @@ fn serve(
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
+        counted.open_connections.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// Binds every address `listen` resolves to; fails only if none binds.
+async fn bind_all(listen: &str) -> Result<Vec<TcpListener>, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| format!("cannot resolve listen address {listen:?}: {e}"))?
+        .collect();
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => last_error = Some(format!("cannot listen on {addr}: {e}")),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(last_error.unwrap_or_else(|| format!("{listen:?} resolves to no address")));
+    }
+    Ok(listeners)
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

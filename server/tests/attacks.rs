@@ -5,7 +5,7 @@ use crate::support::{connect_from, parse_reply, raw, standard_config, standard_u
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-const LOCKOUT: &str = "\n[credential_manager.lockout]\nmax_failures = 3\nwindow = 60\nlock_time = 1\nmax_lock_time = 4\nip_max_failures = 8\n";
+const LOCKOUT: &str = "\n[credential_manager.lockout]\nmax_failures = 3\nwindow = 60\nlock_time = 2\nmax_lock_time = 8\nip_max_failures = 8\n";
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const BOTNET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
@@ -24,16 +24,26 @@ async fn brute_force_locks_the_account_then_releases_it() {
         token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
     }
     assert!(server.log_shows("event=\"account_locked\""), "{}", server.logs());
-    // Locked: even the right password gets the wrong-password answer, byte for byte.
+    // Locked: even the right password gets the wrong-password answer, byte
+    // for byte, and no hash is spent on it.
+    let metric = |text: &str, name: &str| crate::operations::sample(text, name).unwrap();
+    let before = server.get("/metrics").await.body;
     let locked = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
     assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
+    for _ in 0..4 {
+        token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    }
+    let after = server.get("/metrics").await.body;
+    assert_eq!(metric(&after, "ropc_hash_completed_total"), metric(&before, "ropc_hash_completed_total"));
+    assert_eq!(metric(&after, "ropc_lockout_refused_total") - metric(&before, "ropc_lockout_refused_total"), 5.0);
+    assert_eq!(metric(&after, "ropc_lockout_locks_total"), 1.0);
     assert!(server.log_shows("reason=\"locked_user\""));
     // Other users are not affected.
     assert_eq!(
         token_from(&server, ATTACKER, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await.status,
         200
     );
-    // The lock expires by itself (1 s, whole seconds).
+    // The lock expires by itself (2 s, in whole seconds).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;

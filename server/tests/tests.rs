@@ -8,4 +8,5 @@ mod cli;
 mod demo;
 mod jwt;
 mod lifecycle;
+mod operations;
 mod token;

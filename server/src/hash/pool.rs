@@ -10,6 +10,7 @@
 //!   queue length × hash time ÷ workers.
 
 use super::{PasswordVerifier, Pending, VerifyError, VerifyJob};
+use crate::metrics::Histogram;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ struct Stats {
     busy: AtomicUsize,
     completed: AtomicU64,
     shed: AtomicU64,
+    hash_time: Histogram,
 }
 
 /// A bounded pool of hash worker threads.
@@ -81,6 +83,11 @@ impl HashPool {
         self.stats.completed.load(Ordering::Relaxed)
     }
 
+    /// Hash times, as measured by the workers.
+    pub fn hash_time(&self) -> &Histogram {
+        &self.stats.hash_time
+    }
+
     /// The mean time of one hash, as measured by the workers.
     pub fn mean_hash_time(&self) -> Duration {
         Duration::from_nanos(self.stats.mean_hash_ns.load(Ordering::Relaxed))
@@ -121,7 +128,9 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         let matched = job.work.hash.verify_with_memory(&job.work.password, &mut memory);
-        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = start.elapsed();
+        stats.hash_time.observe(elapsed);
+        let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         stats.busy.fetch_sub(1, Ordering::Relaxed);
         let old = stats.mean_hash_ns.load(Ordering::Relaxed);
         let mean = if old == 0 { took } else { old - old / 8 + took / 8 };

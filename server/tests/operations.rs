@@ -1,0 +1,60 @@
+//! Operations: the metrics endpoint and the admin listener.
+
+use crate::support::{standard_config, standard_users, wait_for, Server};
+use std::time::Duration;
+
+/// The value of an unlabelled (or fully labelled) sample in a scrape.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_hashes_and_tokens() {
+    let server = Server::start(&standard_config(""), &standard_users());
+    let before = server.get("/metrics").await;
+    assert_eq!(before.status, 200);
+    assert!(before.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
+    let hashes_before = sample(&before.body, "ropc_hash_completed_total").unwrap();
+
+    let login = "grant_type=password&username=alice&password=wonderland";
+    assert_eq!(server.token_basic("legacy", "legacy-secret", login).await.status, 200);
+    assert_eq!(
+        server.token_basic("legacy", "legacy-secret", "grant_type=password&username=alice&password=no").await.status,
+        400
+    );
+    let m = server.get("/metrics").await.body;
+    let issued = "ropc_requests_total{endpoint=\"token\",grant=\"password\",outcome=\"issued\"}";
+    let refused = "ropc_requests_total{endpoint=\"token\",grant=\"password\",outcome=\"invalid_grant\"}";
+    assert_eq!((sample(&m, issued), sample(&m, refused)), (Some(1.0), Some(1.0)), "{m}");
+    // The client secret once (then memoised) and two passwords.
+    assert_eq!(sample(&m, "ropc_hash_completed_total").unwrap() - hashes_before, 3.0, "{m}");
+    assert_eq!(sample(&m, "ropc_token_store_records"), Some(2.0), "one access and one refresh token");
+    assert_eq!(sample(&m, "ropc_hash_duration_seconds_count"), sample(&m, "ropc_hash_completed_total"));
+    assert_eq!(sample(&m, "ropc_request_duration_seconds_count{endpoint=\"token\"}"), Some(2.0));
+    assert!(sample(&m, "ropc_hash_workers").unwrap() >= 1.0);
+    assert_eq!(sample(&m, "ropc_hash_shed_total"), Some(0.0));
+    for family in
+        ["ropc_hash_queue_length", "ropc_hash_busy_workers", "ropc_lockout_locks_total", "ropc_open_connections"]
+    {
+        assert!(m.contains(&format!("# TYPE {family} ")), "{family} missing");
+    }
+}
+
+#[tokio::test]
+async fn admin_listener_serves_metrics_apart() {
+    let config = standard_config("").replace("tls = \"off\"", "tls = \"off\"\nadmin_listen = \"127.0.0.1:0\"");
+    let server = Server::start(&config, &standard_users());
+    let admin: std::net::SocketAddr =
+        wait_for(&server.stdout, "ropc admin (metrics, health) on http://", Duration::from_secs(10))
+            .trim()
+            .parse()
+            .unwrap();
+    assert_eq!(server.get("/metrics").await.status, 404, "not on the main listener");
+    let get = |path: &'static str| crate::support::request(admin, None, http::Method::GET, path, "", &[], false);
+    let r = get("/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("ropc_hash_workers"));
+    assert_eq!(get("/healthz").await.status, 200);
+    assert_eq!(get("/.well-known/oauth-authorization-server").await.status, 404, "only metrics and health");
+}

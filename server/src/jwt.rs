@@ -78,6 +78,21 @@ impl SigningKey {
         }
     }
 
+    /// A fresh in-memory key (benches, tests).
+    pub fn generate(algorithm: Algorithm, kid: &str) -> Result<Self, String> {
+        let rng = SystemRandom::new();
+        let der = match algorithm {
+            Algorithm::EdDsa => {
+                Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "key generation failed")?.as_ref().to_vec()
+            }
+            Algorithm::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| "key generation failed")?
+                .as_ref()
+                .to_vec(),
+        };
+        Self::from_pkcs8(kid.to_owned(), &der)
+    }
+
     /// Reads a PEM private key; `kid` defaults to a digest of the public key.
     pub fn load(path: &Path, kid: Option<String>) -> Result<Self, String> {
         let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -49,6 +49,8 @@ async fn run_and_check(spec: &RunSpec) -> Report {
     assert_eq!(by_kind, report.requests);
     let timeline: u64 = report.timeline.iter().map(|s| s.requests).sum();
     assert_eq!(timeline, report.requests);
+    assert!(report.timeline.len() as f64 <= report.elapsed_secs.ceil());
+    assert!(report.timeline.iter().all(|s| s.length_secs > 0.0), "{:?}", report.timeline);
     report
 }
 

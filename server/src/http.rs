@@ -267,9 +267,17 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     let client = outcome.client_id.as_deref().unwrap_or("-");
     let grant = outcome.grant_type.unwrap_or("-");
     let user = outcome.username.as_deref().unwrap_or("-");
+    // Audit events: logins (password grants) and revocations.
+    let event = match (endpoint, grant, &outcome.error) {
+        (FormEndpoint::Token, "password", None) => "login_success",
+        (FormEndpoint::Token, "password", Some(_)) => "login_failure",
+        (FormEndpoint::Revocation, _, None) => "revocation",
+        _ => "request",
+    };
     let endpoint = endpoint.name();
     match &outcome.error {
         None => tracing::info!(
+            event,
             endpoint,
             client = ?client,
             grant,
@@ -279,6 +287,7 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
             latency_us
         ),
         Some(e) => tracing::info!(
+            event,
             endpoint,
             client = ?client,
             grant,

@@ -58,3 +58,42 @@ async fn admin_listener_serves_metrics_apart() {
     assert_eq!(get("/healthz").await.status, 200);
     assert_eq!(get("/.well-known/oauth-authorization-server").await.status, 404, "only metrics and health");
 }
+
+#[tokio::test]
+async fn sigterm_with_requests_in_flight_loses_none() {
+    // Costlier hashes, so that logins are still queued when the signal lands.
+    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 8192\nt_cost = 2");
+    let params = ropc_server::hash::HashParams { m_cost: 8192, t_cost: 2, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_server::hash::hash_password(b"wonderland", params).unwrap());
+    let server = Server::start(&config, &users);
+    let login = "grant_type=password&username=alice&password=wonderland";
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let mut in_flight = Vec::new();
+    for _ in 0..20 {
+        let (addr, auth) = (server.addr, auth.clone());
+        in_flight.push(tokio::spawn(async move {
+            let headers = [("authorization", auth.as_str())];
+            crate::support::request(addr, None, http::Method::POST, "/oauth/v2/oauth-token", login, &headers, true)
+                .await
+                .status
+        }));
+    }
+    // Wait until the server holds every connection (plus this scrape's).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = server.get("/metrics").await.body;
+        if sample(&m, "ropc_open_connections").unwrap_or(0.0) >= 21.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the requests never arrived:\n{m}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.signal_term();
+    let mut statuses = Vec::new();
+    for r in in_flight {
+        statuses.push(r.await.unwrap());
+    }
+    assert_eq!(statuses, vec![200; 20], "every request in flight finished");
+    assert!(server.log_shows("shutting down"));
+    assert!(server.terminate().success(), "exit 0 after draining");
+}

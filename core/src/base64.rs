@@ -116,7 +116,13 @@ pub fn decode_standard(input: &[u8], out: &mut [u8]) -> Result<usize, DecodeErro
     let mut o = 0;
     let mut chunks = data.chunks_exact(4);
     for (c, dst) in (&mut chunks).zip(out.chunks_exact_mut(3)) {
-        let n = standard_bits(c).ok_or(DecodeError::Invalid)?;
+        let &[a, b, c, d] = c else { return Err(DecodeError::Invalid) };
+        let v = |x: u8| u32::from(STANDARD_VALUES[usize::from(x)]);
+        let (a, b, c, d) = (v(a), v(b), v(c), v(d));
+        if (a | b | c | d) & 0x80 != 0 {
+            return Err(DecodeError::Invalid);
+        }
+        let n = a << 18 | b << 12 | c << 6 | d;
         dst.copy_from_slice(&n.to_be_bytes()[1..]);
         o += 3;
     }

@@ -101,6 +101,15 @@ pub fn parse<'s>(header: &[u8], scratch: &'s mut [u8]) -> Result<BasicCredential
     })?;
     let decoded = &mut scratch[..n];
     let colon = decoded.iter().position(|&b| b == b':').ok_or(BasicError::MissingColon)?;
+    // The usual case, nothing percent-encoded: one UTF-8 check for both.
+    if !crate::form::needs_decoding(decoded) {
+        let text = core::str::from_utf8(decoded).map_err(|_| BasicError::InvalidUtf8)?;
+        let (id, secret) = (text.get(..colon).unwrap_or_default(), text.get(colon + 1..).unwrap_or_default());
+        if id.is_empty() {
+            return Err(BasicError::EmptyClientId);
+        }
+        return Ok(BasicCredentials { client_id: id, client_secret: secret });
+    }
     let (id_raw, rest) = decoded.split_at_mut(colon);
     let secret_raw = &mut rest[1..];
     let id = decode_in_place(id_raw)?;

@@ -539,10 +539,10 @@ impl<'a> TokenGrant<'a> {
             (AccessToken::Opaque(token), key)
         };
         let refresh = if wants_refresh { Some(Token::mint(&self.provider).map_err(random_failed)?) } else { None };
-        response::write_token(
+        response::write_token_bytes(
             out,
-            access.as_str(),
-            refresh.as_ref().map(|(t, _)| t.as_str()),
+            access.as_bytes(),
+            refresh.as_ref().map(|(t, _)| t.as_bytes()),
             &scope,
             engine.config.access_token_ttl,
         );
@@ -561,10 +561,10 @@ enum AccessToken {
 }
 
 impl AccessToken {
-    fn as_str(&self) -> &str {
+    fn as_bytes(&self) -> &[u8] {
         match self {
-            AccessToken::Opaque(t) => t.as_str(),
-            AccessToken::Jwt(t) => t,
+            AccessToken::Opaque(t) => t.as_bytes(),
+            AccessToken::Jwt(t) => t.as_bytes(),
         }
     }
 }

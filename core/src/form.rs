@@ -209,9 +209,16 @@ impl<'a> Form<'a> {
         if body.len() > limits.max_body_len {
             return Err(FormError::TooLarge);
         }
+        // Nearly every body is UTF-8: one check of the whole body is cheaper
+        // than one per value that needs no decoding.
+        let text = core::str::from_utf8(body).ok();
         let mut form = Form::default();
         let mut count = 0usize;
-        for pair in body.split(|&b| b == b'&') {
+        let mut start = 0;
+        while start <= body.len() {
+            let len = crate::swar::find(b'&', &body[start..]).unwrap_or(body.len() - start);
+            let pair = start..start + len;
+            start = pair.end + 1;
             if pair.is_empty() {
                 continue;
             }
@@ -219,20 +226,28 @@ impl<'a> Form<'a> {
             if count > limits.max_params {
                 return Err(FormError::TooManyParameters);
             }
-            let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &pair[pair.len()..]),
+            let (name, value) = match crate::swar::find(b'=', &body[pair.clone()]) {
+                Some(i) => (pair.start..pair.start + i, pair.start + i + 1..pair.end),
+                None => (pair.clone(), pair.end..pair.end),
             };
-            let Some(param) = decode_name(raw_name) else { continue };
+            let Some(param) = decode_name(&body[name]) else { continue };
             // RFC 6749 §3.2: sent without a value = omitted.
-            if raw_value.is_empty() {
+            if value.is_empty() {
                 continue;
             }
             let slot = &mut form.values[param.index()];
             if slot.is_some() {
                 return Err(FormError::Duplicate(param));
             }
-            let value = decode(raw_value)?;
+            let raw = &body[value.clone()];
+            let value = if needs_decoding(raw) {
+                decode_owned(raw)?
+            } else {
+                match text.and_then(|t| t.get(value)) {
+                    Some(unchanged) => Value::Borrowed(unchanged),
+                    None => decode(raw)?,
+                }
+            };
             if !value.is_empty() {
                 *slot = Some(value);
             }
@@ -244,22 +259,21 @@ impl<'a> Form<'a> {
 /// Names are matched after decoding, but a name longer than any known one
 /// cannot match, so it is skipped without allocating.
 fn decode_name(raw: &[u8]) -> Option<Param> {
-    if !needs_decoding(raw) {
-        return Param::from_name(raw);
+    // Known names hold no `%` or `+`, so an exact match needs no scan.
+    if let Some(param) = Param::from_name(raw) {
+        return Some(param);
     }
     let mut buf = [0u8; 48];
-    if raw.len() > buf.len() {
+    if raw.len() > buf.len() || !needs_decoding(raw) {
         return None;
     }
     let n = decode_into(raw, &mut buf).ok()?;
     Param::from_name(&buf[..n])
 }
 
-/// Whether `raw` holds a `+` or a `%`, i.e. decoding would change it. A
-/// fold rather than `any`, so that the compiler can check many bytes at once:
-/// values are short, and most need no decoding.
+/// Whether `raw` holds a `+` or a `%`, i.e. decoding would change it.
 pub(crate) fn needs_decoding(raw: &[u8]) -> bool {
-    raw.iter().fold(false, |found, &b| found | (b == b'%') | (b == b'+'))
+    crate::swar::contains_either(b'%', b'+', raw)
 }
 
 /// The value of one hex digit.
@@ -306,9 +320,31 @@ pub fn decode(raw: &[u8]) -> Result<Value<'_>, FormError> {
     if !needs_decoding(raw) {
         return core::str::from_utf8(raw).map(Value::Borrowed).map_err(|_| FormError::InvalidUtf8);
     }
-    let mut buf = alloc::vec![0u8; raw.len()];
-    let n = decode_into(raw, &mut buf)?;
-    buf.truncate(n);
+    decode_owned(raw)
+}
+
+/// Decodes a value that holds a `+` or `%` into a new string. Runs between
+/// escapes are copied with `+` mapped to space (a loop without branches);
+/// only each `%XX` is handled on its own.
+fn decode_owned(raw: &[u8]) -> Result<Value<'static>, FormError> {
+    let mut buf = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    loop {
+        let run = crate::swar::find(b'%', rest).unwrap_or(rest.len());
+        buf.extend(rest[..run].iter().map(|&b| if b == b'+' { b' ' } else { b }));
+        rest = &rest[run..];
+        let byte = match rest {
+            [] => break,
+            [_, hi, lo, ..] => hex_value(*hi).zip(hex_value(*lo)).map(|(hi, lo)| (hi << 4) | lo),
+            _ => None,
+        };
+        let Some(byte) = byte else {
+            buf.zeroize();
+            return Err(FormError::BadPercentEncoding);
+        };
+        buf.push(byte);
+        rest = &rest[3..];
+    }
     match String::from_utf8(buf) {
         Ok(s) => Ok(Value::Owned(s)),
         Err(e) => {

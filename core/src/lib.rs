@@ -38,6 +38,7 @@ pub mod query;
 pub mod request;
 pub mod response;
 pub mod scope;
+mod swar;
 pub mod token;
 
 pub use client::{Capabilities, Client, ClientIndex, ClientTable, TokenFormat};

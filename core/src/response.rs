@@ -8,13 +8,17 @@ use alloc::vec::Vec;
 
 /// Appends `s` as a JSON string literal, quotes included.
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    write_escaped(out, s.as_bytes());
+}
+
+/// [`write_string`] on the bytes of a string. The escapes touch only ASCII
+/// bytes, so UTF-8 in gives UTF-8 out.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    let bytes = s.as_bytes();
-    // Tokens, scopes and codes never need escaping: check all bytes at once
-    // (a fold, which the compiler vectorises) and copy them in one go.
-    let plain = bytes.iter().fold(true, |plain, &b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\') & (b != 0x7f));
-    if plain {
+    // Tokens, scopes and codes never need escaping: check eight bytes at a
+    // time and copy them in one go.
+    if crate::swar::is_json_plain(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -121,12 +125,29 @@ impl<'o> JsonObject<'o> {
 
 /// The successful token response, RFC 6749 §5.1.
 pub fn write_token(out: &mut Vec<u8>, access_token: &str, refresh_token: Option<&str>, scope: &str, expires_in: u64) {
-    let mut o = JsonObject::new(out);
-    o.string("access_token", access_token);
+    write_token_bytes(out, access_token.as_bytes(), refresh_token.map(str::as_bytes), scope, expires_in);
+}
+
+/// [`write_token`] with the tokens as bytes (UTF-8, as minted tokens are).
+/// Every grant writes one of these, so the constant members go out whole.
+pub(crate) fn write_token_bytes(
+    out: &mut Vec<u8>,
+    access_token: &[u8],
+    refresh_token: Option<&[u8]>,
+    scope: &str,
+    expires_in: u64,
+) {
+    out.extend_from_slice(br#"{"access_token":"#);
+    write_escaped(out, access_token);
     if let Some(refresh) = refresh_token {
-        o.string("refresh_token", refresh);
+        out.extend_from_slice(br#","refresh_token":"#);
+        write_escaped(out, refresh);
     }
-    o.string("scope", scope).string("token_type", "bearer").number("expires_in", expires_in).finish();
+    out.extend_from_slice(br#","scope":"#);
+    write_string(out, scope);
+    out.extend_from_slice(br#","token_type":"bearer","expires_in":"#);
+    write_u64(out, expires_in);
+    out.push(b'}');
 }
 
 /// The error response, RFC 6749 §5.2. With `detailed` false the

@@ -228,6 +228,7 @@ impl ScopeRegistry {
 
     /// Appends the space-delimited names of `set` to `out`, in registry order.
     pub fn write(&self, set: ScopeSet, out: &mut String) {
+        out.reserve(set.iter().filter_map(|i| self.name(i)).map(|name| name.len() + 1).sum());
         let mut first = true;
         for i in set.iter() {
             if let Some(name) = self.name(i) {

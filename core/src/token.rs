@@ -77,6 +77,11 @@ impl Token {
         Ok((token, key))
     }
 
+    /// The token as sent to the client, as bytes (base64url, so ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text
+    }
+
     /// The token as sent to the client.
     pub fn as_str(&self) -> &str {
         // The base64url alphabet is ASCII, so this never fails.

@@ -84,6 +84,26 @@ proptest! {
         }
     }
 
+    /// Raw bytes (not UTF-8, say) in a parameter ropc ignores change
+    /// nothing, wherever the parameter sits.
+    #[test]
+    fn unknown_parameter_bytes_are_ignored(
+        values in btree_map(0..Param::ALL.len(), chars(0..12), 0..=Param::ALL.len()),
+        junk in vec(any::<u8>(), 0..24),
+        at in 0..=Param::ALL.len(),
+    ) {
+        let pairs: Vec<(&str, &str)> = values.iter().map(|(&i, v)| (Param::ALL[i].name(), v.as_str())).collect();
+        let clean = form::encode_pairs(&pairs);
+        let junk: Vec<u8> = [b"zz=".as_slice(), &junk].concat().into_iter().filter(|&b| b != b'&').collect();
+        let mut pieces: Vec<&[u8]> = clean.as_bytes().split(|&b| b == b'&').collect();
+        pieces.insert(at.min(pieces.len()), &junk);
+        let dirty = pieces.join(&b'&');
+        let limits = Limits::default();
+        let expected = Form::parse(clean.as_bytes(), &limits).map(|f| form::known_pairs(&f).into_iter().map(|(p, v)| (p, v.to_owned())).collect::<Vec<_>>());
+        let got = Form::parse(&dirty, &limits).map(|f| form::known_pairs(&f).into_iter().map(|(p, v)| (p, v.to_owned())).collect::<Vec<_>>());
+        prop_assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&dirty));
+    }
+
     #[test]
     fn basic_round_trips(id in chars(1..24), secret in chars(0..24)) {
         let header = basic::encode(&id, &secret);
@@ -92,6 +112,16 @@ proptest! {
         prop_assert_eq!(creds.client_id, id.as_str());
         prop_assert_eq!(creds.client_secret, secret.as_str());
     }
+}
+
+#[test]
+fn form_values_borrow_or_decode_in_a_body_that_is_not_utf8() {
+    let form = Form::parse(b"x=\xff\xfe&username=alice&password=p%21+x&scope=read", &Limits::default()).unwrap();
+    let pairs: Vec<(Param, &str)> = form::known_pairs(&form);
+    assert_eq!(pairs, [(Param::Username, "alice"), (Param::Password, "p! x"), (Param::Scope, "read")]);
+    // A known parameter that is not UTF-8 is still refused.
+    let e = Form::parse(b"x=\xff&username=al\xffice", &Limits::default()).unwrap_err();
+    assert_eq!(e, form::FormError::InvalidUtf8);
 }
 
 #[test]

@@ -150,7 +150,9 @@ fn hash_users(spec: &FixtureSpec) -> Result<Vec<String>, String> {
         for worker in workers {
             let hashed = worker.join().map_err(|_| "a hashing thread panicked".to_owned())??;
             for (k, line) in hashed {
-                lines[k as usize] = line;
+                if let Some(slot) = usize::try_from(k).ok().and_then(|k| lines.get_mut(k)) {
+                    *slot = line;
+                }
             }
         }
         Ok::<_, String>(lines)

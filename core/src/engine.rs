@@ -232,22 +232,26 @@ impl Engine {
         authorization: Option<&[u8]>,
         scratch: &'a mut [u8; SCRATCH_LEN],
     ) -> TokenGrant<'a> {
-        let mut grant = TokenGrant {
+        // Decided before the grant is built, so that the parsed request is
+        // written into it once rather than moved in afterwards.
+        let (request, client, state) = match TokenRequest::parse(body, authorization, scratch, &self.config.limits) {
+            Ok(request) => match self.query_client(&request.auth) {
+                Ok(index) => (Some(request), Some(index), State::AuthenticateClient),
+                Err(e) => (Some(request), None, State::Rejected(e)),
+            },
+            Err(e) => (None, None, State::Rejected(e)),
+        };
+        TokenGrant {
             engine: self,
             provider,
-            request: None,
-            client: None,
-            state: State::AuthenticateClient,
+            request,
+            client,
+            state,
             user: UserRef::NONE,
             scope: ScopeSet::EMPTY,
             family: None,
             retire: None,
-        };
-        match TokenRequest::parse(body, authorization, scratch, &self.config.limits) {
-            Ok(request) => grant.identify_client(request),
-            Err(e) => grant.state = State::Rejected(e),
         }
-        grant
     }
 
     /// Writes the JSON error body for `error`, honouring `detailed_errors`.
@@ -286,18 +290,6 @@ fn invalid_grant(reason: Reason, description: &'static str) -> OAuthError {
 }
 
 impl<'a> TokenGrant<'a> {
-    fn identify_client(&mut self, request: TokenRequest<'a>) {
-        let outcome = self.engine.query_client(&request.auth);
-        self.request = Some(request);
-        match outcome {
-            Ok(index) => {
-                self.client = Some(index);
-                self.state = State::AuthenticateClient;
-            }
-            Err(e) => self.state = State::Rejected(e),
-        }
-    }
-
     /// What the runtime must do next.
     pub fn step(&self) -> Step<'_> {
         match self.state {

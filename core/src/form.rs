@@ -89,16 +89,21 @@ impl Param {
     }
 
     fn from_name(name: &[u8]) -> Option<Param> {
-        Some(match name {
-            b"grant_type" => Param::GrantType,
-            b"username" => Param::Username,
-            b"password" => Param::Password,
-            b"scope" => Param::Scope,
-            b"refresh_token" => Param::RefreshToken,
-            b"client_id" => Param::ClientId,
-            b"client_secret" => Param::ClientSecret,
-            b"token" => Param::Token,
-            b"token_type_hint" => Param::TokenTypeHint,
+        // By length, then as a fixed-size array: each comparison is a word
+        // compare or two, not a call to memcmp.
+        fn is<const N: usize>(name: &[u8], known: &[u8; N]) -> bool {
+            <&[u8; N]>::try_from(name).is_ok_and(|name| name == known)
+        }
+        Some(match name.len() {
+            5 if is(name, b"scope") => Param::Scope,
+            5 if is(name, b"token") => Param::Token,
+            8 if is(name, b"username") => Param::Username,
+            8 if is(name, b"password") => Param::Password,
+            9 if is(name, b"client_id") => Param::ClientId,
+            10 if is(name, b"grant_type") => Param::GrantType,
+            13 if is(name, b"refresh_token") => Param::RefreshToken,
+            13 if is(name, b"client_secret") => Param::ClientSecret,
+            15 if is(name, b"token_type_hint") => Param::TokenTypeHint,
             _ => return None,
         })
     }
@@ -206,13 +211,21 @@ impl<'a> Form<'a> {
 
     /// Parses a whole body. See the module documentation for the rules.
     pub fn parse(body: &'a [u8], limits: &Limits) -> Result<Self, FormError> {
+        let mut form = Form::default();
+        form.parse_into(body, limits)?;
+        Ok(form)
+    }
+
+    /// [`Form::parse`] into an empty form the caller holds, which spares
+    /// moving the whole form on return (it is a hot path's largest value).
+    pub(crate) fn parse_into(&mut self, body: &'a [u8], limits: &Limits) -> Result<(), FormError> {
         if body.len() > limits.max_body_len {
             return Err(FormError::TooLarge);
         }
         // Nearly every body is UTF-8: one check of the whole body is cheaper
         // than one per value that needs no decoding.
         let text = core::str::from_utf8(body).ok();
-        let mut form = Form::default();
+        let form = self;
         let mut count = 0usize;
         let mut start = 0;
         while start <= body.len() {
@@ -252,7 +265,7 @@ impl<'a> Form<'a> {
                 *slot = Some(value);
             }
         }
-        Ok(form)
+        Ok(())
     }
 }
 

@@ -210,20 +210,25 @@ impl<'a> TokenRequest<'a> {
         scratch: &'a mut [u8],
         limits: &Limits,
     ) -> Result<Self, OAuthError> {
-        let mut form = Form::parse(body, limits).map_err(form_error)?;
+        let mut form = Form::default();
+        form.parse_into(body, limits).map_err(form_error)?;
         let grant_type = required(&mut form, Param::GrantType, "The grant_type parameter is missing.")?;
         let scope = form.take(Param::Scope);
+        // Compared as fixed-size arrays: word compares, not calls to memcmp.
+        fn is<const N: usize>(value: &str, known: &[u8; N]) -> bool {
+            <&[u8; N]>::try_from(value.as_bytes()).is_ok_and(|value| value == known)
+        }
         let grant = match &*grant_type {
-            "password" => GrantRequest::Password {
+            g if is(g, b"password") => GrantRequest::Password {
                 username: required(&mut form, Param::Username, "The username parameter is missing.")?,
                 password: required(&mut form, Param::Password, "The password parameter is missing.")?,
                 scope,
             },
-            "refresh_token" => GrantRequest::RefreshToken {
+            g if is(g, b"refresh_token") => GrantRequest::RefreshToken {
                 refresh_token: required(&mut form, Param::RefreshToken, "The refresh_token parameter is missing.")?,
                 scope,
             },
-            "client_credentials" => GrantRequest::ClientCredentials { scope },
+            g if is(g, b"client_credentials") => GrantRequest::ClientCredentials { scope },
             _ => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,
@@ -246,7 +251,8 @@ impl<'a> TokenQuery<'a> {
         scratch: &'a mut [u8],
         limits: &Limits,
     ) -> Result<Self, OAuthError> {
-        let mut form = Form::parse(body, limits).map_err(form_error)?;
+        let mut form = Form::default();
+        form.parse_into(body, limits).map_err(form_error)?;
         let token = required(&mut form, Param::Token, "The token parameter is missing.")?;
         let token_type_hint = form.take(Param::TokenTypeHint).map(|h| match &*h {
             "access_token" => TokenTypeHint::AccessToken,

@@ -9,6 +9,7 @@ use crate::svg;
 use clap::{Parser, Subcommand, ValueEnum};
 use http::Uri;
 use ropc_server::hash::HashParams;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,9 +69,12 @@ struct RunArgs {
     /// What the virtual users send.
     #[arg(long, value_enum, default_value_t = ScenarioArg::Password)]
     scenario: ScenarioArg,
-    /// Users for the password grant: user0 .. user{N-1}.
+    /// Users for the password grant: user{K} .. user{K+N-1}, K = --user-offset.
     #[arg(long, default_value_t = 1000)]
     users: u64,
+    /// The number K of the first user.
+    #[arg(long, default_value_t = 0)]
+    user_offset: u64,
     /// Username before the user's number.
     #[arg(long, default_value = "user")]
     user_prefix: String,
@@ -114,6 +118,10 @@ struct RunArgs {
     /// A new connection for each request instead of keep-alive.
     #[arg(long)]
     new_connection: bool,
+    /// Local (source) IP address of every connection, such as 127.0.0.2 to
+    /// appear as another client of a server on loopback.
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
     /// Length of the run in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -207,6 +215,9 @@ impl RunArgs {
         if self.users == 0 {
             return Err("--users must be at least 1".into());
         }
+        if self.user_offset.checked_add(self.users).is_none() {
+            return Err("--user-offset plus --users must be below 2^64".into());
+        }
         let load = match self.rate {
             None => Load::Closed,
             Some(rate) if rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0 => Load::Open { rate },
@@ -216,6 +227,7 @@ impl RunArgs {
         Ok(RunSpec {
             url,
             cacert: self.cacert.clone(),
+            bind: self.bind,
             workload: WorkloadSpec {
                 scenario,
                 token_path,
@@ -228,6 +240,7 @@ impl RunArgs {
                 },
                 users: Users {
                     count: self.users,
+                    offset: self.user_offset,
                     user_prefix: self.user_prefix.clone(),
                     password_prefix: self.password_prefix.clone(),
                 },

@@ -18,14 +18,14 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -33,11 +33,15 @@ use tokio_rustls::TlsConnector;
 /// a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Where requests go: one resolved address, the `Host` header, and TLS
-/// settings when the URL's scheme is `https`.
+/// Where requests go: one resolved address, the `Host` header, the local
+/// address to connect from, if one was chosen, and TLS settings when the
+/// URL's scheme is `https`.
 pub struct Target {
     /// The address connections are made to (resolved once, at start).
     pub addr: SocketAddr,
+    /// The local (source) address of every connection; `None`: the system
+    /// chooses.
+    pub bind: Option<IpAddr>,
     /// The `Host` header: the URL's authority.
     pub host: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("addr", &self.addr)
+            .field("bind", &self.bind)
             .field("host", &self.host)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -56,7 +61,11 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Resolves `url`'s host and prepares TLS for `https` URLs, which need
     /// `cacert` (a PEM file with the server's CA or self-signed certificate).
-    pub async fn new(url: &Uri, cacert: Option<&Path>) -> Result<Target, String> {
+    /// With `bind`, every connection is made from that local address (bound
+    /// before connecting, on a port the system picks), and only the host's
+    /// addresses of the same family are used; an address that this machine
+    /// cannot bind is an error here, not one `connect` error per request.
+    pub async fn new(url: &Uri, cacert: Option<&Path>, bind: Option<IpAddr>) -> Result<Target, String> {
         let authority = url.authority().ok_or_else(|| format!("{url}: the URL has no host"))?;
         let https = match url.scheme() {
             Some(s) if *s == Scheme::HTTP => false,
@@ -67,11 +76,22 @@ impl Target {
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         // `[::1]` in a URL is `::1` to the resolver and to TLS.
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, port))
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host, port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
-        let addr = first_listening(&addrs).await.ok_or_else(|| format!("{host} resolves to no address"))?;
+        if let Some(ip) = bind {
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no address"));
+            }
+            addrs.retain(|a| a.is_ipv4() == ip.is_ipv4());
+            if addrs.is_empty() {
+                let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(format!("--bind {ip}: {host} has no {family} address"));
+            }
+            local_socket(SocketAddr::new(ip, 0)).map_err(|e| format!("--bind {ip}: cannot bind that address: {e}"))?;
+        }
+        let addr = first_listening(&addrs, bind).await.ok_or_else(|| format!("{host} resolves to no address"))?;
         let tls = if https {
             let cacert = cacert.ok_or_else(|| {
                 format!("{url}: https needs --cacert FILE (the server's CA or self-signed certificate)")
@@ -87,13 +107,14 @@ impl Target {
         };
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("{authority}: not a valid Host header: {e}"))?;
-        Ok(Target { addr, host, tls })
+        Ok(Target { addr, bind, host, tls })
     }
 
-    /// Opens a connection: TCP (with `TCP_NODELAY`), the TLS handshake when
-    /// the target is https, then the HTTP/1.1 handshake.
+    /// Opens a connection: TCP (with `TCP_NODELAY`, from the `bind` address
+    /// if there is one), the TLS handshake when the target is https, then
+    /// the HTTP/1.1 handshake.
     pub async fn connect(&self) -> Result<Conn, TransportError> {
-        let tcp = TcpStream::connect(self.addr).await.map_err(|_| TransportError::Connect)?;
+        let tcp = tcp_connect(self.addr, self.bind).await.map_err(|_| TransportError::Connect)?;
         tcp.set_nodelay(true).map_err(|_| TransportError::Connect)?;
         let stream = match &self.tls {
             None => Stream::Plain(tcp),
@@ -108,12 +129,29 @@ impl Target {
     }
 }
 
+/// A TCP connection to `addr`, from `bind` (any port) if given: tokio's
+/// bind-before-connect.
+async fn tcp_connect(addr: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
+    match bind {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => local_socket(SocketAddr::new(ip, 0))?.connect(addr).await,
+    }
+}
+
+/// A TCP socket bound to `local`.
+fn local_socket(local: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = if local.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(local)?;
+    Ok(socket)
+}
+
 /// The first of `addrs` (the addresses of the URL's host, such as `::1`
-/// and `127.0.0.1` for `localhost`) that accepts a connection, else the
-/// first one: a server that is down shows as `connect` errors in the report.
-async fn first_listening(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+/// and `127.0.0.1` for `localhost`) that accepts a connection from `bind`,
+/// else the first one: a server that is down shows as `connect` errors in
+/// the report.
+async fn first_listening(addrs: &[SocketAddr], bind: Option<IpAddr>) -> Option<SocketAddr> {
     for addr in addrs {
-        let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
+        let probe = tokio::time::timeout(Duration::from_secs(1), tcp_connect(*addr, bind)).await;
         if matches!(probe, Ok(Ok(_))) {
             return Some(*addr);
         }

@@ -65,6 +65,9 @@ pub struct LoadReport {
     pub connections: usize,
     /// Whether each request had a new connection.
     pub new_connection: bool,
+    /// The local address connections were made from (`--bind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
     /// `basic` or `body`.
     pub client_auth: &'static str,
     /// Duration asked for, in seconds.
@@ -215,6 +218,7 @@ impl Report {
                 rate,
                 connections: spec.connections,
                 new_connection: spec.new_connection,
+                bind: spec.bind.map(|ip| ip.to_string()),
                 client_auth: match spec.workload.auth {
                     ClientAuth::Basic => "basic",
                     ClientAuth::Body => "body",
@@ -263,10 +267,11 @@ impl Report {
             None => "closed loop".to_owned(),
         };
         let connection = if load.new_connection { "a new connection per request" } else { "keep-alive" };
+        let from = load.bind.as_ref().map_or_else(String::new, |ip| format!(" from {ip}"));
         let _ = writeln!(out, "{} {} against {}", self.tool, self.scenario, self.url);
         let _ = writeln!(
             out,
-            "  {model}, {} connections ({connection}), client auth {}, {:.2} s",
+            "  {model}, {} connections{from} ({connection}), client auth {}, {:.2} s",
             load.connections, load.client_auth, self.elapsed_secs
         );
         let _ = writeln!(out, "  requests    {:>10}  {:>10.1}/s", self.requests, self.throughput_rps);
@@ -347,6 +352,7 @@ pub(crate) mod tests {
         RunSpec {
             url: Uri::from_static("http://127.0.0.1:8443/oauth/v2/oauth-token"),
             cacert: None,
+            bind: None,
             workload: WorkloadSpec {
                 scenario: Scenario::Refresh,
                 token_path: Uri::from_static("/oauth/v2/oauth-token"),
@@ -354,7 +360,7 @@ pub(crate) mod tests {
                 client_id: "loadtest".into(),
                 client_secret: Some(Secret::new("never-printed".into())),
                 auth: ClientAuth::Basic,
-                users: Users { count: 10, user_prefix: "user".into(), password_prefix: "pass-".into() },
+                users: Users { count: 10, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
                 scope: None,
                 introspect_with: Kind::Password,
             },

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Uri};
 use http_body_util::Full;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,6 +47,9 @@ pub struct RunSpec {
     pub url: Uri,
     /// CA or self-signed certificate (PEM) for https.
     pub cacert: Option<PathBuf>,
+    /// The local (source) address of every connection; `None`: the system
+    /// chooses.
+    pub bind: Option<IpAddr>,
     /// What to send.
     pub workload: WorkloadSpec,
     /// Virtual users, each with one connection.
@@ -166,7 +170,7 @@ impl Shared {
 /// Runs `spec` and returns what it measured. Fails only before the measured
 /// phase: the target cannot be resolved, or the setup cannot get tokens.
 pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
-    let target = Target::new(&spec.url, spec.cacert.as_deref()).await?;
+    let target = Target::new(&spec.url, spec.cacert.as_deref(), spec.bind).await?;
     let workload = Workload::new(spec.workload.clone(), target.host.clone())?;
     let connections = spec.connections.max(1);
     let shards = spec.shards.clamp(1, connections);

@@ -90,11 +90,13 @@ pub enum ClientAuth {
 }
 
 /// The users of the password grant: `{user_prefix}K` with password
-/// `{password_prefix}K` for K in `0..count`.
+/// `{password_prefix}K` for K in `offset..offset + count`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Users {
     /// How many.
     pub count: u64,
+    /// The number of the first user.
+    pub offset: u64,
     /// Username before the number.
     pub user_prefix: String,
     /// Password before the number.
@@ -274,7 +276,7 @@ impl Workload {
         let body = match kind {
             Kind::ClientCredentials => self.client_credentials_body.clone(),
             Kind::Password => {
-                let user = (vu.index + vu.sent * vu.stride) % self.users.count.max(1);
+                let user = self.users.offset + (vu.index + vu.sent * vu.stride) % self.users.count.max(1);
                 let mut body = String::with_capacity(128);
                 let _ = write!(
                     body,
@@ -376,7 +378,7 @@ mod tests {
             client_id: "lt".into(),
             client_secret: Some(Secret::new("s&1".into())),
             auth,
-            users: Users { count: 3, user_prefix: "user".into(), password_prefix: "pass-".into() },
+            users: Users { count: 3, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
             scope: Some("read write".into()),
             introspect_with: Kind::Password,
         }
@@ -414,6 +416,26 @@ mod tests {
                 "grant_type=password&username=user1&password=pass-1&scope=read+write&client_id=lt&client_secret=s%261",
                 "grant_type=password&username=user0&password=pass-0&scope=read+write&client_id=lt&client_secret=s%261",
                 "grant_type=password&username=user2&password=pass-2&scope=read+write&client_id=lt&client_secret=s%261",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn user_offset_shifts_the_users() {
+        let mut spec = spec(Scenario::Password, ClientAuth::Basic);
+        spec.users = Users { count: 2, offset: 7, user_prefix: "u".into(), password_prefix: "wrong-".into() };
+        let w = Workload::new(spec, HeaderValue::from_static("127.0.0.1:1")).unwrap();
+        let mut vu = VirtualUser::new(0, 1);
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            bodies.push(body(w.next(&mut vu).1).await);
+        }
+        assert_eq!(
+            bodies,
+            [
+                "grant_type=password&username=u7&password=wrong-7&scope=read+write",
+                "grant_type=password&username=u8&password=wrong-8&scope=read+write",
+                "grant_type=password&username=u7&password=wrong-7&scope=read+write",
             ]
         );
     }

@@ -14,6 +14,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
     RunSpec {
         url: format!("http://{addr}/token").parse().unwrap(),
         cacert: None,
+        bind: None,
         workload: WorkloadSpec {
             scenario,
             token_path: Uri::from_static("/token"),
@@ -21,7 +22,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
             client_id: CLIENT_ID.into(),
             client_secret: Some(Secret::new(CLIENT_SECRET.into())),
             auth: ClientAuth::Basic,
-            users: Users { count: 4, user_prefix: "user".into(), password_prefix: "pass-".into() },
+            users: Users { count: 4, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
             scope: None,
             introspect_with: Kind::ClientCredentials,
         },
@@ -142,6 +143,39 @@ async fn open_loop_accounts_for_every_due_request() {
     assert!(report.requests > 0);
 }
 
+/// `--bind`: every connection comes from the chosen address (any address
+/// of 127/8 is local on Linux), the probe of the target's addresses too.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn connections_come_from_the_bind_address() {
+    let (addr, peers) = token_server::start_recording_peers().await;
+    let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut spec = spec(addr, Scenario::ClientCredentials, 3, 60);
+    spec.bind = Some(ip);
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 60, "{}", report.to_text());
+    assert_eq!(report.load.bind.as_deref(), Some("127.0.0.2"));
+    assert!(report.to_text().contains("3 connections from 127.0.0.2 (keep-alive)"), "{}", report.to_text());
+    let peers = peers.lock().unwrap().clone();
+    // The probe, then one connection per virtual user.
+    assert_eq!(peers.len(), 4, "{peers:?}");
+    assert!(peers.iter().all(|p| p.ip() == ip), "{peers:?}");
+}
+
+#[tokio::test]
+async fn a_bind_address_that_cannot_be_used_is_refused_before_the_run() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::ClientCredentials, 1, 10);
+    // TEST-NET-1 (RFC 5737): on no interface of this machine.
+    spec.bind = Some("192.0.2.1".parse().unwrap());
+    let message = run(&spec).await.expect_err("not a local address");
+    assert!(message.starts_with("--bind 192.0.2.1: cannot bind"), "{message}");
+    // An IPv6 source for an IPv4-only target.
+    spec.bind = Some("::1".parse().unwrap());
+    let message = run(&spec).await.expect_err("no address of that family");
+    assert_eq!(message, "--bind ::1: 127.0.0.1 has no IPv6 address");
+}
+
 #[tokio::test]
 async fn refused_connections_are_transport_errors() {
     // A port that was free a moment ago.
@@ -178,7 +212,7 @@ fn command_line_writes_json_and_svg() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"))
         .args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID])
         .args(["--scenario", "client-credentials", "--connections", "4", "--requests", "100"])
-        .args(["--threads", "2", "--auth", "body"])
+        .args(["--threads", "2", "--auth", "body", "--bind", "127.0.0.1"])
         .arg("--json")
         .arg(&json)
         .arg("--svg")

@@ -39,11 +39,20 @@ struct State {
 
 /// Starts the server; returns its address.
 pub async fn start() -> SocketAddr {
+    start_recording_peers().await.0
+}
+
+/// Starts the server; returns its address and the list of the peer
+/// addresses of the connections it accepted, which it keeps up to date.
+pub async fn start_recording_peers() -> (SocketAddr, Arc<Mutex<Vec<SocketAddr>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let state = Arc::new(State::default());
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&peers);
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
+            recorded.lock().expect("lock").push(peer);
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let service = service_fn(move |req| handle(Arc::clone(&state), req));
@@ -51,7 +60,7 @@ pub async fn start() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, peers)
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {

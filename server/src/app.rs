@@ -14,8 +14,8 @@ use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
-    Capabilities, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind, QueryStep,
-    RandomError, Reason, SecureRandom, Step, TokenDigest, TokenKey,
+    Capabilities, ClientIndex, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind,
+    QueryStep, RandomError, Reason, SecureRandom, Step, TokenDigest, TokenKey,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -200,9 +200,13 @@ impl App {
             tracing::trace!(?step, "token grant step");
             match step {
                 Step::AuthenticateClient { client, secret } => {
-                    match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
+                    match self.authenticate_client(client, secret.expose(), peer).await {
                         Ok(ok) => grant.client_authenticated(ok),
-                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Throttled { retry_after }) => {
+                            outcome.retry_after = Some(retry_after.max(1));
+                            break Err(OAuthError::IP_THROTTLED);
+                        }
                     }
                 }
                 Step::VerifyPassword { username, password } => {
@@ -270,7 +274,7 @@ impl App {
     /// a hash takes, so that its answer cannot be told from a wrong password.
     async fn verify_password(&self, username: &str, password: &str, peer: IpAddr) -> Result<PasswordOutcome, Refused> {
         let now = now();
-        match self.lockout.check(username, peer, now) {
+        match self.lockout.begin(username, peer, now) {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
             Gate::UserLocked => {
                 // Take as long as a real verification does right now, queue
@@ -282,21 +286,46 @@ impl App {
             Gate::Open => {}
         }
         let started = std::time::Instant::now();
-        let outcome = self.users.verify(&*self.verifier, username, password).await.map_err(Refused::Verify)?;
+        let outcome = match self.users.verify(&*self.verifier, username, password).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.lockout.finish(username, peer, now, None);
+                return Err(Refused::Verify(e));
+            }
+        };
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let old = self.verify_latency_ns.load(Ordering::Relaxed);
         let mean = if old == 0 { took } else { old - old / 16 + took / 16 };
         self.verify_latency_ns.store(mean, Ordering::Relaxed);
-        match outcome {
-            PasswordOutcome::Valid(_) => self.lockout.success(username, peer, now),
-            PasswordOutcome::WrongPassword | PasswordOutcome::UnknownUser => self.lockout.failure(username, peer, now),
-            PasswordOutcome::Locked => {}
-        }
+        let failed = !matches!(outcome, PasswordOutcome::Valid(_));
+        self.lockout.finish(username, peer, now, Some(failed));
         Ok(outcome)
     }
 
+    /// Checks a client secret. An IP over its failure threshold is refused
+    /// first, and a wrong secret counts against the IP, so that guessing
+    /// secrets (or burning hashes before a client's first success) is
+    /// throttled like guessing passwords.
+    async fn authenticate_client(&self, client: ClientIndex, secret: &str, peer: IpAddr) -> Result<bool, Refused> {
+        let now = now();
+        if let Some(retry_after) = self.lockout.ip_throttled(peer, now) {
+            return Err(Refused::Throttled { retry_after });
+        }
+        let ok = self.client_secrets.verify(&*self.verifier, client, secret).await.map_err(Refused::Verify)?;
+        if !ok {
+            self.lockout.client_failure(peer, now);
+        }
+        Ok(ok)
+    }
+
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.
-    pub async fn token_query(&self, kind: QueryKind, body: &[u8], authorization: Option<&[u8]>) -> GrantOutcome {
+    pub async fn token_query(
+        &self,
+        kind: QueryKind,
+        body: &[u8],
+        authorization: Option<&[u8]>,
+        peer: IpAddr,
+    ) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let provider = self.provider();
         let mut query = match kind {
@@ -318,9 +347,13 @@ impl App {
             tracing::trace!(?step, "token query step");
             match step {
                 QueryStep::AuthenticateClient { client, secret } => {
-                    match self.client_secrets.verify(&*self.verifier, client, secret.expose()).await {
+                    match self.authenticate_client(client, secret.expose(), peer).await {
                         Ok(ok) => query.client_authenticated(ok),
-                        Err(e) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
+                        Err(Refused::Throttled { retry_after }) => {
+                            outcome.retry_after = Some(retry_after.max(1));
+                            break Err(OAuthError::IP_THROTTLED);
+                        }
                     }
                 }
                 QueryStep::LoadToken { key } => match self.store.get(&key).await {

@@ -129,6 +129,9 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Most connections served at once; more are refused with 503.
     pub max_connections: usize,
+    /// After SIGTERM, how long to keep serving (with `/healthz` at 503)
+    /// before closing the listeners, so a load balancer notices.
+    pub shutdown_delay: Duration,
     /// Endpoint paths.
     pub endpoints: Endpoints,
     /// The configured issuer; `None` = derived from listen and tls.
@@ -198,6 +201,8 @@ struct RawServer {
     max_header_bytes: Spanned<u64>,
     #[serde(default = "default_max_connections")]
     max_connections: Spanned<u64>,
+    #[serde(default = "default_shutdown_delay")]
+    shutdown_delay: Spanned<u64>,
 }
 
 impl Default for RawServer {
@@ -211,6 +216,7 @@ impl Default for RawServer {
             idle_timeout: default_idle_timeout(),
             max_header_bytes: default_max_header_bytes(),
             max_connections: default_max_connections(),
+            shutdown_delay: default_shutdown_delay(),
         }
     }
 }
@@ -220,6 +226,9 @@ fn default_idle_timeout() -> Spanned<u64> {
 }
 fn default_max_header_bytes() -> Spanned<u64> {
     Spanned::new(0..0, 16 * 1024)
+}
+fn default_shutdown_delay() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
 }
 fn default_max_connections() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
@@ -483,7 +492,8 @@ impl Config {
                 Err(loc.at(v.span(), key, format!("must be between {} and {}", range.start(), range.end())))
             }
         };
-        let idle_timeout = bounded(&server.idle_timeout, "server.idle_timeout", 1..=3600)?;
+        let idle_timeout = bounded(&server.idle_timeout, "server.idle_timeout", header_timeout..=3600)?;
+        let shutdown_delay = bounded(&server.shutdown_delay, "server.shutdown_delay", 0..=300)?;
         let max_header_bytes = bounded(&server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20)?;
         let max_connections = bounded(&server.max_connections, "server.max_connections", 1..=1_000_000)?;
 
@@ -506,6 +516,16 @@ impl Config {
         ];
         if (0..paths.len()).any(|i| paths[i + 1..].contains(&paths[i])) {
             return Err(loc.at(ts.revocation_endpoint.span(), "token_service", "the endpoint paths must all differ"));
+        }
+        for (key, path) in [
+            ("token_service.token_endpoint", &ts.token_endpoint),
+            ("token_service.revocation_endpoint", &ts.revocation_endpoint),
+            ("token_service.introspection_endpoint", &ts.introspection_endpoint),
+            ("token_service.jwks_endpoint", &ts.jwks_endpoint),
+        ] {
+            if ["/metrics", "/healthz", crate::http::METADATA_PATH].contains(&path.get_ref().as_str()) {
+                return Err(loc.at(path.span(), key, format!("{:?} is reserved", path.get_ref())));
+            }
         }
         for (key, ttl) in [
             ("token_service.access_token_ttl", &ts.access_token_ttl),
@@ -558,8 +578,13 @@ impl Config {
                     trusted_ip_days: r.trusted_ip_days.unwrap_or(d.trusted_ip_days),
                     max_tracked: r.max_tracked.unwrap_or(d.max_tracked),
                 };
+                const DAY: u64 = 86_400;
                 let problem = if p.window == 0 || p.lock_time == 0 {
                     Some("window and lock_time must be at least 1 second")
+                } else if p.window > DAY || p.max_lock_time > DAY {
+                    Some("window and max_lock_time must be at most 86400 seconds")
+                } else if p.trusted_ip_days > 365 {
+                    Some("trusted_ip_days must be at most 365")
                 } else if p.max_lock_time < p.lock_time {
                     Some("max_lock_time must be at least lock_time")
                 } else if p.ip_max_failures != 0 && p.ip_max_failures < p.max_failures {
@@ -698,6 +723,7 @@ impl Config {
             idle_timeout: Duration::from_secs(idle_timeout),
             max_header_bytes: max_header_bytes as usize,
             max_connections: max_connections as usize,
+            shutdown_delay: Duration::from_secs(shutdown_delay),
             endpoints: Endpoints {
                 token: ts.token_endpoint.into_inner(),
                 revocation: ts.revocation_endpoint.into_inner(),

@@ -154,8 +154,9 @@ impl ClientSecrets {
         out
     }
 
-    /// Whether `secret` is the secret of `client`. Cheap after the first
-    /// success; otherwise one hash through `verifier`.
+    /// Whether `secret` is the secret of `client`. Cheap (one HMAC) after
+    /// the first success, right or wrong; before it, one hash through
+    /// `verifier`.
     pub async fn verify(
         &self,
         verifier: &dyn PasswordVerifier,
@@ -168,9 +169,11 @@ impl ClientSecrets {
         };
         let tag = self.tag(client, secret);
         if let Some(known) = *memo.lock() {
-            if bool::from(known.ct_eq(&tag)) {
-                return Ok(true);
-            }
+            // The stored hash cannot change while this process runs, and the
+            // memo holds the HMAC of the one secret that matched it: any
+            // other tag is a wrong secret. Refusing it here keeps a caller
+            // who knows a client id from making the server spend hashes.
+            return Ok(bool::from(known.ct_eq(&tag)));
         }
         let job = VerifyJob { password: Zeroizing::new(secret.as_bytes().to_vec()), hash: Arc::clone(hash) };
         let ok = hash::verify(verifier, job).await?;
@@ -226,6 +229,15 @@ mod tests {
         // Memoised now; a wrong secret must still fail.
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cres").await, Ok(false));
+        // ...and costs no hash: a verifier that would say yes is not asked.
+        #[derive(Debug)]
+        struct Yes;
+        impl PasswordVerifier for Yes {
+            fn try_submit(&self, _: VerifyJob) -> Result<crate::hash::Pending, VerifyError> {
+                Ok(crate::hash::Pending::ready(true))
+            }
+        }
+        assert_eq!(secrets.verify(&Yes, ClientIndex(0), "anything").await, Ok(false));
         assert_eq!(secrets.verify(&v, ClientIndex(1), "s3cret").await, Ok(false));
     }
 }

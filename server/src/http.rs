@@ -241,8 +241,8 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let outcome = match endpoint {
         FormEndpoint::Token => app.token(&body, authorization, peer).await,
-        FormEndpoint::Revocation => app.token_query(QueryKind::Revocation, &body, authorization).await,
-        FormEndpoint::Introspection => app.token_query(QueryKind::Introspection, &body, authorization).await,
+        FormEndpoint::Revocation => app.token_query(QueryKind::Revocation, &body, authorization, peer).await,
+        FormEndpoint::Introspection => app.token_query(QueryKind::Introspection, &body, authorization, peer).await,
     };
     drop(body);
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -229,9 +229,13 @@ impl JwtKeys {
         let now = now();
         let mut published = Vec::new();
         for (i, (_, path)) in keys.iter().enumerate() {
-            // A key retires when its successor appears.
+            // A key retires when its successor appears. The key just before
+            // the active one is always published: the successor only signs
+            // from the start after it was created, so tokens of the old key
+            // may be younger than the successor's file.
             let retired_at = keys.get(i + 1).map(|(created, _)| *created);
-            if retired_at.is_none_or(|r| r.saturating_add(access_token_ttl) > now) {
+            let recent = retired_at.is_none_or(|r| r.saturating_add(access_token_ttl) > now);
+            if recent || i + 2 == keys.len() {
                 let kid = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned);
                 published.push(SigningKey::load(path, kid)?);
             }
@@ -288,6 +292,12 @@ mod tests {
         let (_, newest) = old.pop().unwrap();
         std::fs::rename(&newest, dir.path().join(format!("{}-new.pem", now() - 50))).unwrap();
         let keys = JwtKeys::managed(dir.path(), Algorithm::EdDsa, 10).unwrap();
-        assert_eq!(String::from_utf8(keys.jwks).unwrap().matches("\"kid\"").count(), 1);
+        assert_eq!(String::from_utf8(keys.jwks).unwrap().matches("\"kid\"").count(), 2, "the predecessor stays");
+        // A third key: the first one, long retired, drops out.
+        generate_key(dir.path(), Algorithm::EdDsa).unwrap();
+        let keys = JwtKeys::managed(dir.path(), Algorithm::EdDsa, 10).unwrap();
+        let jwks = String::from_utf8(keys.jwks).unwrap();
+        assert_eq!(jwks.matches("\"kid\"").count(), 2, "{jwks}");
+        assert!(!jwks.contains(&first_kid), "{jwks}");
     }
 }

@@ -96,6 +96,8 @@ struct UserEntry {
     failures: Window,
     locked_until: u64,
     consecutive_locks: u32,
+    /// Attempts let through and not finished yet.
+    pending: u32,
     trusted: [(Option<IpAddr>, u64); 4],
     last_seen: u64,
 }
@@ -142,30 +144,18 @@ impl<K: Hash + Eq + Clone, V: Default> Sharded<K, V> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    /// Runs `f` on the entry for `key`, creating it if there is room. When
-    /// the map is full, the least recently seen evictable entry of the shard
-    /// makes room; if none is evictable, nothing is tracked.
-    fn with<R>(
-        &self,
-        key: &K,
-        cap: usize,
-        evictable: impl Fn(&V) -> Option<u64>,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Option<R> {
+    /// Runs `f` on the entry for `key`, creating it. When the map is full,
+    /// an entry of the same shard makes room: the one `rank` puts first
+    /// (unlocked before locked, then least recently seen). New keys are
+    /// always tracked, so filling the map cannot switch the protection off.
+    fn with<R>(&self, key: &K, cap: usize, rank: impl Fn(&V) -> (bool, u64), f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut shard = self.shard(key).lock();
         if !shard.contains_key(key) {
             if self.len.load(Ordering::Relaxed) >= cap {
-                let victim = shard
-                    .iter()
-                    .filter_map(|(k, v)| evictable(v).map(|seen| (seen, k.clone())))
-                    .min_by_key(|(seen, _)| *seen)
-                    .map(|(_, k)| k);
-                match victim {
-                    Some(k) => {
-                        shard.remove(&k);
-                        self.len.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    None => return None,
+                let victim = shard.iter().min_by_key(|(_, v)| rank(v)).map(|(k, _)| k.clone());
+                if let Some(k) = victim {
+                    shard.remove(&k);
+                    self.len.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             shard.insert(key.clone(), V::default());
@@ -182,7 +172,10 @@ impl<K: Hash + Eq + Clone, V: Default> Sharded<K, V> {
 /// Failure counters and locks.
 pub struct Lockout {
     policy: LockoutPolicy,
-    users: Sharded<String, UserEntry>,
+    /// Keyed by a keyed 64-bit hash of the username: fixed-size keys
+    /// whatever length clients send.
+    users: Sharded<u64, UserEntry>,
+    user_hasher: std::collections::hash_map::RandomState,
     ips: Sharded<IpAddr, IpEntry>,
     next_sweep: AtomicUsize,
     locks: AtomicU64,
@@ -201,6 +194,7 @@ impl Lockout {
         Self {
             policy,
             users: Sharded::new(),
+            user_hasher: Default::default(),
             ips: Sharded::new(),
             next_sweep: AtomicUsize::new(0),
             locks: AtomicU64::new(0),
@@ -208,35 +202,80 @@ impl Lockout {
         }
     }
 
-    /// Whether an attempt for `user` from `ip` may verify a password.
-    pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
+    fn key(&self, user: &str) -> u64 {
+        self.user_hasher.hash_one(user)
+    }
+
+    /// Starts a password attempt for `user` from `ip`: whether it may verify
+    /// a password. An `Open` attempt is counted as in flight until
+    /// [`Lockout::finish`], so that a burst of concurrent guesses cannot
+    /// slip past the threshold while the hashes run.
+    pub fn begin(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
+        let p = self.policy;
         let throttled = self.ips.peek(&ip, |e| e.throttled_until).unwrap_or(0);
         if throttled > now {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Gate::IpThrottled { retry_after: throttled - now };
         }
-        let trusted_for = self.policy.trusted_ip_days.saturating_mul(86_400);
-        let locked = self.users.peek(&user.to_owned(), |e| {
-            let trusted = e.trusted.iter().any(|(t, at)| *t == Some(ip) && at.saturating_add(trusted_for) > now);
-            e.locked_until > now && !trusted
-        });
-        if locked == Some(true) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Gate::UserLocked;
+        if p.max_failures == 0 {
+            return Gate::Open;
         }
-        Gate::Open
+        let trusted_for = p.trusted_ip_days.saturating_mul(86_400);
+        let rank = |e: &UserEntry| (e.locked_until > now || e.pending > 0, e.last_seen);
+        let gate = self.users.with(&self.key(user), p.max_tracked, rank, |e| {
+            e.last_seen = now;
+            let trusted = e.trusted.iter().any(|(t, at)| *t == Some(ip) && at.saturating_add(trusted_for) > now);
+            if trusted {
+                return Gate::Open;
+            }
+            if e.locked_until > now {
+                return Gate::UserLocked;
+            }
+            e.failures.roll(now, p.window);
+            let failures = e.failures.estimate(now, p.window);
+            // A user with a clean record may log in many times at once (a
+            // shared service account). Once there are failures or past
+            // locks, attempts in flight count as if they will fail, so a
+            // burst of guesses cannot outrun the threshold.
+            let suspect = failures > 0 || e.consecutive_locks > 0;
+            if suspect && failures.saturating_add(e.pending) >= p.max_failures {
+                return Gate::UserLocked;
+            }
+            e.pending += 1;
+            Gate::Open
+        });
+        let gate = gate.unwrap_or(Gate::Open);
+        if gate == Gate::UserLocked {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        gate
+    }
+
+    /// Ends an attempt that [`Lockout::begin`] let through. `failed`: a wrong
+    /// password or unknown user; `None`: no answer (the hash queue was full).
+    pub fn finish(&self, user: &str, ip: IpAddr, now: u64, failed: Option<bool>) {
+        if self.policy.max_failures != 0 {
+            let rank = |e: &UserEntry| (e.locked_until > now, e.last_seen);
+            self.users.with(&self.key(user), self.policy.max_tracked, rank, |e| {
+                e.pending = e.pending.saturating_sub(1);
+            });
+        }
+        match failed {
+            Some(true) => self.failure(user, ip, now),
+            Some(false) => self.success(user, ip, now),
+            None => {}
+        }
     }
 
     /// Counts a failed attempt (wrong password or unknown user).
     pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
         let p = self.policy;
-        let idle = p.window.max(p.max_lock_time);
         if p.ip_max_failures > 0 {
-            let evictable = |e: &IpEntry| (e.throttled_until <= now).then_some(e.last_seen);
-            self.ips.with(&ip, p.max_tracked, evictable, |e| {
+            let rank = |e: &IpEntry| (e.throttled_until > now, e.last_seen);
+            self.ips.with(&ip, p.max_tracked, rank, |e| {
                 e.last_seen = now;
                 if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
-                    e.throttled_until = now + p.window;
+                    e.throttled_until = now.saturating_add(p.window);
                     tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, "too many failed logins from one IP");
                 }
             });
@@ -244,8 +283,8 @@ impl Lockout {
         if p.max_failures == 0 {
             return;
         }
-        let evictable = |e: &UserEntry| (e.locked_until <= now && e.last_seen + idle <= now).then_some(e.last_seen);
-        self.users.with(&user.to_owned(), p.max_tracked, evictable, |e| {
+        let rank = |e: &UserEntry| (e.locked_until > now || e.pending > 0, e.last_seen);
+        self.users.with(&self.key(user), p.max_tracked, rank, |e| {
             e.last_seen = now;
             if e.locked_until > now {
                 return; // failures from trusted IPs during a lock do not extend it
@@ -254,12 +293,13 @@ impl Lockout {
                 e.consecutive_locks = e.consecutive_locks.saturating_add(1);
                 let backoff = 1u64 << (e.consecutive_locks - 1).min(20);
                 let seconds = p.lock_time.saturating_mul(backoff).min(p.max_lock_time);
-                e.locked_until = now + seconds;
+                e.locked_until = now.saturating_add(seconds);
                 e.failures = Window::default();
                 self.locks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     event = "account_locked",
                     user = ?user,
+                    user_key = format_args!("{:016x}", self.key(user)),
                     seconds,
                     consecutive = e.consecutive_locks,
                     "too many failed logins; the account is locked"
@@ -268,13 +308,34 @@ impl Lockout {
         });
     }
 
+    /// Counts a failed client authentication against the caller's IP only.
+    pub fn client_failure(&self, ip: IpAddr, now: u64) {
+        let p = self.policy;
+        if p.ip_max_failures > 0 {
+            let rank = |e: &IpEntry| (e.throttled_until > now, e.last_seen);
+            self.ips.with(&ip, p.max_tracked, rank, |e| {
+                e.last_seen = now;
+                if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
+                    e.throttled_until = now.saturating_add(p.window);
+                    tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, "too many failed client authentications");
+                }
+            });
+        }
+    }
+
+    /// Whether `ip` is throttled now (seconds left).
+    pub fn ip_throttled(&self, ip: IpAddr, now: u64) -> Option<u64> {
+        let until = self.ips.peek(&ip, |e| e.throttled_until).unwrap_or(0);
+        (until > now).then(|| until - now)
+    }
+
     /// Records a successful login: clears the user's failures and trusts `ip`.
     pub fn success(&self, user: &str, ip: IpAddr, now: u64) {
         if self.policy.max_failures == 0 {
             return;
         }
-        let evictable = |e: &UserEntry| (e.locked_until <= now).then_some(e.last_seen);
-        self.users.with(&user.to_owned(), self.policy.max_tracked, evictable, |e| {
+        let rank = |e: &UserEntry| (e.locked_until > now, e.last_seen);
+        self.users.with(&self.key(user), self.policy.max_tracked, rank, |e| {
             e.last_seen = now;
             e.failures = Window::default();
             if e.locked_until <= now {
@@ -298,13 +359,18 @@ impl Lockout {
         {
             let mut users = self.users.shards[i].lock();
             let before = users.len();
-            users.retain(|name, e| {
+            users.retain(|key, e| {
                 if e.locked_until != 0 && e.locked_until <= now {
                     e.locked_until = 0;
-                    tracing::info!(event = "account_unlocked", user = ?name, "the lock expired");
+                    // The username itself is not kept (only a keyed hash).
+                    tracing::info!(
+                        event = "account_unlocked",
+                        user_key = format_args!("{key:016x}"),
+                        "the lock expired"
+                    );
                 }
                 let trusts = e.trusted.iter().any(|(t, at)| t.is_some() && at.saturating_add(trusted_for) > now);
-                e.locked_until > now || e.last_seen.saturating_add(idle) > now || trusts
+                e.locked_until > now || e.pending > 0 || e.last_seen.saturating_add(idle) > now || trusts
             });
             self.users.len.fetch_sub(before - users.len(), Ordering::Relaxed);
         }
@@ -348,6 +414,15 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
 
+    /// Probes the gate without leaving an attempt in flight.
+    fn check(l: &Lockout, user: &str, ip: IpAddr, now: u64) -> Gate {
+        let gate = l.begin(user, ip, now);
+        if gate == Gate::Open {
+            l.finish(user, ip, now, None);
+        }
+        gate
+    }
+
     fn policy() -> LockoutPolicy {
         LockoutPolicy {
             max_failures: 3,
@@ -366,24 +441,24 @@ mod tests {
         for _ in 0..2 {
             l.failure("alice", A, now);
         }
-        assert_eq!(l.check("alice", A, now), Gate::Open);
+        assert_eq!(check(&l, "alice", A, now), Gate::Open);
         l.failure("alice", A, now);
-        assert_eq!(l.check("alice", A, now), Gate::UserLocked);
-        assert_eq!(l.check("alice", B, now), Gate::UserLocked, "per user, not per IP");
-        assert_eq!(l.check("bob", A, now), Gate::Open);
+        assert_eq!(check(&l, "alice", A, now), Gate::UserLocked);
+        assert_eq!(check(&l, "alice", B, now), Gate::UserLocked, "per user, not per IP");
+        assert_eq!(check(&l, "bob", A, now), Gate::Open);
         // The first lock lasts 10 s, exactly.
         now += 9;
-        assert_eq!(l.check("alice", A, now), Gate::UserLocked);
+        assert_eq!(check(&l, "alice", A, now), Gate::UserLocked);
         now += 1;
-        assert_eq!(l.check("alice", A, now), Gate::Open);
+        assert_eq!(check(&l, "alice", A, now), Gate::Open);
         // The next lock doubles: 20 s; then 40; then capped at 40.
         for expected in [20, 40, 40] {
             for _ in 0..3 {
                 l.failure("alice", A, now);
             }
-            assert_eq!(l.check("alice", A, now + expected - 1), Gate::UserLocked, "{expected}");
+            assert_eq!(check(&l, "alice", A, now + expected - 1), Gate::UserLocked, "{expected}");
             now += expected;
-            assert_eq!(l.check("alice", A, now), Gate::Open, "{expected}");
+            assert_eq!(check(&l, "alice", A, now), Gate::Open, "{expected}");
         }
         assert_eq!(l.locks(), 4);
     }
@@ -395,8 +470,8 @@ mod tests {
         for _ in 0..3 {
             l.failure("alice", B, 1_001);
         }
-        assert_eq!(l.check("alice", B, 1_002), Gate::UserLocked);
-        assert_eq!(l.check("alice", A, 1_002), Gate::Open, "the owner's usual IP still gets in");
+        assert_eq!(check(&l, "alice", B, 1_002), Gate::UserLocked);
+        assert_eq!(check(&l, "alice", A, 1_002), Gate::Open, "the owner's usual IP still gets in");
     }
 
     #[test]
@@ -405,11 +480,11 @@ mod tests {
         for i in 0..9 {
             l.failure(&format!("user{i}"), A, 1_000);
         }
-        assert_eq!(l.check("someone", A, 1_000), Gate::Open);
+        assert_eq!(check(&l, "someone", A, 1_000), Gate::Open);
         l.failure("user9", A, 1_000);
-        assert_eq!(l.check("someone", A, 1_000), Gate::IpThrottled { retry_after: 60 });
-        assert_eq!(l.check("someone", B, 1_000), Gate::Open);
-        assert_eq!(l.check("someone", A, 1_060), Gate::Open);
+        assert_eq!(check(&l, "someone", A, 1_000), Gate::IpThrottled { retry_after: 60 });
+        assert_eq!(check(&l, "someone", B, 1_000), Gate::Open);
+        assert_eq!(check(&l, "someone", A, 1_060), Gate::Open);
     }
 
     #[test]
@@ -419,7 +494,32 @@ mod tests {
         l.failure("alice", A, 1_000);
         // Two windows later both are forgotten.
         l.failure("alice", A, 1_200);
-        assert_eq!(l.check("alice", A, 1_200), Gate::Open);
+        assert_eq!(check(&l, "alice", A, 1_200), Gate::Open);
+    }
+
+    #[test]
+    fn concurrent_guesses_cannot_outrun_the_threshold() {
+        let l = Lockout::new(policy());
+        // A clean record: many logins at once are fine.
+        for _ in 0..10 {
+            assert_eq!(l.begin("svc", A, 1_000), Gate::Open);
+        }
+        // After a failure, two guesses in flight use up the rest of the
+        // allowance of three...
+        l.failure("alice", A, 1_000);
+        for _ in 0..2 {
+            assert_eq!(l.begin("alice", A, 1_000), Gate::Open);
+        }
+        // ...so a third waits for their outcome, without a hash.
+        assert_eq!(l.begin("alice", A, 1_000), Gate::UserLocked);
+        for _ in 0..2 {
+            l.finish("alice", A, 1_000, Some(true));
+        }
+        assert_eq!(check(&l, "alice", A, 1_001), Gate::UserLocked, "three failures lock");
+        // Successes release their slot and clear the count.
+        assert_eq!(l.begin("bob", A, 1_000), Gate::Open);
+        l.finish("bob", A, 1_000, Some(false));
+        assert_eq!(check(&l, "bob", A, 1_000), Gate::Open);
     }
 
     #[test]
@@ -429,6 +529,11 @@ mod tests {
             l.failure(&format!("user{i}"), A, 1_000 + 400 + i);
         }
         assert!(l.tracked_users() <= 100, "{}", l.tracked_users());
+        // A full map still tracks, and locks, a new name.
+        for _ in 0..3 {
+            l.failure("target", A, 2_500);
+        }
+        assert_eq!(check(&l, "target", B, 2_500), Gate::UserLocked);
         for _ in 0..SHARDS {
             l.sweep_step(1_000_000);
         }

@@ -102,6 +102,9 @@ impl Server {
             .max_concurrent_streams(256)
             .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
         let connections = Arc::new(Semaphore::new(app.config.max_connections));
+        // The admin listener has its own slots, so that health and metrics
+        // still answer when the main listener is full.
+        let admin_connections = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
         let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
@@ -127,7 +130,7 @@ impl Server {
             let app = Arc::clone(&app);
             let builder = Arc::clone(&builder);
             let graceful = Arc::clone(&graceful);
-            let connections = Arc::clone(&connections);
+            let connections = Arc::clone(if role == Listener::Admin { &admin_connections } else { &connections });
             let refusals = Arc::clone(&refusals);
             accept_loops.push(tokio::spawn(async move {
                 loop {
@@ -153,8 +156,12 @@ impl Server {
         }
 
         shutdown.await;
-        tracing::info!("shutting down: no new connections, draining requests in flight");
         app.draining.store(true, Ordering::Relaxed);
+        if !app.config.shutdown_delay.is_zero() {
+            tracing::info!(delay = ?app.config.shutdown_delay, "shutting down: /healthz answers 503; still serving");
+            tokio::time::sleep(app.config.shutdown_delay).await;
+        }
+        tracing::info!("shutting down: no new connections, draining requests in flight");
         for l in &accept_loops {
             l.abort();
         }
@@ -175,6 +182,9 @@ impl Server {
         }
     }
 }
+
+/// Connections the admin listener serves at once.
+const ADMIN_CONNECTIONS: usize = 16;
 
 /// How many refusals (over `max_connections`) may be written at once; past
 /// that, extra connections are closed without a word.

@@ -19,6 +19,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn hash_password_reads_one_line() {
+    let _cpu = crate::support::shared();
     let out = run(&["hash-password", "--m-cost", "256", "--t-cost", "1"], "s3cret: with space\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let phc = text(&out.stdout);
@@ -34,6 +35,7 @@ fn hash_password_reads_one_line() {
 
 #[test]
 fn config_check_names_key_and_line() {
+    let _cpu = crate::support::shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ropc.toml");
     std::fs::write(dir.path().join("users.htpasswd"), standard_users()).unwrap();

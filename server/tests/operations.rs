@@ -97,3 +97,20 @@ async fn sigterm_with_requests_in_flight_loses_none() {
     assert!(server.log_shows("shutting down"));
     assert!(server.terminate().success(), "exit 0 after draining");
 }
+
+#[tokio::test]
+async fn healthz_reports_draining_during_the_shutdown_delay() {
+    let config = standard_config("").replace("tls = \"off\"", "tls = \"off\"\nshutdown_delay = 2");
+    let server = Server::start(&config, &standard_users());
+    assert_eq!(server.get("/healthz").await.status, 200);
+    server.signal_term();
+    assert!(server.log_shows("/healthz answers 503"));
+    let r = server.get("/healthz").await;
+    assert_eq!((r.status, r.body.as_str()), (503, "draining\n"));
+    assert_eq!(sample(&server.get("/metrics").await.body, "ropc_draining"), Some(1.0));
+    // Requests are still served meanwhile.
+    let r =
+        server.token_basic("legacy", "legacy-secret", "grant_type=password&username=alice&password=wonderland").await;
+    assert_eq!(r.status, 200);
+    assert!(server.terminate().success());
+}

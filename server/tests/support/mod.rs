@@ -104,6 +104,11 @@ pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     CPU.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Shared use of the machine, for tests that burn CPU without a [`Server`].
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running `ropc serve`, killed on drop.
 pub struct Server {
     _cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,

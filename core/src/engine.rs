@@ -212,6 +212,8 @@ pub struct TokenGrant<'a> {
     scope: ScopeSet,
     family: Option<FamilyId>,
     retire: Option<TokenKey>,
+    /// The scope a rotated refresh token keeps (refresh grants only).
+    refresh_scope: Option<ScopeSet>,
 }
 
 const NO_CLIENT_AUTH: OAuthError =
@@ -251,6 +253,7 @@ impl Engine {
             scope: ScopeSet::EMPTY,
             family: None,
             retire: None,
+            refresh_scope: None,
         }
     }
 
@@ -342,6 +345,9 @@ impl<'a> TokenGrant<'a> {
     /// Answers [`Step::AuthenticateClient`]: whether the secret verified.
     /// On success the grant's capability and scope are checked.
     pub fn client_authenticated(&mut self, ok: bool) {
+        if !matches!(self.state, State::AuthenticateClient) {
+            return;
+        }
         let (Some(request), Some(index)) = (&self.request, self.client) else { return };
         let basic = request.auth.is_basic();
         if !ok {
@@ -430,6 +436,9 @@ impl<'a> TokenGrant<'a> {
                 match self.engine.scopes.refresh(scope.as_deref(), r.scope, allowed) {
                     Ok(granted) => {
                         self.scope = granted;
+                        // RFC 6749 §6: a new refresh token keeps the scope of
+                        // the one presented; only the access token narrows.
+                        self.refresh_scope = Some(r.scope.intersection(allowed));
                         self.user = r.user;
                         self.family = Some(r.family);
                         // Inside the grace window a retired token is accepted
@@ -491,10 +500,11 @@ impl<'a> TokenGrant<'a> {
                 FamilyId(u64::from_le_bytes(raw))
             }
         };
+        let refresh_scope = self.refresh_scope.unwrap_or(self.scope);
         let record = |kind, ttl: u64| TokenRecord {
             expires_at: now.saturating_add(ttl),
             issued_at: now,
-            scope: self.scope,
+            scope: if kind == TokenKind::Refresh { refresh_scope } else { self.scope },
             family,
             user: self.user,
             client: client_index,

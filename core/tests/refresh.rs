@@ -179,9 +179,13 @@ fn refresh_may_narrow_but_never_widen_the_scope() {
     let wide = s.login("&scope=read+write").refresh_token();
     let r = s.refresh("legacy", &wide, "&scope=write");
     assert_eq!(r.string("scope").as_deref(), Some("write"), "{}", r.body);
-    // The rotated token carries the narrowed scope on.
-    let narrowed = r.refresh_token();
-    assert_eq!(s.store[&s.key(&narrowed)].scope, s.scope("write"));
-    let r = s.refresh("legacy", &narrowed, "&scope=read");
-    assert_eq!(r.error_code(), "invalid_scope");
+    // RFC 6749 §6: the rotated refresh token keeps the original scope; only
+    // the access token was narrowed.
+    let rotated = r.refresh_token();
+    assert_eq!(s.store[&s.key(&rotated)].scope, s.scope("read write"));
+    assert_eq!(s.store[&s.key(&r.string("access_token").unwrap())].scope, s.scope("write"));
+    let r = s.refresh("legacy", &rotated, "&scope=read");
+    assert_eq!(r.string("scope").as_deref(), Some("read"), "{}", r.body);
+    let r = s.refresh("legacy", &r.refresh_token(), "");
+    assert_eq!(r.string("scope").as_deref(), Some("read write"), "{}", r.body);
 }

@@ -1,0 +1,233 @@
+//! The raw shape of the config file as serde reads it: unknown keys are
+//! refused, and values that need a line number in errors keep their span.
+//! Meaning is checked in the parent module.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::hash::HashParams;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) token_service: RawTokenService,
+    #[serde(default)]
+    pub(super) credential_manager: RawCredentialManager,
+    #[serde(default)]
+    pub(super) hash_pool: RawHashPool,
+    #[serde(default)]
+    pub(super) scopes: Vec<RawScope>,
+    #[serde(default)]
+    pub(super) clients: Vec<RawClient>,
+    #[serde(default)]
+    pub(super) jwt: RawJwt,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) signing_key: Option<String>,
+    #[serde(default)]
+    pub(super) previous_keys: Vec<String>,
+    pub(super) keys_dir: Option<String>,
+    pub(super) audience: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(default = "default_listen")]
+    pub(super) listen: Spanned<String>,
+    pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) tls: Option<Spanned<toml::Value>>,
+    #[serde(default = "default_max_body")]
+    pub(super) max_body_bytes: Spanned<u64>,
+    #[serde(default = "default_header_timeout")]
+    pub(super) header_read_timeout: Spanned<u64>,
+    #[serde(default = "default_idle_timeout")]
+    pub(super) idle_timeout: Spanned<u64>,
+    #[serde(default = "default_max_header_bytes")]
+    pub(super) max_header_bytes: Spanned<u64>,
+    #[serde(default = "default_max_connections")]
+    pub(super) max_connections: Spanned<u64>,
+    #[serde(default = "default_shutdown_delay")]
+    pub(super) shutdown_delay: Spanned<u64>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            admin_listen: None,
+            tls: None,
+            max_body_bytes: default_max_body(),
+            header_read_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_connections: default_max_connections(),
+            shutdown_delay: default_shutdown_delay(),
+        }
+    }
+}
+
+pub(super) fn default_idle_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+pub(super) fn default_max_header_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 16 * 1024)
+}
+pub(super) fn default_shutdown_delay() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+pub(super) fn default_max_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
+}
+
+pub(super) fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8443".into())
+}
+pub(super) fn default_max_body() -> Spanned<u64> {
+    Spanned::new(0..0, 8192)
+}
+pub(super) fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenService {
+    #[serde(default = "default_token_endpoint")]
+    pub(super) token_endpoint: Spanned<String>,
+    #[serde(default = "default_revocation_endpoint")]
+    pub(super) revocation_endpoint: Spanned<String>,
+    #[serde(default = "default_introspection_endpoint")]
+    pub(super) introspection_endpoint: Spanned<String>,
+    #[serde(default = "default_jwks_endpoint")]
+    pub(super) jwks_endpoint: Spanned<String>,
+    pub(super) issuer: Option<Spanned<String>>,
+    #[serde(default = "default_access_ttl")]
+    pub(super) access_token_ttl: Spanned<u64>,
+    #[serde(default = "default_refresh_ttl")]
+    pub(super) refresh_token_ttl: Spanned<u64>,
+    #[serde(default = "default_true")]
+    pub(super) detailed_errors: bool,
+    #[serde(default = "default_true")]
+    pub(super) rotate_refresh_tokens: bool,
+    #[serde(default = "default_zero")]
+    pub(super) refresh_reuse_grace: Spanned<u64>,
+}
+
+impl Default for RawTokenService {
+    fn default() -> Self {
+        Self {
+            token_endpoint: default_token_endpoint(),
+            revocation_endpoint: default_revocation_endpoint(),
+            introspection_endpoint: default_introspection_endpoint(),
+            jwks_endpoint: default_jwks_endpoint(),
+            issuer: None,
+            access_token_ttl: default_access_ttl(),
+            refresh_token_ttl: default_refresh_ttl(),
+            detailed_errors: true,
+            rotate_refresh_tokens: true,
+            refresh_reuse_grace: default_zero(),
+        }
+    }
+}
+
+pub(super) fn default_token_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-token".into())
+}
+pub(super) fn default_revocation_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-revoke".into())
+}
+pub(super) fn default_introspection_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-introspect".into())
+}
+pub(super) fn default_jwks_endpoint() -> Spanned<String> {
+    Spanned::new(0..0, "/oauth/v2/oauth-jwks".into())
+}
+pub(super) fn default_access_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+pub(super) fn default_refresh_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 86_400)
+}
+pub(super) fn default_zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+pub(super) fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredentialManager {
+    pub(super) users_file: Option<Spanned<String>>,
+    pub(super) argon2: Option<Spanned<RawArgon2>>,
+    pub(super) lockout: Option<Spanned<RawLockout>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLockout {
+    pub(super) max_failures: Option<u32>,
+    pub(super) window: Option<u64>,
+    pub(super) lock_time: Option<u64>,
+    pub(super) max_lock_time: Option<u64>,
+    pub(super) ip_max_failures: Option<u32>,
+    pub(super) trusted_ip_days: Option<u64>,
+    pub(super) max_tracked: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArgon2 {
+    #[serde(default = "default_m_cost")]
+    pub(super) m_cost: u32,
+    #[serde(default = "default_t_cost")]
+    pub(super) t_cost: u32,
+    #[serde(default = "default_p_cost")]
+    pub(super) p_cost: u32,
+}
+
+pub(super) fn default_m_cost() -> u32 {
+    HashParams::default().m_cost
+}
+pub(super) fn default_t_cost() -> u32 {
+    HashParams::default().t_cost
+}
+pub(super) fn default_p_cost() -> u32 {
+    HashParams::default().p_cost
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHashPool {
+    #[serde(default)]
+    pub(super) workers: usize,
+    #[serde(default)]
+    pub(super) queue: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScope {
+    pub(super) name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) id: Spanned<String>,
+    pub(super) secret: Spanned<String>,
+    pub(super) capabilities: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) default_scopes: Vec<Spanned<String>>,
+    pub(super) access_token_format: Option<Spanned<String>>,
+}

@@ -80,17 +80,7 @@ impl SigningKey {
 
     /// A fresh in-memory key (benches, tests).
     pub fn generate(algorithm: Algorithm, kid: &str) -> Result<Self, String> {
-        let rng = SystemRandom::new();
-        let der = match algorithm {
-            Algorithm::EdDsa => {
-                Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "key generation failed")?.as_ref().to_vec()
-            }
-            Algorithm::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| "key generation failed")?
-                .as_ref()
-                .to_vec(),
-        };
-        Self::from_pkcs8(kid.to_owned(), &der)
+        Self::from_pkcs8(kid.to_owned(), &generate_pkcs8(algorithm)?)
     }
 
     /// Reads a PEM private key; `kid` defaults to a digest of the public key.
@@ -161,9 +151,8 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
-/// Generates a new key in `dir`, named `<unix time>-<random>.pem` (mode
-/// 0600); returns its path.
-pub fn generate_key(dir: &Path, algorithm: Algorithm) -> Result<PathBuf, String> {
+/// A new PKCS#8 key pair.
+fn generate_pkcs8(algorithm: Algorithm) -> Result<Vec<u8>, String> {
     let rng = SystemRandom::new();
     let der = match algorithm {
         Algorithm::EdDsa => {
@@ -174,6 +163,14 @@ pub fn generate_key(dir: &Path, algorithm: Algorithm) -> Result<PathBuf, String>
             .as_ref()
             .to_vec(),
     };
+    Ok(der)
+}
+
+/// Generates a new key in `dir`, named `<unix time>-<random>.pem` (mode
+/// 0600); returns its path.
+pub fn generate_key(dir: &Path, algorithm: Algorithm) -> Result<PathBuf, String> {
+    let rng = SystemRandom::new();
+    let der = generate_pkcs8(algorithm)?;
     let mut tag = [0u8; 4];
     ring::rand::SecureRandom::fill(&rng, &mut tag).map_err(|_| "the system random source failed")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -270,16 +270,7 @@ impl Lockout {
     /// Counts a failed attempt (wrong password or unknown user).
     pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
         let p = self.policy;
-        if p.ip_max_failures > 0 {
-            let rank = |e: &IpEntry| (e.throttled_until > now, e.last_seen);
-            self.ips.with(&ip, p.max_tracked, rank, |e| {
-                e.last_seen = now;
-                if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
-                    e.throttled_until = now.saturating_add(p.window);
-                    tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, "too many failed logins from one IP");
-                }
-            });
-        }
+        self.ip_failure(ip, now, "too many failed logins from one IP");
         if p.max_failures == 0 {
             return;
         }
@@ -310,17 +301,22 @@ impl Lockout {
 
     /// Counts a failed client authentication against the caller's IP only.
     pub fn client_failure(&self, ip: IpAddr, now: u64) {
+        self.ip_failure(ip, now, "too many failed client authentications");
+    }
+
+    fn ip_failure(&self, ip: IpAddr, now: u64, why: &'static str) {
         let p = self.policy;
-        if p.ip_max_failures > 0 {
-            let rank = |e: &IpEntry| (e.throttled_until > now, e.last_seen);
-            self.ips.with(&ip, p.max_tracked, rank, |e| {
-                e.last_seen = now;
-                if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
-                    e.throttled_until = now.saturating_add(p.window);
-                    tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, "too many failed client authentications");
-                }
-            });
+        if p.ip_max_failures == 0 {
+            return;
         }
+        let rank = |e: &IpEntry| (e.throttled_until > now, e.last_seen);
+        self.ips.with(&ip, p.max_tracked, rank, |e| {
+            e.last_seen = now;
+            if e.failures.add(now, p.window) >= p.ip_max_failures && e.throttled_until <= now {
+                e.throttled_until = now.saturating_add(p.window);
+                tracing::warn!(event = "ip_throttled", %ip, seconds = p.window, why);
+            }
+        });
     }
 
     /// Whether `ip` is throttled now (seconds left).

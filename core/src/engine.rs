@@ -346,9 +346,9 @@ impl<'a> TokenGrant<'a> {
     /// On success the grant's capability and scope are checked.
     pub fn client_authenticated(&mut self, ok: bool) {
         if !matches!(self.state, State::AuthenticateClient) {
-            return;
+            return self.misuse();
         }
-        let (Some(request), Some(index)) = (&self.request, self.client) else { return };
+        let (Some(request), Some(index)) = (&self.request, self.client) else { return self.misuse() };
         let basic = request.auth.is_basic();
         if !ok {
             return self.reject(invalid_client(Reason::BadClientSecret, basic));
@@ -397,7 +397,7 @@ impl<'a> TokenGrant<'a> {
     /// Answers [`Step::VerifyPassword`].
     pub fn password_verified(&mut self, outcome: PasswordOutcome) {
         if !matches!(self.state, State::VerifyPassword) {
-            return;
+            return self.misuse();
         }
         // Wrong password, unknown user and locked user are told apart only
         // in the log: the client gets the same answer for all three.
@@ -416,9 +416,9 @@ impl<'a> TokenGrant<'a> {
     /// Checks the token kind, its expiry at `now`, the client binding and
     /// the requested scope (RFC 6749 §6).
     pub fn refresh_token_loaded(&mut self, record: Option<TokenRecord>, now: u64) {
-        let State::LoadRefreshToken(key) = self.state else { return };
-        let (Some(request), Some(index)) = (&self.request, self.client) else { return };
-        let GrantRequest::RefreshToken { scope, .. } = &request.grant else { return };
+        let State::LoadRefreshToken(key) = self.state else { return self.misuse() };
+        let (Some(request), Some(index)) = (&self.request, self.client) else { return self.misuse() };
+        let GrantRequest::RefreshToken { scope, .. } = &request.grant else { return self.misuse() };
         let reject = |reason| State::Rejected(invalid_grant(reason, BAD_REFRESH_TOKEN));
         self.state = match record {
             None => reject(Reason::UnknownRefreshToken),
@@ -456,6 +456,17 @@ impl<'a> TokenGrant<'a> {
     pub fn family_revoked(&mut self) {
         if matches!(self.state, State::RevokeFamily(..)) {
             self.state = State::Rejected(REUSED);
+        } else {
+            self.misuse();
+        }
+    }
+
+    /// An answer to a step the grant did not ask for: a runtime bug. The
+    /// grant ends with `server_error` (keeping an earlier rejection), so
+    /// that a runtime looping on [`TokenGrant::step`] cannot loop forever.
+    fn misuse(&mut self) {
+        if !matches!(self.state, State::Rejected(_)) {
+            self.state = State::Rejected(server_error());
         }
     }
 

@@ -245,3 +245,26 @@ fn malformed_requests_never_reach_the_client_check() {
     assert_eq!(r.error.unwrap().code, ErrorCode::InvalidRequest);
     assert_eq!(s.password_checks, 0);
 }
+
+#[test]
+fn answering_a_step_that_was_not_asked_ends_the_grant() {
+    use ropc_core::basic::SCRATCH_LEN;
+    use ropc_core::{PasswordOutcome, Provider, Step, UserRef};
+    let s = crate::harness::Server::new();
+    let provider = Provider { random: &s.random, digest: &s.digest };
+    let header = crate::harness::basic_for("legacy");
+    let body = b"grant_type=password&username=alice&password=wonderland";
+    let mut scratch = [0u8; SCRATCH_LEN];
+    let mut grant = s.engine.token_grant(provider, body, Some(header.as_bytes()), &mut scratch);
+    // The engine asks for the client secret; a password answer is a bug.
+    grant.password_verified(PasswordOutcome::Valid(UserRef(1)));
+    match grant.step() {
+        Step::Reject(e) => assert_eq!(e.code.as_str(), "server_error"),
+        other => panic!("{other:?}"),
+    }
+    // An earlier rejection is kept.
+    let mut scratch = [0u8; SCRATCH_LEN];
+    let mut grant = s.engine.token_grant(provider, b"grant_type=nope", None, &mut scratch);
+    grant.client_authenticated(true);
+    assert!(matches!(grant.step(), Step::Reject(e) if e.code.as_str() == "unsupported_grant_type"));
+}

@@ -1,0 +1,100 @@
+#!/bin/bash
+# usage: attack-run.sh LABEL AB|BA|AL
+#   One fresh `ropc serve --config lt/ropc.toml` for both phases. A = baseline
+#   (valid logins alone), B = valid logins and the attacker starting together,
+#   L = valid logins for 25 s with the attacker joining 5 s in. Results go to
+#   runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds `ropc` and
+#   `ropc-loadtest` (copied from target/release) and the fixture lt/ written by
+#   `ropc-loadtest fixture --dir lt --users 200 --listen 127.0.0.1:18443`.
+#   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL... (run in $BENCH_DIR).
+set -u
+cd "${BENCH_DIR:-/tmp/bench}"
+L=$1; ORDER=$2; D=runs/$L; mkdir -p $D
+URL=http://127.0.0.1:18443/oauth/v2/oauth-token
+M=http://127.0.0.1:18443/metrics
+scrape() { curl -s $M | grep -E '^ropc_(requests_total\{endpoint="token"|hash_completed_total|hash_shed_total|lockout_(locks|refused)_total|lockout_tracked_ips)' ; }
+cpu() { # per-thread CPU ticks of the server, then the machine's /proc/stat cpu line
+  for t in /proc/$SP/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done > $1
+  grep '^cpu ' /proc/stat >> $1; }
+val() { grep -F "$1" "$2" | awk '{print $2}'; }
+idle_wait() { # until both cores were >= 90 % idle over 3 s (at most 180 s)
+  for i in $(seq 60); do
+    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
+    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
+  done; echo "idle_wait gave up" >> $D/times; }
+baseline() {
+  idle_wait
+  echo "baseline start $(date -u +%T) $(uptime)" >> $D/times
+  cpu $D/cpu-baseline-start.txt
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
+    --connections 16 --duration 20 --quiet --json $D/baseline.json > $D/baseline.txt
+  cpu $D/cpu-baseline-end.txt
+}
+attack() {
+  idle_wait
+  echo "attack start $(date -u +%T) $(uptime)" >> $D/times
+  cpu $D/cpu-attack-start.txt
+  scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
+    --connections 16 --duration 20 --quiet --json $D/valid.json > $D/valid.txt &
+  VP=$!
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
+    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
+    --quiet --json $D/attacker.json > $D/attacker.txt &
+  AP=$!
+  T0=$(date +%s.%N)
+  locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
+  while :; do
+    scrape > $D/poll.txt
+    if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
+    sleep 0.05
+  done
+  T1=$(date +%s.%N)
+  cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
+  sleep 3
+  scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
+  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+  wait $VP $AP
+  scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
+  cpu $D/cpu-attack-end.txt
+  echo "attack end $(date -u +%T) $(uptime)" >> $D/times
+}
+attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
+  idle_wait
+  echo "late attack start $(date -u +%T) $(uptime)" >> $D/times
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
+    --connections 16 --duration 25 --quiet --json $D/valid.json > $D/valid.txt &
+  VP=$!
+  sleep 5
+  cpu $D/cpu-attack-start.txt
+  scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
+  echo "attacker start $(date -u +%T.%N)" >> $D/times
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
+    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
+    --quiet --json $D/attacker.json > $D/attacker.txt &
+  AP=$!
+  T0=$(date +%s.%N)
+  locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
+  while :; do
+    scrape > $D/poll.txt
+    if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
+    sleep 0.05
+  done
+  T1=$(date +%s.%N)
+  cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
+  sleep 3
+  scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
+  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+  wait $AP
+  scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
+  cpu $D/cpu-attack-end.txt
+  wait $VP
+  echo "attack end $(date -u +%T) $(uptime)" >> $D/times
+}
+./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
+SP=$!
+until curl -s -o /dev/null $M; do sleep 0.1; done
+case $ORDER in AB) baseline; attack;; BA) attack; baseline;; AL) baseline; attack_late;; esac
+kill $SP; wait $SP

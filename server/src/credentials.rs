@@ -128,6 +128,10 @@ fn dummy_hash(params: HashParams) -> Result<StoredHash, ConfigError> {
 pub struct ClientSecrets {
     hashes: Vec<Arc<StoredHash>>,
     verified: Vec<Mutex<Option<[u8; 32]>>>,
+    /// One argon2 verification per client at a time while nothing is
+    /// memoised: after a restart, a burst of requests waits for the first
+    /// verification instead of each spending a hash.
+    first: Vec<tokio::sync::Mutex<()>>,
     key: hmac::Key,
 }
 
@@ -142,7 +146,8 @@ impl ClientSecrets {
     pub fn new(hashes: Vec<Arc<StoredHash>>) -> Result<Self, ring::error::Unspecified> {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?;
         let verified = hashes.iter().map(|_| Mutex::new(None)).collect();
-        Ok(Self { hashes, verified, key })
+        let first = hashes.iter().map(|_| tokio::sync::Mutex::new(())).collect();
+        Ok(Self { hashes, verified, first, key })
     }
 
     fn tag(&self, client: ClientIndex, secret: &str) -> [u8; 32] {
@@ -168,6 +173,11 @@ impl ClientSecrets {
             return Ok(false);
         };
         let tag = self.tag(client, secret);
+        if let Some(known) = *memo.lock() {
+            return Ok(bool::from(known.ct_eq(&tag)));
+        }
+        let Some(first) = self.first.get(client.0 as usize) else { return Ok(false) };
+        let _only_one = first.lock().await;
         if let Some(known) = *memo.lock() {
             // The stored hash cannot change while this process runs, and the
             // memo holds the HMAC of the one secret that matched it: any

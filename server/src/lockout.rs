@@ -125,6 +125,10 @@ pub enum Gate {
 
 const SHARDS: usize = 16;
 
+/// How many times `max_failures` a user with a clean record may have in
+/// flight at once (a shared service account logging in concurrently).
+const CLEAN_BURST: u32 = 4;
+
 struct Sharded<K, V> {
     shards: Vec<Mutex<HashMap<K, V>>>,
     hasher: std::collections::hash_map::RandomState,
@@ -237,8 +241,12 @@ impl Lockout {
             // shared service account). Once there are failures or past
             // locks, attempts in flight count as if they will fail, so a
             // burst of guesses cannot outrun the threshold.
+            // A clean record still caps attempts in flight, at a few times
+            // the threshold, so the first burst of guesses hashes at most
+            // that many before the first failure is known.
             let suspect = failures > 0 || e.consecutive_locks > 0;
-            if suspect && failures.saturating_add(e.pending) >= p.max_failures {
+            let cap = if suspect { p.max_failures } else { p.max_failures.saturating_mul(CLEAN_BURST) };
+            if failures.saturating_add(e.pending) >= cap {
                 return Gate::UserLocked;
             }
             e.pending += 1;
@@ -320,9 +328,14 @@ impl Lockout {
     }
 
     /// Whether `ip` is throttled now (seconds left).
+    /// Counts as refused when it is.
     pub fn ip_throttled(&self, ip: IpAddr, now: u64) -> Option<u64> {
         let until = self.ips.peek(&ip, |e| e.throttled_until).unwrap_or(0);
-        (until > now).then(|| until - now)
+        let left = (until > now).then(|| until - now);
+        if left.is_some() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        left
     }
 
     /// Records a successful login: clears the user's failures and trusts `ip`.
@@ -496,10 +509,11 @@ mod tests {
     #[test]
     fn concurrent_guesses_cannot_outrun_the_threshold() {
         let l = Lockout::new(policy());
-        // A clean record: many logins at once are fine.
-        for _ in 0..10 {
+        // A clean record: several logins at once are fine, up to a cap.
+        for _ in 0..12 {
             assert_eq!(l.begin("svc", A, 1_000), Gate::Open);
         }
+        assert_eq!(l.begin("svc", A, 1_000), Gate::UserLocked, "capped at 4 x max_failures");
         // After a failure, two guesses in flight use up the rest of the
         // allowance of three...
         l.failure("alice", A, 1_000);

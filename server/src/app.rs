@@ -15,7 +15,7 @@ use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
     Capabilities, ClientIndex, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind,
-    QueryStep, RandomError, Reason, SecureRandom, Step, TokenDigest, TokenKey,
+    QueryStep, RandomError, SecureRandom, Step, TokenDigest, TokenKey,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -202,21 +202,13 @@ impl App {
                 Step::AuthenticateClient { client, secret } => {
                     match self.authenticate_client(client, secret.expose(), peer).await {
                         Ok(ok) => grant.client_authenticated(ok),
-                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
-                        Err(Refused::Throttled { retry_after }) => {
-                            outcome.retry_after = Some(retry_after.max(1));
-                            break Err(OAuthError::IP_THROTTLED);
-                        }
+                        Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 Step::VerifyPassword { username, password } => {
                     match self.verify_password(username, password.expose(), peer).await {
                         Ok(result) => grant.password_verified(result),
-                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
-                        Err(Refused::Throttled { retry_after }) => {
-                            outcome.retry_after = Some(retry_after.max(1));
-                            break Err(OAuthError::IP_THROTTLED);
-                        }
+                        Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 Step::LoadRefreshToken { key } => match self.store.get(&key).await {
@@ -349,11 +341,7 @@ impl App {
                 QueryStep::AuthenticateClient { client, secret } => {
                     match self.authenticate_client(client, secret.expose(), peer).await {
                         Ok(ok) => query.client_authenticated(ok),
-                        Err(Refused::Verify(e)) => break Err(self.verify_failed(e, &mut outcome)),
-                        Err(Refused::Throttled { retry_after }) => {
-                            outcome.retry_after = Some(retry_after.max(1));
-                            break Err(OAuthError::IP_THROTTLED);
-                        }
+                        Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 QueryStep::LoadToken { key } => match self.store.get(&key).await {
@@ -430,15 +418,20 @@ impl App {
         }
     }
 
-    fn verify_failed(&self, e: VerifyError, outcome: &mut GrantOutcome) -> OAuthError {
-        match e {
-            VerifyError::Overloaded { retry_after } => {
+    /// The error (and `Retry-After`) for a verification that did not run.
+    fn refused(&self, refused: Refused, outcome: &mut GrantOutcome) -> OAuthError {
+        match refused {
+            Refused::Verify(VerifyError::Overloaded { retry_after }) => {
                 outcome.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
                 OAuthError::OVERLOADED
             }
-            VerifyError::Unavailable => {
+            Refused::Verify(VerifyError::Unavailable) => {
                 outcome.retry_after = Some(1);
-                OAuthError { reason: Reason::Overloaded, ..OAuthError::OVERLOADED }
+                OAuthError::OVERLOADED
+            }
+            Refused::Throttled { retry_after } => {
+                outcome.retry_after = Some(retry_after.max(1));
+                OAuthError::IP_THROTTLED
             }
         }
     }

@@ -216,10 +216,8 @@ impl Lockout {
     /// slip past the threshold while the hashes run.
     pub fn begin(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
         let p = self.policy;
-        let throttled = self.ips.peek(&ip, |e| e.throttled_until).unwrap_or(0);
-        if throttled > now {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Gate::IpThrottled { retry_after: throttled - now };
+        if let Some(retry_after) = self.ip_throttled(ip, now) {
+            return Gate::IpThrottled { retry_after };
         }
         if p.max_failures == 0 {
             return Gate::Open;

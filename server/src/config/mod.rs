@@ -245,34 +245,19 @@ impl Config {
             None => TlsMode::SelfSigned,
             Some(v) => parse_tls(loc, &dir, v)?,
         };
-        let max_body = *server.max_body_bytes.get_ref();
-        if !(64..=1 << 20).contains(&max_body) {
-            return Err(loc.at(
-                server.max_body_bytes.span(),
-                "server.max_body_bytes",
-                "must be between 64 and 1048576",
-            ));
-        }
-        let header_timeout = *server.header_read_timeout.get_ref();
-        if !(1..=300).contains(&header_timeout) {
-            return Err(loc.at(
-                server.header_read_timeout.span(),
-                "server.header_read_timeout",
-                "must be between 1 and 300 seconds",
-            ));
-        }
-
-        let bounded = |v: &Spanned<u64>, key: &str, range: std::ops::RangeInclusive<u64>| {
+        let bounded = |v: &Spanned<u64>, key: &str, range: std::ops::RangeInclusive<u64>, unit: &str| {
             if range.contains(v.get_ref()) {
                 Ok(*v.get_ref())
             } else {
-                Err(loc.at(v.span(), key, format!("must be between {} and {}", range.start(), range.end())))
+                Err(loc.at(v.span(), key, format!("must be between {} and {}{unit}", range.start(), range.end())))
             }
         };
-        let idle_timeout = bounded(&server.idle_timeout, "server.idle_timeout", header_timeout..=3600)?;
-        let shutdown_delay = bounded(&server.shutdown_delay, "server.shutdown_delay", 0..=300)?;
-        let max_header_bytes = bounded(&server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20)?;
-        let max_connections = bounded(&server.max_connections, "server.max_connections", 1..=1_000_000)?;
+        let max_body = bounded(&server.max_body_bytes, "server.max_body_bytes", 64..=1 << 20, "")?;
+        let header_timeout = bounded(&server.header_read_timeout, "server.header_read_timeout", 1..=300, " seconds")?;
+        let idle_timeout = bounded(&server.idle_timeout, "server.idle_timeout", header_timeout..=3600, " seconds")?;
+        let shutdown_delay = bounded(&server.shutdown_delay, "server.shutdown_delay", 0..=300, " seconds")?;
+        let max_header_bytes = bounded(&server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20, "")?;
+        let max_connections = bounded(&server.max_connections, "server.max_connections", 1..=1_000_000, "")?;
 
         let ts = raw.token_service;
         for (key, path) in [
@@ -308,9 +293,7 @@ impl Config {
             ("token_service.access_token_ttl", &ts.access_token_ttl),
             ("token_service.refresh_token_ttl", &ts.refresh_token_ttl),
         ] {
-            if !(1..=10 * 365 * 86_400).contains(ttl.get_ref()) {
-                return Err(loc.at(ttl.span(), key, "must be a number of seconds between 1 and 315360000"));
-            }
+            bounded(ttl, key, 1..=10 * 365 * 86_400, " seconds")?;
         }
         if *ts.refresh_reuse_grace.get_ref() > 300 {
             return Err(loc.at(

@@ -63,8 +63,8 @@ struct Sha256;
 
 impl TokenDigest for Sha256 {
     fn digest(&self, token: &[u8]) -> TokenKey {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token).as_ref());
+        let mut key = [0u8; TokenKey::LEN];
+        key.copy_from_slice(&ring::digest::digest(&ring::digest::SHA256, token).as_ref()[..TokenKey::LEN]);
         TokenKey(key)
     }
 }
@@ -75,7 +75,7 @@ struct NoDigest;
 
 impl TokenDigest for NoDigest {
     fn digest(&self, _: &[u8]) -> TokenKey {
-        TokenKey([0; 32])
+        TokenKey([0; TokenKey::LEN])
     }
 }
 

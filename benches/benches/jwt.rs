@@ -31,8 +31,8 @@ impl SecureRandom for Counter {
 struct Sha256;
 impl TokenDigest for Sha256 {
     fn digest(&self, token: &[u8]) -> TokenKey {
-        let mut k = [0u8; 32];
-        k.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token).as_ref());
+        let mut k = [0u8; TokenKey::LEN];
+        k.copy_from_slice(&ring::digest::digest(&ring::digest::SHA256, token).as_ref()[..TokenKey::LEN]);
         TokenKey(k)
     }
 }

@@ -51,7 +51,7 @@ struct ToyFnvDigest;
 
 impl TokenDigest for ToyFnvDigest {
     fn digest(&self, token: &[u8]) -> TokenKey {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; TokenKey::LEN];
         for (lane, out) in key.chunks_mut(8).enumerate() {
             let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ lane as u64;
             for &b in token {

@@ -48,9 +48,18 @@ pub struct Provider<'p> {
     pub digest: &'p dyn TokenDigest,
 }
 
-/// The storage key of a token: a 256-bit digest of it.
+/// The storage key of a token: a 128-bit digest of it (for example SHA-256
+/// truncated to 16 bytes). Tokens carry 256 random bits, so 128 bits of
+/// their digest keep look-ups unambiguous (a collision among a billion live
+/// tokens has odds near 2^-68) and a forged token still has to match a
+/// stored key by preimage. 16 bytes instead of 32 keep store records small.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenKey(pub [u8; 32]);
+pub struct TokenKey(pub [u8; 16]);
+
+impl TokenKey {
+    /// The length of a key in bytes.
+    pub const LEN: usize = 16;
+}
 
 impl fmt::Debug for TokenKey {
     /// Shows only a short prefix: enough to correlate, useless to an attacker.
@@ -203,8 +212,8 @@ mod tests {
     struct FirstBytes;
     impl TokenDigest for FirstBytes {
         fn digest(&self, token: &[u8]) -> TokenKey {
-            let mut k = [0u8; 32];
-            k.copy_from_slice(&token[..32]);
+            let mut k = [0u8; 16];
+            k.copy_from_slice(&token[..16]);
             TokenKey(k)
         }
     }

@@ -57,7 +57,7 @@ pub struct ToyDigest;
 
 impl TokenDigest for ToyDigest {
     fn digest(&self, token: &[u8]) -> TokenKey {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; TokenKey::LEN];
         for (lane, out) in key.chunks_mut(8).enumerate() {
             let mut h = 0xcbf2_9ce4_8422_2325u64 ^ lane as u64;
             for &b in token {

@@ -381,7 +381,14 @@ impl Config {
             scopes,
         };
         let mut client_secrets = Vec::new();
-        for c in raw.clients {
+        for (n, c) in raw.clients.into_iter().enumerate() {
+            if n >= crate::store::MAX_CLIENTS {
+                return Err(loc.at(
+                    c.id.span(),
+                    "clients",
+                    format!("at most {} clients fit a token record", crate::store::MAX_CLIENTS),
+                ));
+            }
             let secret = StoredHash::parse(c.secret.get_ref()).map_err(|e| {
                 loc.at(
                     c.secret.span(),

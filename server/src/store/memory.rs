@@ -1,47 +1,89 @@
-//! The in-memory token store: a fixed number of shards, each a
-//! `parking_lot::RwLock<HashMap>` keyed by the token digest. The key is
-//! already a uniform hash, so the map hashes it by taking 8 of its bytes and
-//! the shard is chosen from 8 others.
+//! The in-memory token store: a fixed number of shards, each a [`Shard`]
+//! (an open-addressing table whose look-ups take no lock; see
+//! [`super::table`]). The key is already a uniform digest, so the shard is
+//! chosen from its bits and nothing is hashed again.
+//!
+//! A record is packed into 32 bytes beside its 16-byte key (see [`pack`]), so
+//! a live token costs about 52 to 65 bytes of table, whatever the load.
 //!
 //! Expired records are swept one shard at a time ([`ShardedTokenMap::sweep_step`]),
-//! so no pass ever stops the whole map.
+//! so no pass ever stops the whole map, and a shard shrinks when it empties.
 //!
 //! Revoked grant families are a separate small map (revocations are rare);
 //! a look-up consults it only when it is not empty, and a record of a revoked
 //! family reads as absent.
 
+use super::table::{self, Shard, Value};
 use super::{Commit, StoreError, TokenStore};
+use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
-use ropc_core::{FamilyId, Issued, TokenKey, TokenRecord};
+use ropc_core::{ClientIndex, FamilyId, Issued, ScopeSet, TokenKey, TokenKind, TokenRecord, UserRef};
 use std::collections::HashMap;
 use std::future::{ready, Future};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Hashes a [`TokenKey`] by reading 8 of its (already uniform) bytes.
-#[derive(Default)]
-pub struct KeyHasher(u64);
+/// The largest client index a packed record holds (24 bits); the config
+/// refuses more clients than this.
+pub const MAX_CLIENTS: usize = 1 << 24;
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // `TokenKey` hashes as its 32-byte array (plus a length prefix for
-        // slices, which arrives through `write_usize`).
-        if let Some(b) = bytes.get(..8) {
-            self.0 = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        }
-    }
-    fn write_usize(&mut self, _: usize) {}
+const RETIRED: u64 = 1 << 63;
+const REFRESH: u64 = 1 << 62;
+
+fn seconds(t: u64) -> u64 {
+    t.min(u64::from(u32::MAX))
 }
 
-type Shard = RwLock<HashMap<TokenKey, TokenRecord, BuildHasherDefault<KeyHasher>>>;
+/// Packs a record into four words:
+///
+/// | word | bits |
+/// |---|---|
+/// | 0 | `expires_at` (low 32), `issued_at` or, once retired, `retired_at` (high 32) |
+/// | 1 | the scope set |
+/// | 2 | the family |
+/// | 3 | `user` (low 32), `client` (24), then the refresh and retired flags |
+///
+/// Times are seconds since the epoch in 32 bits (good until 2106; later
+/// times are clamped to it). A retired refresh token needs `retired_at` but
+/// no longer its `issued_at` (nothing reads the issue time of a token that
+/// no longer works), so the two share a field: unpacked, a retired record
+/// reports its `retired_at` as `issued_at` too.
+pub fn pack(r: &TokenRecord) -> Value {
+    let second = if r.is_retired() { r.retired_at } else { r.issued_at };
+    let mut w3 = u64::from(r.user.0) | (u64::from(r.client.0) & 0xFF_FFFF) << 32;
+    if r.kind == TokenKind::Refresh {
+        w3 |= REFRESH;
+    }
+    if r.is_retired() {
+        w3 |= RETIRED;
+    }
+    [seconds(r.expires_at) | seconds(second) << 32, r.scope.bits(), r.family.0, w3]
+}
+
+/// The inverse of [`pack`].
+pub fn unpack(v: &Value) -> TokenRecord {
+    let second = v[0] >> 32;
+    let retired = v[3] & RETIRED != 0;
+    TokenRecord {
+        expires_at: v[0] & 0xFFFF_FFFF,
+        issued_at: second,
+        scope: ScopeSet::from_bits(v[1]),
+        family: FamilyId(v[2]),
+        user: UserRef(v[3] as u32),
+        client: ClientIndex(((v[3] >> 32) & 0xFF_FFFF) as u32),
+        kind: if v[3] & REFRESH != 0 { TokenKind::Refresh } else { TokenKind::Access },
+        retired_at: if retired { second.max(1) } else { 0 },
+    }
+}
+
+fn words(key: &TokenKey) -> table::Key {
+    let (a, b) = key.0.split_at(8);
+    [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
+}
 
 /// Token records in memory, split into shards.
 #[derive(Debug)]
 pub struct ShardedTokenMap {
-    shards: Box<[Shard]>,
+    shards: Box<[CachePadded<Shard>]>,
     mask: usize,
     next_sweep: AtomicUsize,
     revoked: RwLock<HashMap<FamilyId, u64>>,
@@ -59,7 +101,7 @@ impl ShardedTokenMap {
     pub fn new(shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
         Self {
-            shards: (0..n).map(|_| RwLock::default()).collect(),
+            shards: (0..n).map(|_| CachePadded::new(Shard::default())).collect(),
             mask: n - 1,
             next_sweep: AtomicUsize::new(0),
             revoked: RwLock::default(),
@@ -67,15 +109,17 @@ impl ShardedTokenMap {
         }
     }
 
-    fn shard(&self, key: &TokenKey) -> &Shard {
-        let b = &key.0[8..16];
-        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        &self.shards[(n as usize) & self.mask]
+    fn shard(&self, key: &table::Key) -> &Shard {
+        // The low bits of the second word; the table uses the first word
+        // and the top bits of the second.
+        &self.shards[(key[1] as usize) & self.mask]
     }
 
-    /// The record under `key`, unless its family is revoked.
+    /// The record under `key`, unless its family is revoked. Takes no lock
+    /// (but a read lock on the revoked families while any are revoked).
     pub fn get_now(&self, key: &TokenKey) -> Option<TokenRecord> {
-        let record = self.shard(key).read().get(key).copied()?;
+        let k = words(key);
+        let record = unpack(&self.shard(&k).get(&k)?);
         if self.revoked_count.load(Ordering::Acquire) > 0 && self.revoked.read().contains_key(&record.family) {
             return None;
         }
@@ -84,12 +128,14 @@ impl ShardedTokenMap {
 
     /// Inserts or replaces a record.
     pub fn insert(&self, key: TokenKey, record: TokenRecord) {
-        self.shard(&key).write().insert(key, record);
+        let k = words(&key);
+        self.shard(&k).insert(&k, &pack(&record));
     }
 
     /// Removes a record.
     pub fn remove_now(&self, key: &TokenKey) -> Option<TokenRecord> {
-        self.shard(key).write().remove(key)
+        let k = words(key);
+        self.shard(&k).remove(&k).as_ref().map(unpack)
     }
 
     /// Revokes every record of `family` until `until`.
@@ -106,13 +152,20 @@ impl ShardedTokenMap {
     }
 
     /// Stores issued tokens, retiring a rotated refresh token atomically
-    /// (compare-and-set on its `retired_at` under its shard's lock).
+    /// (compare-and-set of its retired flag under its shard's lock).
     pub fn commit_now(&self, issued: &Issued) -> Commit {
         if let Some(old) = &issued.retire {
-            let mut shard = self.shard(old).write();
-            match shard.get_mut(old) {
-                Some(record) if !record.is_retired() => record.retired_at = issued.access.1.issued_at.max(1),
-                _ => return Commit::LostRace,
+            let k = words(old);
+            let at = issued.access.1.issued_at.max(1);
+            let retired = self.shard(&k).update(&k, |v| {
+                let mut record = unpack(&v);
+                (!record.is_retired()).then(|| {
+                    record.retired_at = at;
+                    pack(&record)
+                })
+            });
+            if !retired {
+                return Commit::LostRace;
             }
         }
         self.store_only_now(issued);
@@ -129,12 +182,17 @@ impl ShardedTokenMap {
 
     /// Live records (including expired ones not yet swept).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.shards.iter().map(|s| s.len()).sum()
     }
 
     /// Whether the map is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes held by the shards' tables (slots and control bytes).
+    pub fn table_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.bytes()).sum()
     }
 
     /// The number of shards.
@@ -143,8 +201,9 @@ impl ShardedTokenMap {
     }
 
     /// Removes expired records from the next shard in turn and returns how
-    /// many went. Call it periodically; one call locks one shard. Each full
-    /// round also forgets revocations whose tokens have all expired.
+    /// many went. Call it periodically; one call locks one shard's writers
+    /// (readers go on). Each full round also forgets revocations whose
+    /// tokens have all expired.
     pub fn sweep_step(&self, now: u64) -> usize {
         let i = self.next_sweep.fetch_add(1, Ordering::Relaxed) & self.mask;
         if i == 0 && self.revoked_count.load(Ordering::Relaxed) > 0 {
@@ -152,13 +211,8 @@ impl ShardedTokenMap {
             revoked.retain(|_, until| *until > now);
             self.revoked_count.store(revoked.len(), Ordering::Release);
         }
-        let mut shard = self.shards[i].write();
-        let before = shard.len();
-        shard.retain(|_, r| r.is_active(now));
-        if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
-            shard.shrink_to_fit();
-        }
-        before - shard.len()
+        let now = seconds(now);
+        self.shards[i].sweep(|v| v[0] & 0xFFFF_FFFF <= now)
     }
 }
 
@@ -189,10 +243,9 @@ impl TokenStore for ShardedTokenMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ropc_core::{ClientIndex, FamilyId, ScopeSet, TokenKind, UserRef};
 
     fn key(n: u8) -> TokenKey {
-        let mut k = [n; 32];
+        let mut k = [n; 16];
         k[8] = n.wrapping_mul(37);
         TokenKey(k)
     }
@@ -208,6 +261,32 @@ mod tests {
             kind,
             retired_at: 0,
         }
+    }
+
+    #[test]
+    fn records_pack_into_32_bytes_and_back() {
+        let r = TokenRecord {
+            expires_at: 4_000_000_000,
+            issued_at: 3_999_999_700,
+            scope: ScopeSet::from_bits(0x8000_0000_0000_0005),
+            family: FamilyId(u64::MAX - 3),
+            user: UserRef::NONE,
+            client: ClientIndex(MAX_CLIENTS as u32 - 1),
+            kind: TokenKind::Refresh,
+            retired_at: 0,
+        };
+        assert_eq!(unpack(&pack(&r)), r);
+        let access = TokenRecord { kind: TokenKind::Access, user: UserRef(0), client: ClientIndex(0), ..r };
+        assert_eq!(unpack(&pack(&access)), access);
+        // Retired: the retirement time takes the issue time's place.
+        let retired = TokenRecord { retired_at: 4_000_000_001, ..r };
+        let back = unpack(&pack(&retired));
+        assert!(back.is_retired());
+        assert_eq!((back.retired_at, back.expires_at, back.family), (4_000_000_001, r.expires_at, r.family));
+        // Times past 2106 clamp to it instead of wrapping into the past.
+        let far = TokenRecord { expires_at: u64::MAX, ..r };
+        assert_eq!(unpack(&pack(&far)).expires_at, u64::from(u32::MAX));
+        assert_eq!(std::mem::size_of::<table::Value>(), 32);
     }
 
     #[test]
@@ -248,7 +327,7 @@ mod tests {
     fn a_burst_of_short_lived_tokens_leaves_memory() {
         let map = ShardedTokenMap::new(64);
         for n in 0..50_000u32 {
-            let mut k = [0u8; 32];
+            let mut k = [0u8; 16];
             k[..4].copy_from_slice(&n.to_le_bytes());
             k[8..12].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_le_bytes());
             map.insert(TokenKey(k), record(1_000 + u64::from(n % 2), TokenKind::Access));

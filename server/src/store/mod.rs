@@ -3,8 +3,9 @@
 //! the in-memory [`ShardedTokenMap`].
 
 mod memory;
+pub mod table;
 
-pub use memory::ShardedTokenMap;
+pub use memory::{pack, unpack, ShardedTokenMap, MAX_CLIENTS};
 
 use ropc_core::{FamilyId, Issued, TokenKey, TokenRecord};
 use std::fmt;

@@ -24,15 +24,15 @@ impl SecureRandom for CounterRandom {
     }
 }
 
-/// The key is the token's first 32 bytes, so the fuzzer steers which record
+/// The key is the token's first 16 bytes, so the fuzzer steers which record
 /// a refresh token finds. A toy, NOT a digest.
 #[derive(Debug)]
 struct PrefixDigest;
 
 impl TokenDigest for PrefixDigest {
     fn digest(&self, token: &[u8]) -> TokenKey {
-        let mut key = [0u8; 32];
-        let n = token.len().min(32);
+        let mut key = [0u8; TokenKey::LEN];
+        let n = token.len().min(TokenKey::LEN);
         key[..n].copy_from_slice(&token[..n]);
         TokenKey(key)
     }

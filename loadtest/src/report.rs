@@ -157,6 +157,9 @@ pub struct Report {
     pub errors_by_transport: BTreeMap<&'static str, u64>,
     /// Success statuses whose body was not as expected, by problem.
     pub unexpected_responses: BTreeMap<&'static str, u64>,
+    /// Latency apart by outcome: `success`, or the HTTP status of the
+    /// error responses (for example how fast a `503` came back).
+    pub latency_by_outcome_us: BTreeMap<String, Latency>,
     /// Per-second timeline.
     pub timeline: Vec<Second>,
 }
@@ -248,6 +251,14 @@ impl Report {
             errors_by_oauth_error: r.by_oauth_error.clone(),
             errors_by_transport: r.by_transport.clone(),
             unexpected_responses: r.unexpected.clone(),
+            latency_by_outcome_us: r
+                .latency_by_status
+                .iter()
+                .map(|(k, h)| {
+                    let key = if *k == crate::stats::SUCCESS { "success".to_owned() } else { k.to_string() };
+                    (key, Latency::from_histogram(h))
+                })
+                .collect(),
             timeline,
         }
     }
@@ -322,6 +333,19 @@ impl Report {
         section("errors by OAuth error", owned(&self.errors_by_oauth_error));
         section("no response", owned(&self.errors_by_transport));
         section("unexpected responses", owned(&self.unexpected_responses));
+        if self.latency_by_outcome_us.len() > 1 {
+            for (outcome, l) in &self.latency_by_outcome_us {
+                let _ = writeln!(
+                    out,
+                    "  latency ms of {outcome:<8} p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  ({} requests)",
+                    ms(l.p50),
+                    ms(l.p99),
+                    ms(l.p99_9),
+                    ms(l.max),
+                    l.count
+                );
+            }
+        }
         out
     }
 }

@@ -99,7 +99,16 @@ pub struct Recorder {
     pub connects: u64,
     /// Per-second counts, indexed by seconds since the start.
     pub timeline: Vec<SecondBucket>,
+    /// Latencies apart by how the request ended: [`SUCCESS`] or the
+    /// HTTP status of an error response (at most [`MAX_STATUSES`] statuses;
+    /// further ones are not kept apart).
+    pub latency_by_status: BTreeMap<u16, Histogram<u64>>,
 }
+
+/// The key of successes in [`Recorder::latency_by_status`].
+pub const SUCCESS: u16 = 0;
+/// At most this many outcomes get a latency histogram of their own.
+pub const MAX_STATUSES: usize = 16;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -120,6 +129,7 @@ impl Recorder {
             cancelled: 0,
             connects: 0,
             timeline: Vec::new(),
+            latency_by_status: BTreeMap::new(),
         }
     }
 
@@ -143,6 +153,18 @@ impl Recorder {
         if timed {
             bucket.latency.saturating_record(micros);
             self.latency.saturating_record(micros);
+            let key = match outcome {
+                Outcome::Status { status, .. } | Outcome::Unexpected { status, .. } => *status,
+                _ => SUCCESS,
+            };
+            let known = self.latency_by_status.len();
+            if let Some(h) = self.latency_by_status.get_mut(&key) {
+                h.saturating_record(micros);
+            } else if known < MAX_STATUSES {
+                let mut h = latency_histogram(3);
+                h.saturating_record(micros);
+                self.latency_by_status.insert(key, h);
+            }
         }
         match outcome {
             Outcome::Success => {}
@@ -189,6 +211,17 @@ impl Recorder {
         }
         for (k, v) in &other.unexpected {
             *self.unexpected.entry(k).or_default() += v;
+        }
+        for (k, h) in &other.latency_by_status {
+            match self.latency_by_status.get_mut(k) {
+                Some(mine) => {
+                    let _ = mine.add(h);
+                }
+                None if self.latency_by_status.len() < MAX_STATUSES => {
+                    self.latency_by_status.insert(*k, h.clone());
+                }
+                None => {}
+            }
         }
         self.cancelled += other.cancelled;
         self.connects += other.connects;
@@ -258,6 +291,9 @@ mod tests {
         assert_eq!(r.by_oauth_error["invalid_client"], 1);
         assert_eq!(r.by_transport["timeout"], 1);
         assert_eq!(r.unexpected["active=false"], 1);
+        // Latency apart by outcome: the transport error has none.
+        let counts: Vec<(u16, u64)> = r.latency_by_status.iter().map(|(k, h)| (*k, h.len())).collect();
+        assert_eq!(counts, [(SUCCESS, 1), (200, 1), (400, 2), (401, 1), (503, 1)]);
         assert_eq!(r.kinds[Kind::Password.index()], KindCounts { requests: 2, successes: 1 });
         assert_eq!(r.kinds[Kind::Refresh.index()].requests, 4);
         // Transport errors are counted but have no latency.

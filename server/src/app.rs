@@ -182,7 +182,7 @@ impl App {
             None => UserStore::parse(std::path::Path::new("(none)"), "", config.argon2).map_err(|e| e.to_string())?,
         };
         let pool = Arc::new(
-            HashPool::new(config.hash_workers, config.hash_queue)
+            HashPool::new(config.hash_workers, config.hash_queue, config.hash_nice)
                 .map_err(|e| format!("cannot start the hash pool: {e}"))?,
         );
         let client_secrets = ClientSecrets::new(config.client_secrets.clone())

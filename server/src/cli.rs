@@ -230,7 +230,7 @@ fn config_check(file: &Path) -> Result<(), String> {
 }
 
 fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
-    logging::init(log_format);
+    let _log = logging::init(log_format);
     let (path, demo) = match config {
         Some(path) => (path, None),
         None => {

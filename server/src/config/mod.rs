@@ -148,6 +148,9 @@ pub struct Config {
     pub hash_workers: usize,
     /// Hash queue length (0 = derived).
     pub hash_queue: usize,
+    /// The hash workers' nice value (0 to 19): how far below the request
+    /// threads the OS schedules them.
+    pub hash_nice: i32,
     /// The core engine: policy, clients, scopes.
     pub engine: Arc<Engine>,
     /// JWT access token settings.
@@ -258,6 +261,10 @@ impl Config {
         let shutdown_delay = bounded(&server.shutdown_delay, "server.shutdown_delay", 0..=300, " seconds")?;
         let max_header_bytes = bounded(&server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20, "")?;
         let max_connections = bounded(&server.max_connections, "server.max_connections", 1..=1_000_000, "")?;
+        let hash_nice = match &raw.hash_pool.nice {
+            Some(nice) => bounded(nice, "hash_pool.nice", 0..=19, "")?,
+            None => u64::from(crate::hash::DEFAULT_NICE.unsigned_abs()),
+        };
 
         let ts = raw.token_service;
         for (key, path) in [
@@ -503,6 +510,7 @@ impl Config {
             lockout,
             hash_workers: raw.hash_pool.workers,
             hash_queue: raw.hash_pool.queue,
+            hash_nice: i32::try_from(hash_nice).unwrap_or(0),
             engine: Arc::new(engine),
             client_secrets,
             dir,

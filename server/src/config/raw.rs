@@ -211,6 +211,7 @@ pub(super) struct RawHashPool {
     pub(super) workers: usize,
     #[serde(default)]
     pub(super) queue: usize,
+    pub(super) nice: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,11 @@ mod pool;
 
 pub use inline::InlineVerifier;
 pub use phc::{generate_secret, hash_password, HashParams, StoredHash};
-pub use pool::HashPool;
+pub use pool::{lower_priority, HashPool};
+
+/// The hash workers' default nice value (`[hash_pool] nice`); see
+/// [`lower_priority`] and BENCHMARKS.md for the measurement behind it.
+pub const DEFAULT_NICE: i32 = 10;
 
 use std::fmt;
 use std::future::Future;

@@ -44,8 +44,9 @@ pub struct HashPool {
 
 impl HashPool {
     /// Starts `workers` threads (0: one per core) behind a queue of
-    /// `queue` jobs (0: 64 per worker).
-    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
+    /// `queue` jobs (0: 64 per worker), each at nice value `nice` (see
+    /// [`lower_priority`]).
+    pub fn new(workers: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
         let workers = if workers == 0 { thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
         let capacity = if queue == 0 { workers * 64 } else { queue };
         let (sender, receiver) = bounded::<Job>(capacity);
@@ -53,7 +54,12 @@ impl HashPool {
         for i in 0..workers {
             let receiver = receiver.clone();
             let stats = Arc::clone(&stats);
-            thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || work(receiver, stats))?;
+            thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
+                if let Err(e) = lower_priority(nice) {
+                    tracing::warn!(nice, error = %e, "cannot lower the hash worker's priority");
+                }
+                work(receiver, stats)
+            })?;
         }
         Ok(Self { sender, workers, capacity, stats })
     }
@@ -118,6 +124,35 @@ impl PasswordVerifier for HashPool {
     }
 }
 
+/// Sets the calling thread's nice value to `nice` (0 leaves it alone).
+///
+/// Hash workers run below the async request threads so that refresh,
+/// client-credentials, introspection and revocation, which never queue for a
+/// hash, do not wait for a core behind one either: when a request thread
+/// wakes up, the scheduler lets it preempt a hash worker at once, and the
+/// hash workers still get every cycle the request threads leave. On Linux
+/// the nice value is per thread (`setpriority(PRIO_PROCESS, tid)`), and
+/// raising it needs no privilege.
+pub fn lower_priority(nice: i32) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no
+        // memory is passed.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread priority is set on Linux only"))
+    }
+}
+
 fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
     let mut memory = Vec::new();
     while let Ok(job) = receiver.recv() {
@@ -155,7 +190,7 @@ mod tests {
     async fn verifies_and_sheds() {
         let params = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
         let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
-        let pool = HashPool::new(1, 2).unwrap();
+        let pool = HashPool::new(1, 2, 0).unwrap();
         assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());
         assert!(!pool.try_submit(job(&hash, "nope")).unwrap().await.unwrap());
         // Flood the queue: with one worker and room for two jobs, some

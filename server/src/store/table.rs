@@ -30,7 +30,7 @@
 //! odd/even step. The old table is freed through crossbeam-epoch once no
 //! reader can still hold it.
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{self as epoch, Atomic, Owned, Shared};
 use parking_lot::Mutex;
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
@@ -132,6 +132,35 @@ impl Table {
         None
     }
 
+    /// One probe for an insert: `Ok(slot)` holding `key`, or `Err(slot)`,
+    /// the first `EMPTY` or `DELETED` slot of its probe sequence, where it
+    /// goes. Writers only; the caller keeps the table below full.
+    fn find_or_free(&self, key: &Key) -> Result<usize, usize> {
+        let tag = tag(key);
+        let mut g = self.start(key);
+        let mut free = None;
+        loop {
+            let ctrl = self.ctrl[g].load(Ordering::Relaxed);
+            let mut m = match_byte(ctrl, tag);
+            while m != 0 {
+                let i = g * GROUP + lowest(m);
+                if self.key(i) == *key {
+                    return Ok(i);
+                }
+                m &= m - 1;
+            }
+            let f = match_free(ctrl);
+            if free.is_none() && f != 0 {
+                free = Some(g * GROUP + lowest(f));
+            }
+            if match_empty(ctrl) != 0 {
+                // Not further along: a probe for it would stop here.
+                return Err(free.unwrap_or(g * GROUP + lowest(match_empty(ctrl))));
+            }
+            g = if g + 1 == self.groups() { 0 } else { g + 1 };
+        }
+    }
+
     /// Where a new key goes: the first `EMPTY` or `DELETED` slot of its probe
     /// sequence. The caller keeps the table below full, so there is one.
     fn free_slot(&self, key: &Key) -> usize {
@@ -231,16 +260,16 @@ impl std::fmt::Debug for Shard {
 struct Write<'s> {
     shard: &'s Shard,
     counts: parking_lot::MutexGuard<'s, Counts>,
-    guard: Guard,
 }
 
 impl Write<'_> {
     fn table(&self) -> &Table {
         // SAFETY: the pointer is never null (set in `Shard::default`, and
-        // only replaced by `rebuild` with another table), and the table it
-        // points to is destroyed only after being replaced, through
-        // `defer_destroy`, which waits for this pinned guard.
-        unsafe { self.shard.table.load(Ordering::Acquire, &self.guard).deref() }
+        // only replaced by `rebuild` with another table). Only a writer
+        // replaces the table, and we hold the writers' lock, so the current
+        // table stays current, and is not retired, while we use it: no epoch
+        // guard is needed for it.
+        unsafe { self.shard.table.load(Ordering::Acquire, epoch::unprotected()).deref() }
     }
 
     /// Runs `f` between the odd and the even sequence number, so that a
@@ -280,18 +309,19 @@ impl Write<'_> {
         }
         self.shard.bytes.store(new.bytes(), Ordering::Relaxed);
         let new = Owned::new(new);
-        let old = self.publish(|_| self.shard.table.swap(new, Ordering::AcqRel, &self.guard));
+        let guard = epoch::pin();
+        let old = self.publish(|_| self.shard.table.swap(new, Ordering::AcqRel, &guard));
         // SAFETY: `old` is no longer reachable from the shard; readers that
         // loaded it before the swap hold pinned guards, and the epoch
         // collector frees it only after they are all unpinned.
-        unsafe { self.guard.defer_destroy(old) };
+        unsafe { guard.defer_destroy(old) };
         self.counts.deleted = 0;
     }
 }
 
 impl Shard {
     fn write(&self) -> Write<'_> {
-        Write { shard: self, counts: self.writer.lock(), guard: epoch::pin() }
+        Write { shard: self, counts: self.writer.lock() }
     }
 
     /// The value under `key`. Takes no lock.
@@ -318,18 +348,19 @@ impl Shard {
     /// Inserts or replaces the value under `key`.
     pub fn insert(&self, key: &Key, value: &Value) {
         let mut w = self.write();
-        if let Some(i) = w.table().find(key) {
+        let mut slot = w.table().find_or_free(key);
+        if let Ok(i) = slot {
             w.publish(|t| t.write_value(i, value));
             return;
         }
         // Keep at most 15/16 of the slots full or deleted, so that probes
-        // stay short and `free_slot` always finds one.
-        let table = w.table();
-        if (w.counts.len + w.counts.deleted + 1) * 16 > table.capacity() * 15 {
+        // stay short and there is always a free slot.
+        if (w.counts.len + w.counts.deleted + 1) * 16 > w.table().capacity() * 15 {
             w.rebuild();
+            slot = w.table().find_or_free(key);
         }
+        let (Ok(i) | Err(i)) = slot;
         let table = w.table();
-        let i = table.free_slot(key);
         let was_deleted = table.ctrl_byte(i) == DELETED;
         w.publish(|t| {
             t.write(i, key, value);

@@ -5,7 +5,9 @@
 //!   grammar, client look-up). Goal: <= 300 ns.
 //! - `issue/*`: from a grant in `Step::Issue`, mint both tokens, write the
 //!   JSON into a reused `Vec`. Goal: <= 500 ns with the random source's own
-//!   cost excluded (`counter_rng`); `system_rng` shows the real figure.
+//!   cost excluded (`counter_rng`); `system_rng` shows the figure with one
+//!   `getrandom` per draw, `buffered_rng` with the server's `BufferedRandom`
+//!   (one `getrandom` per 4 KiB).
 //!
 //! Run: `cargo bench -p ropc-benches --bench core` (figures and machine in
 //! BENCHMARKS.md).
@@ -131,9 +133,11 @@ fn issue(c: &mut Criterion) {
     let engine = engine();
     let counter = CounterRandom(AtomicU64::new(0));
     let system = SystemRandom(ring::rand::SystemRandom::new());
-    let providers: [(&str, Provider<'_>); 3] = [
+    let buffered = ropc_server::app::BufferedRandom::default();
+    let providers: [(&str, Provider<'_>); 4] = [
         ("counter_rng+sha256", Provider { random: &counter, digest: &Sha256 }),
         ("system_rng+sha256", Provider { random: &system, digest: &Sha256 }),
+        ("buffered_rng+sha256", Provider { random: &buffered, digest: &Sha256 }),
         ("counter_rng+no_digest", Provider { random: &counter, digest: &NoDigest }),
     ];
     let mut out = Vec::with_capacity(512);

@@ -213,11 +213,12 @@ impl Recorder {
             *self.unexpected.entry(k).or_default() += v;
         }
         for (k, h) in &other.latency_by_status {
+            let known = self.latency_by_status.len();
             match self.latency_by_status.get_mut(k) {
                 Some(mine) => {
                     let _ = mine.add(h);
                 }
-                None if self.latency_by_status.len() < MAX_STATUSES => {
+                None if known < MAX_STATUSES => {
                     self.latency_by_status.insert(*k, h.clone());
                 }
                 None => {}

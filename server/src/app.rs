@@ -526,6 +526,13 @@ impl App {
         );
         write_value(
             w,
+            "ropc_token_store_bytes",
+            "gauge",
+            "Bytes of the token store's tables (slots and control bytes).",
+            self.store.table_bytes(),
+        );
+        write_value(
+            w,
             "ropc_token_store_revoked_families",
             "gauge",
             "Revoked grant families remembered.",

@@ -30,6 +30,8 @@ async fn metrics_count_requests_hashes_and_tokens() {
     // The client secret once (then memoised) and two passwords.
     assert_eq!(sample(&m, "ropc_hash_completed_total").unwrap() - hashes_before, 3.0, "{m}");
     assert_eq!(sample(&m, "ropc_token_store_records"), Some(2.0), "one access and one refresh token");
+    // 64 shards of the smallest table (16 slots of 49 bytes).
+    assert_eq!(sample(&m, "ropc_token_store_bytes"), Some((64 * 16 * 49) as f64));
     assert_eq!(sample(&m, "ropc_hash_duration_seconds_count"), sample(&m, "ropc_hash_completed_total"));
     assert_eq!(sample(&m, "ropc_request_duration_seconds_count{endpoint=\"token\"}"), Some(2.0));
     assert!(sample(&m, "ropc_hash_workers").unwrap() >= 1.0);

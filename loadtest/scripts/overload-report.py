@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Summary of one overload-run.sh run: python3 overload-report.py runs/LABEL"""
+import json, sys
+
+d = sys.argv[1]
+load = lambda n: json.load(open(f"{d}/{n}.json"))
+
+def metrics(name):
+    out = {}
+    for line in open(f"{d}/{name}.txt"):
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("ropc_"):
+            out[parts[0]] = float(parts[1])
+    return out
+
+a, b = metrics("scrape-sat-start"), metrics("scrape-sat-end")
+sat = load("sat")
+hashes = b["ropc_hash_duration_seconds_count"] - a["ropc_hash_duration_seconds_count"]
+hash_mean = (b["ropc_hash_duration_seconds_sum"] - a["ropc_hash_duration_seconds_sum"]) / hashes
+workers = b["ropc_hash_workers"]
+ideal = workers / hash_mean
+print(f"saturation: {sat['success_rps']:.1f} logins/s; {hashes:.0f} hashes, mean {hash_mean*1000:.2f} ms in the run; "
+      f"{workers:.0f} workers / mean = {ideal:.1f}/s; ratio {sat['success_rps']/ideal:.3f}")
+
+idle, refresh = load("idle"), load("refresh")
+ms = lambda us: us / 1000
+print(f"refresh idle: {idle['throughput_rps']:.1f}/s, errors {idle['errors']}, "
+      f"p50 {ms(idle['latency_us']['p50']):.3f} p99 {ms(idle['latency_us']['p99']):.3f} ms")
+# The refresh run's seconds that lie inside the overload (it starts 1.5 s
+# before the overload): the worst per-second p99 there, and the whole run's.
+tl = refresh["timeline"]
+inside = tl[2:len(tl) - 1]
+worst = max(s["latency_us"]["p99"] for s in inside)
+print(f"refresh under overload: {refresh['throughput_rps']:.1f}/s, errors {refresh['errors']}, "
+      f"p50 {ms(refresh['latency_us']['p50']):.3f} p99 {ms(refresh['latency_us']['p99']):.3f} ms; "
+      f"worst per-second p99 in seconds 2..{len(tl)-2}: {ms(worst):.3f} ms; "
+      f"ratio p99 {refresh['latency_us']['p99']/idle['latency_us']['p99']:.2f}, worst second {worst/idle['latency_us']['p99']:.2f}")
+def overload(name, label):
+    o = load(name)
+    tl = o["timeline"]
+    steady = tl[1:len(tl) - 1]
+    acc = sum(s["successes"] for s in steady) / len(steady)
+    print(f"{label}: offered {o['load']['rate']}/s over {o['load']['connections']} connections; "
+          f"{o['throughput_rps']:.1f} answers/s; by status {o['errors_by_status']}; unsent {o['unsent']}; "
+          f"accepted {o['success_rps']:.1f}/s overall, {acc:.1f}/s in seconds 1..{len(tl)-2}; "
+          f"ratio to saturation {acc/sat['success_rps']:.3f}")
+    for k, l in o["latency_by_outcome_us"].items():
+        print(f"  {k}: {l['count']} answers, p50 {ms(l['p50']):.3f} p99 {ms(l['p99']):.3f} "
+              f"p99.9 {ms(l['p99_9']):.3f} max {ms(l['max']):.3f} ms")
+
+overload("alone", "overload alone")
+overload("overload", "overload with refresh")
+for phase in ("alone", "over"):
+    c, e = metrics(f"scrape-{phase}-start"), metrics(f"scrape-{phase}-end")
+    print(f"{phase}: hashes {e['ropc_hash_completed_total']-c['ropc_hash_completed_total']:.0f}, "
+          f"shed {e['ropc_hash_shed_total']-c['ropc_hash_shed_total']:.0f}")

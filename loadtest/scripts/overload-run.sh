@@ -1,0 +1,60 @@
+#!/bin/bash
+# usage: overload-run.sh LABEL CONFIGDIR OVERLOAD_RATE [REFRESH_RATE]
+#   One fresh `ropc serve --config CONFIGDIR/ropc.toml` (not pinned: its hash
+#   workers use both cores), then four phases, each after both cores were
+#   >= 90 % idle for 3 s:
+#     sat      password logins, closed loop, 16 connections, 20 s (saturation);
+#              /metrics scraped before and after (hash time measured in the run)
+#     alone    password logins alone, open loop at OVERLOAD_RATE/s over 2048
+#              connections, 20 s (enough connections that none is still
+#              waiting for its previous answer when its next request is due)
+#     idle     refresh grants alone, open loop at REFRESH_RATE (default 1000)/s, 20 s
+#     overload the same refresh load, and 1.5 s after it starts, the same
+#              password overload for 22 s
+#   Results go to runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds
+#   `ropc` and `ropc-loadtest` (copied from target/release) and CONFIGDIR.
+#   Summary: overload-report.py runs/LABEL.
+set -u
+cd "${BENCH_DIR:-/tmp/bench}"
+L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
+URL=http://127.0.0.1:18443/oauth/v2/oauth-token
+M=http://127.0.0.1:18443/metrics
+LT="./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
+idle_wait() {
+  for i in $(seq 60); do
+    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
+    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
+  done; echo "idle_wait gave up" >> $D/times; }
+scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store)' > $1; date -u +%T.%N >> $1; }
+./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
+SP=$!
+until curl -s -o /dev/null $M; do sleep 0.1; done
+$LT --connections 16 --duration 3 > /dev/null   # warm-up: every worker has its memory
+idle_wait
+echo "sat start $(date -u +%T) $(uptime)" > $D/times
+scrape $D/scrape-sat-start.txt
+$LT --connections 16 --duration 20 --json $D/sat.json > $D/sat.txt
+scrape $D/scrape-sat-end.txt
+idle_wait
+echo "alone start $(date -u +%T) $(uptime)" >> $D/times
+scrape $D/scrape-alone-start.txt
+$LT --rate $RATE --connections 2048 --duration 20 --json $D/alone.json > $D/alone.txt
+scrape $D/scrape-alone-end.txt
+idle_wait
+echo "idle start $(date -u +%T) $(uptime)" >> $D/times
+$LT --scenario refresh --rate $RR --connections 64 --duration 20 --json $D/idle.json > $D/idle.txt
+idle_wait
+echo "overload start $(date -u +%T) $(uptime)" >> $D/times
+scrape $D/scrape-over-start.txt
+$LT --scenario refresh --rate $RR --connections 64 --duration 20 --json $D/refresh.json > $D/refresh.txt &
+RP=$!
+sleep 1.5
+$LT --rate $RATE --connections 2048 --duration 22 --json $D/overload.json > $D/overload.txt &
+OP=$!
+wait $RP $OP
+scrape $D/scrape-over-end.txt
+echo "end $(date -u +%T) $(uptime)" >> $D/times
+grep -c . $D/server.log >> $D/times
+kill $SP; wait $SP

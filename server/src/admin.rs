@@ -137,33 +137,31 @@ pub fn user_add(name: &str, password: &str, path: &Path, params: HashParams) -> 
     if name.is_empty() || name.contains(':') || name.starts_with('#') || name.chars().any(char::is_control) {
         return Err("the username must be non-empty, without ':' or control characters, and not start with '#'".into());
     }
-    let existing = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
     let hash = hash_password(password.as_bytes(), params)?;
     let entry = format!("{name}:{hash}");
     let mut replaced = false;
-    let mut lines: Vec<String> = existing
-        .lines()
-        .map(|l| {
-            if l.split_once(':').is_some_and(|(n, _)| n == name) && !l.starts_with('#') {
-                replaced = true;
-                entry.clone()
-            } else {
-                l.to_owned()
+    // Under the users file's lock, so that a running server's upgrades on
+    // login and other `user add` runs lose nothing.
+    crate::users_file::update(
+        path,
+        |lines| {
+            for line in lines.iter_mut() {
+                if crate::users_file::line_user(line) == Some(name) {
+                    replaced = true;
+                    line.clone_from(&entry);
+                }
             }
-        })
-        .collect();
-    if !replaced {
-        lines.push(entry);
-    }
-    let mut text = lines.join("\n");
-    text.push('\n');
-    UserStore::parse(path, &text, HashParams { m_cost: 8, t_cost: 1, p_cost: 1 })
-        .map_err(|e| format!("the result would be invalid, nothing was written: {e}"))?;
-    write_atomic(path, text.as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            if !replaced {
+                lines.push(entry.clone());
+            }
+            true
+        },
+        |text| {
+            UserStore::parse(path, text, HashParams { m_cost: 8, t_cost: 1, p_cost: 1 })
+                .map(drop)
+                .map_err(|e| format!("the result would be invalid, nothing was written: {e}"))
+        },
+    )?;
     eprintln!("{} user {name:?} in {}", if replaced { "replaced" } else { "added" }, path.display());
     Ok(())
 }

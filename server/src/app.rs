@@ -5,17 +5,18 @@
 use crate::config::{Config, JwtKeySource};
 use crate::credentials::{ClientSecrets, UserStore};
 use crate::delay::Delays;
-use crate::hash::{HashPool, PasswordVerifier, VerifyError};
+use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
 use crate::metrics::{write_histogram, write_value, RequestMetrics};
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
+use crate::users_file::Replacement;
 use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
     Capabilities, ClientIndex, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind,
-    QueryStep, RandomError, SecureRandom, Step, TokenDigest, TokenKey,
+    QueryStep, RandomError, SecureRandom, Step, TokenDigest, TokenKey, UserRef,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -113,7 +114,10 @@ pub struct App {
     /// The core engine (policy, clients, scopes).
     pub engine: Arc<Engine>,
     /// The users.
-    pub users: UserStore,
+    pub users: Arc<UserStore>,
+    /// Where upgraded hashes go to be written to the users file (none
+    /// without a users file).
+    pub upgrades: Option<crossbeam_channel::Sender<Replacement>>,
     /// The client secrets.
     pub client_secrets: ClientSecrets,
     /// Where password hashes run.
@@ -200,9 +204,26 @@ impl App {
             None
         };
         let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
+        for (name, scheme) in users.weak() {
+            tracing::warn!(
+                event = "weak_password_hash",
+                user = %name.escape_debug(),
+                scheme,
+                "weak legacy hash; replaced with argon2id at the user's next login"
+            );
+        }
+        let legacy = users.legacy_count();
+        if legacy > 0 {
+            tracing::info!(users = legacy, "hashes to upgrade to the configured argon2id cost at their next login");
+        }
+        let upgrades = match &config.users_file {
+            Some(path) => Some(spawn_users_writer(path.clone()).map_err(|e| format!("cannot start a thread: {e}"))?),
+            None => None,
+        };
         Ok(Self {
             engine,
-            users,
+            users: Arc::new(users),
+            upgrades,
             client_secrets,
             verifier: pool.clone(),
             pool: Some(pool),
@@ -339,7 +360,50 @@ impl App {
         self.verify_latency_ns.store(mean, Ordering::Relaxed);
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
         self.lockout.finish(username, peer, now, Some(failed));
+        if let PasswordOutcome::Valid(user) = outcome {
+            self.upgrade_later(user, password);
+        }
         Ok(outcome)
+    }
+
+    /// After a successful login against a hash that is not argon2id at the
+    /// configured cost, re-hashes the password on the hash pool in the
+    /// background (the response does not wait), swaps the new hash in, and
+    /// queues the users-file rewrite. Skipped when the pool is full: the
+    /// next login tries again.
+    fn upgrade_later(&self, user: UserRef, password: &str) {
+        let Some(old) = self.users.hash(user) else { return };
+        if !self.users.needs_upgrade(&old) {
+            return;
+        }
+        let job = HashJob { password: Zeroizing::new(password.as_bytes().to_vec()), params: self.users.params() };
+        let Ok(pending) = self.verifier.try_submit_hash(job) else { return };
+        let users = Arc::clone(&self.users);
+        let writer = self.upgrades.clone();
+        tokio::spawn(async move {
+            let name = users.name(user).map(|n| n.to_string()).unwrap_or_default();
+            let phc = match pending.await {
+                Ok(Ok(phc)) => phc,
+                Ok(Err(e)) => return tracing::warn!(user = %name.escape_debug(), error = %e, "hash upgrade failed"),
+                Err(_) => return,
+            };
+            let Ok(new) = StoredHash::parse(&phc) else { return };
+            if !users.replace(user, &old, new) {
+                return;
+            }
+            tracing::info!(
+                event = "password_upgraded",
+                user = %name.escape_debug(),
+                from = old.scheme_name(),
+                "hash upgraded to argon2id"
+            );
+            let change = Replacement { user: name, old: old.as_phc().to_owned(), new: phc };
+            if let Some(writer) = writer {
+                if writer.try_send(change).is_err() {
+                    tracing::warn!("users-file writer busy: the upgraded hash is kept in memory only for now");
+                }
+            }
+        });
     }
 
     /// Checks a client secret. An IP over its failure threshold is refused
@@ -519,6 +583,13 @@ impl App {
         let w = &mut out;
         write_value(
             w,
+            "ropc_password_upgrades_total",
+            "counter",
+            "Legacy or outdated password hashes replaced with argon2id after a login.",
+            self.users.upgraded(),
+        );
+        write_value(
+            w,
             "ropc_token_store_records",
             "gauge",
             "Token records held (expired ones until swept).",
@@ -615,6 +686,24 @@ fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) ->
         },
     );
     out
+}
+
+/// Starts the thread that writes upgraded hashes to the users file: it
+/// takes what is queued, applies it in one locked atomic rewrite, and
+/// waits for more. Ends when the app (the sender) is dropped.
+fn spawn_users_writer(path: std::path::PathBuf) -> std::io::Result<crossbeam_channel::Sender<Replacement>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Replacement>(4096);
+    std::thread::Builder::new().name("ropc-users-file".into()).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter().take(4095));
+            match crate::users_file::replace_hashes(&path, &batch) {
+                Ok(n) => tracing::info!(written = n, queued = batch.len(), "users file updated with upgraded hashes"),
+                Err(e) => tracing::error!(error = %e, "cannot write upgraded hashes to the users file"),
+            }
+        }
+    })?;
+    Ok(tx)
 }
 
 #[cfg(test)]

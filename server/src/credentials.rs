@@ -10,22 +10,28 @@
 
 use crate::config::ConfigError;
 use crate::hash::{self, HashParams, PasswordVerifier, StoredHash, VerifyError, VerifyJob};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use ring::hmac;
 use ring::rand::SystemRandom;
 use ropc_core::{ClientIndex, PasswordOutcome, UserRef};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// The users of one users file.
 pub struct UserStore {
-    by_name: HashMap<String, (UserRef, Arc<StoredHash>)>,
+    by_name: HashMap<String, UserRef>,
     names: Vec<Arc<str>>,
+    /// Each user's hash, replaced in place by an upgrade on login.
+    hashes: Vec<RwLock<Arc<StoredHash>>>,
     dummy: Arc<StoredHash>,
+    params: HashParams,
+    current: Option<argon2::Params>,
+    upgraded: AtomicU64,
 }
 
 impl fmt::Debug for UserStore {
@@ -50,6 +56,7 @@ impl UserStore {
     pub fn parse(path: &Path, text: &str, params: HashParams) -> Result<Self, ConfigError> {
         let mut by_name = HashMap::new();
         let mut names = Vec::new();
+        let mut hashes = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -65,12 +72,21 @@ impl UserStore {
             }
             let stored = StoredHash::parse(phc.trim()).map_err(|e| err(format!("user {name:?}: {e}")))?;
             let user = UserRef(u32::try_from(names.len()).map_err(|_| err("too many users".into()))?);
-            if by_name.insert(name.to_owned(), (user, Arc::new(stored))).is_some() {
+            if by_name.insert(name.to_owned(), user).is_some() {
                 return Err(err(format!("user {name:?} appears twice")));
             }
             names.push(Arc::from(name));
+            hashes.push(RwLock::new(Arc::new(stored)));
         }
-        Ok(Self { by_name, names, dummy: Arc::new(dummy_hash(params)?) })
+        Ok(Self {
+            by_name,
+            names,
+            hashes,
+            dummy: Arc::new(dummy_hash(params)?),
+            params,
+            current: params.to_params().ok(),
+            upgraded: AtomicU64::new(0),
+        })
     }
 
     /// How many users there are.
@@ -88,6 +104,57 @@ impl UserStore {
         self.names.get(user.0 as usize)
     }
 
+    /// The hash `user` has now.
+    pub fn hash(&self, user: UserRef) -> Option<Arc<StoredHash>> {
+        self.hashes.get(user.0 as usize).map(|h| Arc::clone(&h.read()))
+    }
+
+    /// The cost of new hashes.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Whether `hash` is replaced after its user's next successful login:
+    /// it is not argon2id at the configured cost.
+    pub fn needs_upgrade(&self, hash: &StoredHash) -> bool {
+        self.current.as_ref().is_some_and(|current| !hash.is_current(current))
+    }
+
+    /// Users whose hashes are weak (`$apr1$`, `{SHA}`), by scheme name.
+    pub fn weak(&self) -> Vec<(&Arc<str>, &'static str)> {
+        self.names
+            .iter()
+            .zip(&self.hashes)
+            .filter_map(|(name, h)| {
+                let h = h.read();
+                h.is_weak().then(|| (name, h.scheme_name()))
+            })
+            .collect()
+    }
+
+    /// Users whose hashes will be upgraded at their next login.
+    pub fn legacy_count(&self) -> usize {
+        self.hashes.iter().filter(|h| self.needs_upgrade(&h.read())).count()
+    }
+
+    /// Replaces `user`'s hash with `new` if it is still `old`; returns whether
+    /// it did (a concurrent upgrade of the same user may have come first).
+    pub fn replace(&self, user: UserRef, old: &Arc<StoredHash>, new: StoredHash) -> bool {
+        let Some(slot) = self.hashes.get(user.0 as usize) else { return false };
+        let mut slot = slot.write();
+        if !Arc::ptr_eq(&slot, old) {
+            return false;
+        }
+        *slot = Arc::new(new);
+        self.upgraded.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Hashes upgraded since the start.
+    pub fn upgraded(&self) -> u64 {
+        self.upgraded.load(Ordering::Relaxed)
+    }
+
     /// Verifies `password` for `username` through `verifier`. An unknown
     /// user costs one dummy hash, like a wrong password.
     pub async fn verify(
@@ -96,9 +163,10 @@ impl UserStore {
         username: &str,
         password: &str,
     ) -> Result<PasswordOutcome, VerifyError> {
-        let (user, hash) = match self.by_name.get(username) {
-            Some((user, hash)) => (Some(*user), Arc::clone(hash)),
-            None => (None, Arc::clone(&self.dummy)),
+        let user = self.by_name.get(username).copied();
+        let hash = match user.and_then(|u| self.hash(u)) {
+            Some(hash) => hash,
+            None => Arc::clone(&self.dummy),
         };
         let job = VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash };
         let matched = hash::verify(verifier, job).await?;
@@ -221,7 +289,7 @@ mod tests {
             (format!("alice:{alice}\nbob\n"), 2, "username:hash"),
             (format!("alice:{alice}\n\n:{alice}\n"), 3, "empty"),
             (format!("alice:{alice}\nalice:{alice}\n"), 2, "twice"),
-            ("# x\nalice:plaintext\n".to_owned(), 2, "PHC"),
+            ("# x\nalice:plaintext\n".to_owned(), 2, "unsupported hash format"),
         ] {
             let e = UserStore::parse(Path::new("users"), &text, SMALL).unwrap_err();
             assert_eq!(e.line, Some(line), "{e}");

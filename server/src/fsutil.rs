@@ -64,4 +64,33 @@ mod tests {
         assert_eq!(leftovers, 1, "no temporary file left behind");
         fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// What a reader sees at any instant is what a crash (`kill -9`, power
+    /// loss after the fsyncs) at that instant would leave: it must always be
+    /// one whole version. (A `truncate` + `write` rewrite fails this at
+    /// once: readers catch the file empty or half written.)
+    #[test]
+    fn readers_only_ever_see_a_whole_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.htpasswd");
+        let versions: Vec<Vec<u8>> = (0..2u8).map(|v| vec![b'a' + v; 1 << 20]).collect();
+        write_atomic(&path, &versions[0], 0o600).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let seen = fs::read(&path).unwrap();
+                    assert!(versions.contains(&seen), "a partial file of {} bytes", seen.len());
+                    reads += 1;
+                }
+                reads
+            });
+            for i in 0..100 {
+                write_atomic(&path, &versions[i % 2], 0o600).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 10, "the reader barely ran: the test proved nothing");
+        });
+    }
 }

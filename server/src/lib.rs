@@ -9,6 +9,7 @@
 //! | [`hash`] | password hashing and the hash pool |
 //! | [`credentials`] | the users file and client secrets |
 //! | [`store`] | token records |
+//! | [`users_file`] | changing the users file (lock file, atomic rewrite) |
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -30,3 +31,4 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod users_file;

@@ -81,7 +81,7 @@ async fn sigterm_with_requests_in_flight_loses_none() {
         }));
     }
     // Wait until the server holds every connection (plus this scrape's).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let m = server.get("/metrics").await.body;
         if sample(&m, "ropc_open_connections").unwrap_or(0.0) >= 21.0 {

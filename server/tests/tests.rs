@@ -8,5 +8,6 @@ mod cli;
 mod demo;
 mod jwt;
 mod lifecycle;
+mod migration;
 mod operations;
 mod token;

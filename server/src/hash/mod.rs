@@ -87,11 +87,39 @@ impl Future for Pending {
     }
 }
 
+/// A new hash to make: a password to re-hash with argon2id at `params`
+/// (the upgrade of a legacy hash after a successful login).
+pub struct HashJob {
+    /// The password; zeroed when the job is dropped.
+    pub password: Zeroizing<Vec<u8>>,
+    /// The cost of the new hash.
+    pub params: HashParams,
+}
+
+impl fmt::Debug for HashJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashJob").field("password", &"<redacted>").field("params", &self.params).finish()
+    }
+}
+
+/// The answer to a [`HashJob`]: the PHC string, or why hashing failed.
+pub type PendingHash = oneshot::Receiver<Result<String, String>>;
+
 /// Where password hashes run.
 pub trait PasswordVerifier: Send + Sync + fmt::Debug {
     /// Queues `job` and returns its pending answer, or fails at once with
     /// [`VerifyError::Overloaded`] when the queue is full. Never blocks.
     fn try_submit(&self, job: VerifyJob) -> Result<Pending, VerifyError>;
+
+    /// Queues a new hash (for upgrades on login) like [`try_submit`]. The
+    /// default makes none ([`VerifyError::Unavailable`]): a verifier that
+    /// cannot hash leaves legacy hashes as they are.
+    ///
+    /// [`try_submit`]: PasswordVerifier::try_submit
+    fn try_submit_hash(&self, job: HashJob) -> Result<PendingHash, VerifyError> {
+        drop(job);
+        Err(VerifyError::Unavailable)
+    }
 
     /// Jobs waiting to start (for metrics and `Retry-After`).
     fn queue_len(&self) -> usize {

@@ -1,45 +1,158 @@
-//! Stored password hashes: parsing a PHC string once at load time into what
+//! Stored password hashes: parsing a hash string once at load time into what
 //! the hash workers need, verifying against it with caller-owned memory, and
 //! creating new hashes.
 //!
-//! Only the argon2 family is recognised for now (argon2id, argon2i,
-//! argon2d, any parameters).
+//! New hashes are argon2id. For users migrated from legacy systems the users
+//! file also accepts, and verifies through well-kept crates:
+//!
+//! | format | example prefix | crate |
+//! |---|---|---|
+//! | argon2id, argon2i, argon2d (PHC, any parameters) | `$argon2id$` | argon2 |
+//! | bcrypt | `$2a$`, `$2b$`, `$2y$` | bcrypt |
+//! | PBKDF2 (PHC) | `$pbkdf2-sha256$`, `$pbkdf2-sha512$` | pbkdf2 |
+//! | PBKDF2 (Django) | `pbkdf2_sha256$<iterations>$<salt>$<hash>` | pbkdf2, sha2 |
+//! | SHA-crypt | `$5$`, `$6$` | sha-crypt |
+//! | Apache MD5 (weak) | `$apr1$` | crypt3_rs |
+//! | Apache SHA-1 (weak, unsalted) | `{SHA}` | ring |
+//!
+//! Every comparison is constant-time. A hash that is not argon2id with the
+//! configured cost is not [`StoredHash::is_current`]: the server replaces it
+//! after the user's next successful login.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// A parsed PHC string, ready to verify against.
+/// How a stored hash is checked.
+#[derive(Clone)]
+enum Scheme {
+    Argon2 { algorithm: Algorithm, version: Version, params: Params, salt: Vec<u8>, hash: Vec<u8> },
+    Bcrypt,
+    Pbkdf2,
+    Django { iterations: u32, salt: String, hash: Vec<u8> },
+    Sha256Crypt,
+    Sha512Crypt,
+    Apr1,
+    Sha1 { digest: Vec<u8> },
+}
+
+/// The most PBKDF2 iterations accepted in a Django hash (Django 5 uses
+/// 870,000-1,000,000): bounds the cost of one verification.
+const MAX_DJANGO_ITERATIONS: u32 = 10_000_000;
+
+/// A parsed stored hash, ready to verify against.
 #[derive(Clone)]
 pub struct StoredHash {
-    algorithm: Algorithm,
-    version: Version,
-    params: Params,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
+    scheme: Scheme,
     phc: String,
 }
 
 impl fmt::Debug for StoredHash {
-    /// Shows the algorithm and cost, never the salt or the hash.
+    /// Shows the scheme and cost, never the salt or the hash.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StoredHash({}, m={}, t={}, p={})",
-            self.algorithm,
-            self.params.m_cost(),
-            self.params.t_cost(),
-            self.params.p_cost()
-        )
+        match &self.scheme {
+            Scheme::Argon2 { algorithm, params, .. } => write!(
+                f,
+                "StoredHash({algorithm}, m={}, t={}, p={})",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost()
+            ),
+            Scheme::Django { iterations, .. } => write!(f, "StoredHash(django pbkdf2_sha256, i={iterations})"),
+            _ => write!(f, "StoredHash({})", self.scheme_name()),
+        }
+    }
+}
+
+fn is_crypt64(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+}
+
+/// `$<id>$[rounds=N$]<salt>$<hash>` with a salt of at most `max_salt`
+/// characters and a hash of exactly `hash_len`, all in crypt's base64
+/// alphabet: the syntax of SHA-crypt and Apache MD5. (The crates check it
+/// again when verifying; this names the problem at load time without
+/// spending a hash per user.)
+fn crypt_syntax(phc: &str, id: &str, rounds: bool, max_salt: usize, hash_len: usize) -> Result<(), String> {
+    let rest = phc.strip_prefix(id).ok_or("wrong prefix")?;
+    let mut parts: Vec<&str> = rest.split('$').collect();
+    if rounds && parts.first().is_some_and(|p| p.starts_with("rounds=")) {
+        let n = parts.remove(0)["rounds=".len()..].parse::<u32>().map_err(|_| "bad rounds=")?;
+        if !(1_000..=999_999_999).contains(&n) {
+            return Err("rounds must be between 1000 and 999999999".into());
+        }
+    }
+    match parts.as_slice() {
+        [salt, hash] if salt.len() <= max_salt && hash.len() == hash_len && is_crypt64(salt) && is_crypt64(hash) => {
+            Ok(())
+        }
+        _ => Err(format!("malformed {id} hash: expected {id}<salt>${} characters>", hash_len)),
     }
 }
 
 impl StoredHash {
-    /// Parses a PHC string. The error says what is wrong, for config messages.
+    /// Parses a stored hash. The error says what is wrong, for config
+    /// messages.
     pub fn parse(phc: &str) -> Result<Self, String> {
+        let scheme = if phc.starts_with("$argon2") {
+            Self::parse_argon2(phc)?
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| phc.starts_with(p)) {
+            phc.parse::<bcrypt::HashParts>().map_err(|e| format!("malformed bcrypt hash ({e})"))?;
+            Scheme::Bcrypt
+        } else if phc.starts_with("$pbkdf2-sha256$") || phc.starts_with("$pbkdf2-sha512$") {
+            let parsed = PasswordHash::new(phc).map_err(|e| format!("malformed PBKDF2 hash ({e})"))?;
+            pbkdf2::Params::try_from(&parsed).map_err(|e| format!("bad PBKDF2 parameters ({e})"))?;
+            if parsed.salt.is_none() || parsed.hash.is_none() {
+                return Err("the PBKDF2 hash has no salt or no output".into());
+            }
+            Scheme::Pbkdf2
+        } else if let Some(rest) = phc.strip_prefix("pbkdf2_sha256$") {
+            let mut parts = rest.splitn(3, '$');
+            let (Some(iterations), Some(salt), Some(hash)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err("malformed Django hash: expected pbkdf2_sha256$<iterations>$<salt>$<hash>".into());
+            };
+            let iterations = iterations
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_DJANGO_ITERATIONS).contains(n))
+                .ok_or(format!("Django hash: iterations must be between 1 and {MAX_DJANGO_ITERATIONS}"))?;
+            let mut out = [0u8; 64];
+            let n = ropc_core::base64::decode_standard(hash.as_bytes(), &mut out)
+                .map_err(|_| "Django hash: the hash is not base64".to_owned())?;
+            if n != 32 || salt.is_empty() || salt.contains('$') {
+                return Err("Django hash: expected a salt and a 32-byte SHA-256 output".into());
+            }
+            Scheme::Django { iterations, salt: salt.to_owned(), hash: out[..n].to_vec() }
+        } else if phc.starts_with("$5$") {
+            crypt_syntax(phc, "$5$", true, 16, 43)?;
+            Scheme::Sha256Crypt
+        } else if phc.starts_with("$6$") {
+            crypt_syntax(phc, "$6$", true, 16, 86)?;
+            Scheme::Sha512Crypt
+        } else if phc.starts_with("$apr1$") {
+            crypt_syntax(phc, "$apr1$", false, 8, 22)?;
+            Scheme::Apr1
+        } else if let Some(b64) = phc.strip_prefix("{SHA}") {
+            let mut out = [0u8; 24];
+            let n = ropc_core::base64::decode_standard(b64.as_bytes(), &mut out)
+                .map_err(|_| "{SHA} hash: not base64".to_owned())?;
+            if n != 20 {
+                return Err("{SHA} hash: expected the base64 of a 20-byte SHA-1 digest".into());
+            }
+            Scheme::Sha1 { digest: out[..n].to_vec() }
+        } else {
+            return Err("unsupported hash format (expected argon2 ($argon2id$, $argon2i$, $argon2d$), bcrypt ($2a$, \
+                 $2b$, $2y$), PBKDF2 ($pbkdf2-sha256$, $pbkdf2-sha512$, Django pbkdf2_sha256$), SHA-crypt ($5$, $6$), \
+                 $apr1$ or {SHA})"
+                .into());
+        };
+        Ok(Self { scheme, phc: phc.to_owned() })
+    }
+
+    fn parse_argon2(phc: &str) -> Result<Scheme, String> {
         let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
         let algorithm = Algorithm::try_from(parsed.algorithm)
             .map_err(|_| format!("unsupported hash algorithm `{}` (argon2id, argon2i or argon2d)", parsed.algorithm))?;
@@ -52,45 +165,109 @@ impl StoredHash {
         let mut salt_buf = [0u8; 64];
         let salt = salt.decode_b64(&mut salt_buf).map_err(|e| format!("bad salt ({e})"))?.to_vec();
         let hash = parsed.hash.ok_or("the hash has no output")?.as_bytes().to_vec();
-        Ok(Self { algorithm, version, params, salt, hash, phc: phc.to_owned() })
+        Ok(Scheme::Argon2 { algorithm, version, params, salt, hash })
     }
 
-    /// The PHC string.
+    /// The stored string, as in the users file.
     pub fn as_phc(&self) -> &str {
         &self.phc
     }
 
-    /// Memory blocks one verification needs.
+    /// A short name of the scheme, for logs (`argon2id`, `bcrypt`, ...).
+    pub fn scheme_name(&self) -> &'static str {
+        match &self.scheme {
+            Scheme::Argon2 { algorithm: Algorithm::Argon2id, .. } => "argon2id",
+            Scheme::Argon2 { algorithm: Algorithm::Argon2i, .. } => "argon2i",
+            Scheme::Argon2 { .. } => "argon2d",
+            Scheme::Bcrypt => "bcrypt",
+            Scheme::Pbkdf2 => "pbkdf2",
+            Scheme::Django { .. } => "django_pbkdf2_sha256",
+            Scheme::Sha256Crypt => "sha256_crypt",
+            Scheme::Sha512Crypt => "sha512_crypt",
+            Scheme::Apr1 => "apr1",
+            Scheme::Sha1 { .. } => "sha1",
+        }
+    }
+
+    /// Whether the scheme is weak enough to warn about: Apache's MD5 and the
+    /// unsalted SHA-1.
+    pub fn is_weak(&self) -> bool {
+        matches!(self.scheme, Scheme::Apr1 | Scheme::Sha1 { .. })
+    }
+
+    /// Memory blocks one verification needs (0 for non-argon2 schemes).
     pub fn block_count(&self) -> usize {
-        self.params.block_count()
+        match &self.scheme {
+            Scheme::Argon2 { params, .. } => params.block_count(),
+            _ => 0,
+        }
     }
 
     /// Whether this is argon2id with exactly `params`' costs.
     pub fn is_current(&self, params: &Params) -> bool {
-        self.algorithm == Algorithm::Argon2id
-            && self.version == Version::V0x13
-            && self.params.m_cost() == params.m_cost()
-            && self.params.t_cost() == params.t_cost()
-            && self.params.p_cost() == params.p_cost()
+        match &self.scheme {
+            Scheme::Argon2 { algorithm, version, params: mine, .. } => {
+                *algorithm == Algorithm::Argon2id
+                    && *version == Version::V0x13
+                    && mine.m_cost() == params.m_cost()
+                    && mine.t_cost() == params.t_cost()
+                    && mine.p_cost() == params.p_cost()
+            }
+            _ => false,
+        }
     }
 
-    /// Verifies `password`, using (and growing when needed) `memory`, so that
-    /// a worker reuses one allocation across hashes. Compares in constant
-    /// time.
+    /// Verifies `password`, using (and growing when needed) `memory` for
+    /// argon2, so that a worker reuses one allocation across hashes.
+    /// Compares in constant time.
     pub fn verify_with_memory(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
-        let blocks = self.params.block_count();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
+        match &self.scheme {
+            Scheme::Argon2 { algorithm, version, params, salt, hash } => {
+                let blocks = params.block_count();
+                if memory.len() < blocks {
+                    memory.resize(blocks, Block::default());
+                }
+                let mut out = [0u8; 64];
+                let Some(out) = out.get_mut(..hash.len()) else {
+                    return false;
+                };
+                let argon = Argon2::new(*algorithm, *version, params.clone());
+                let ok = argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]).is_ok()
+                    && bool::from(out.ct_eq(hash));
+                out.zeroize();
+                ok
+            }
+            Scheme::Bcrypt => bcrypt::verify(password, &self.phc).unwrap_or(false),
+            Scheme::Pbkdf2 => PasswordHash::new(&self.phc)
+                .is_ok_and(|parsed| pbkdf2::Pbkdf2.verify_password(password, &parsed).is_ok()),
+            Scheme::Django { iterations, salt, hash } => {
+                let mut out = [0u8; 32];
+                pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), *iterations, &mut out);
+                let ok = bool::from(out.as_slice().ct_eq(hash));
+                out.zeroize();
+                ok
+            }
+            Scheme::Sha256Crypt => {
+                std::str::from_utf8(password).is_ok_and(|p| sha_crypt::sha256_check(p, &self.phc).is_ok())
+            }
+            Scheme::Sha512Crypt => {
+                std::str::from_utf8(password).is_ok_and(|p| sha_crypt::sha512_check(p, &self.phc).is_ok())
+            }
+            Scheme::Apr1 => {
+                // The crate's own `verify` compares with `==`; recompute and
+                // compare in constant time instead.
+                #[allow(deprecated)]
+                let computed = crypt3_rs::crypt::apr1::hash_with(self.phc.as_str(), password);
+                computed.is_ok_and(|h| {
+                    let h = h.as_str().as_bytes();
+                    h.len() == self.phc.len() && bool::from(h.ct_eq(self.phc.as_bytes()))
+                })
+            }
+            Scheme::Sha1 { digest } => {
+                let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password);
+                bool::from(d.as_ref().ct_eq(digest))
+            }
         }
-        let mut out = [0u8; 64];
-        let Some(out) = out.get_mut(..self.hash.len()) else {
-            return false;
-        };
-        let argon = Argon2::new(self.algorithm, self.version, self.params.clone());
-        let ok = argon.hash_password_into_with_memory(password, &self.salt, out, &mut memory[..blocks]).is_ok()
-            && bool::from(out.ct_eq(&self.hash));
-        out.zeroize();
-        ok
     }
 
     /// Verifies `password` with freshly allocated memory.
@@ -176,6 +353,49 @@ mod tests {
         assert!(!stored.verify(b"passwore"));
     }
 
+    /// One password in every legacy format, each made by a tool other than
+    /// the crate that verifies it (2026-11-25): `openssl passwd -5 / -6 /
+    /// -apr1 -salt saltsalt`, Python's `hashlib` (SHA-1, Django and PHC
+    /// PBKDF2, built by hand from `pbkdf2_hmac`), Python's `bcrypt` 4 (`$2a$`,
+    /// `$2b$`; `$2y$` is the same hash under PHP's prefix).
+    pub(crate) const LEGACY: [(&str, &str); 10] = [
+        ("sha256_crypt", "$5$saltsalt$x17in3caGsBwDU2ZoGPQIZ66Z/CyU.7rqeq9PpRfo6A"),
+        (
+            "sha512_crypt",
+            "$6$saltsalt$HesR2wpSRtAhqbwNYjqoN1g3hsmpmiDskwrGRbSr4XSs7VmD4BbZeQDBeWx2ae65MfQighTdIAKiA/DtTrU3A/",
+        ),
+        ("apr1", "$apr1$saltsalt$kt1dLoKx.9Du6IoaufuYk."),
+        ("sha1", "{SHA}oLisiXhAYHTMampGuEeXZHN8Y1Y="),
+        ("django_pbkdf2_sha256", "pbkdf2_sha256$10000$djangosalt1$8Ju2XUI2/veOATWsTrKj5+jN0357HYJJlllHDUzmY0U="),
+        ("pbkdf2", "$pbkdf2-sha256$i=1000,l=32$cGhjc2FsdDEyMzQ1Njc4OQ$M3StOd4cSIFtIdlWilVnzlFxDBWkTKrMGstr+F9ofd0"),
+        (
+            "pbkdf2",
+            "$pbkdf2-sha512$i=1000,l=64$cGhjc2FsdDEyMzQ1Njc4OQ$kkuoXccBRxd04vkFxkwcnTdbm4n0MUwI5CrMp7noVAG7ziYY0YuQiX1hufGDlkF2j/Mm+X3tyDn40V4QhJfNPA",
+        ),
+        ("bcrypt", "$2a$04$ff2R9m1X/MCH8wpDT1H6m.XVwF7QYDs1qRBu8HHkPi726U60KSgEu"),
+        ("bcrypt", "$2b$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu"),
+        ("bcrypt", "$2y$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu"),
+    ];
+    /// The password of every [`LEGACY`] hash.
+    pub(crate) const LEGACY_PASSWORD: &str = "pw-legacy";
+
+    #[test]
+    fn legacy_formats_verify() {
+        let current = HashParams::default().to_params().unwrap();
+        for (scheme, phc) in LEGACY {
+            let stored = StoredHash::parse(phc).unwrap_or_else(|e| panic!("{phc}: {e}"));
+            assert_eq!(stored.scheme_name(), scheme);
+            assert!(stored.verify(LEGACY_PASSWORD.as_bytes()), "{phc}");
+            assert!(!stored.verify(b"pw-legacY"), "{phc}");
+            assert!(!stored.verify(b""), "{phc}");
+            assert!(!stored.is_current(&current), "{phc}");
+            assert_eq!(stored.is_weak(), matches!(scheme, "apr1" | "sha1"));
+            // Debug names the scheme and shows nothing of the hash.
+            let debug = format!("{stored:?}");
+            assert!(!debug.contains(&phc[phc.len() - 8..]), "{debug}");
+        }
+    }
+
     #[test]
     fn rejects_unrecognised() {
         for bad in [
@@ -184,6 +404,15 @@ mod tests {
             "$2b$12$abcdefghijklmnopqrstuu",
             "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ",
             "$scrypt$ln=4,r=8,p=1$c2FsdA$aGFzaA",
+            "$5$saltsalt$short",
+            "$6$rounds=10$saltsalt$HesR2wpSRtAhqbwNYjqoN1g3hsmpmiDskwrGRbSr4XSs7VmD4BbZeQDBeWx2ae65MfQighTdIAKiA/DtTrU3A/",
+            "$apr1$saltsalt$kt1dLoKx.9Du6Ioauf!Yk.",
+            "{SHA}oLisiXhAYHTMampGuEeXZHN8Y1Y=extra",
+            "{SHA}c2hvcnQ=",
+            "pbkdf2_sha256$0$salt$8Ju2XUI2/veOATWsTrKj5+jN0357HYJJlllHDUzmY0U=",
+            "pbkdf2_sha256$10000$djangosalt1",
+            "$pbkdf2-sha256$i=1000,l=32$cGhjc2FsdDEyMzQ1Njc4OQ",
+            "$2b$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5E",
         ] {
             assert!(StoredHash::parse(bad).is_err(), "{bad}");
         }

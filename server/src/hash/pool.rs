@@ -9,7 +9,7 @@
 //! - Workers measure their hash time, so `Retry-After` is estimated as
 //!   queue length × hash time ÷ workers.
 
-use super::{PasswordVerifier, Pending, VerifyError, VerifyJob};
+use super::{hash_password, HashJob, PasswordVerifier, Pending, PendingHash, VerifyError, VerifyJob};
 use crate::metrics::Histogram;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,9 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-struct Job {
-    work: VerifyJob,
-    reply: oneshot::Sender<bool>,
+enum Job {
+    Verify(VerifyJob, oneshot::Sender<bool>),
+    Hash(HashJob, oneshot::Sender<Result<String, String>>),
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +99,17 @@ impl HashPool {
         Duration::from_nanos(self.stats.mean_hash_ns.load(Ordering::Relaxed))
     }
 
+    fn submit(&self, job: Job) -> Result<(), VerifyError> {
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.stats.shed.fetch_add(1, Ordering::Relaxed);
+                Err(VerifyError::Overloaded { retry_after: self.retry_after() })
+            }
+            Err(TrySendError::Disconnected(_)) => Err(VerifyError::Unavailable),
+        }
+    }
+
     fn retry_after(&self) -> Duration {
         let per_hash = self.mean_hash_time().max(Duration::from_millis(1));
         let queued = u32::try_from(self.sender.len() + self.workers).unwrap_or(u32::MAX);
@@ -109,14 +120,14 @@ impl HashPool {
 impl PasswordVerifier for HashPool {
     fn try_submit(&self, work: VerifyJob) -> Result<Pending, VerifyError> {
         let (reply, pending) = Pending::channel();
-        match self.sender.try_send(Job { work, reply }) {
-            Ok(()) => Ok(pending),
-            Err(TrySendError::Full(_)) => {
-                self.stats.shed.fetch_add(1, Ordering::Relaxed);
-                Err(VerifyError::Overloaded { retry_after: self.retry_after() })
-            }
-            Err(TrySendError::Disconnected(_)) => Err(VerifyError::Unavailable),
-        }
+        self.submit(Job::Verify(work, reply))?;
+        Ok(pending)
+    }
+
+    fn try_submit_hash(&self, job: HashJob) -> Result<PendingHash, VerifyError> {
+        let (reply, pending) = oneshot::channel();
+        self.submit(Job::Hash(job, reply))?;
+        Ok(pending)
     }
 
     fn queue_len(&self) -> usize {
@@ -157,12 +168,26 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
     let mut memory = Vec::new();
     while let Ok(job) = receiver.recv() {
         // The client may have gone away while the job waited: skip the hash.
-        if job.reply.is_closed() {
+        let closed = match &job {
+            Job::Verify(_, reply) => reply.is_closed(),
+            Job::Hash(_, reply) => reply.is_closed(),
+        };
+        if closed {
             continue;
         }
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let matched = job.work.hash.verify_with_memory(&job.work.password, &mut memory);
+        let answer = match job {
+            Job::Verify(work, reply) => {
+                let matched = work.hash.verify_with_memory(&work.password, &mut memory);
+                drop(work);
+                Ok((matched, reply))
+            }
+            Job::Hash(work, reply) => {
+                let _ = reply.send(hash_password(&work.password, work.params));
+                Err(())
+            }
+        };
         let elapsed = start.elapsed();
         stats.hash_time.observe(elapsed);
         let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
@@ -171,8 +196,9 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
         let mean = if old == 0 { took } else { old - old / 8 + took / 8 };
         stats.mean_hash_ns.store(mean, Ordering::Relaxed);
         stats.completed.fetch_add(1, Ordering::Relaxed);
-        drop(job.work);
-        let _ = job.reply.send(matched);
+        if let Ok((matched, reply)) = answer {
+            let _ = reply.send(matched);
+        }
     }
 }
 

@@ -346,6 +346,9 @@ impl App {
             }
             Gate::Open => {}
         }
+        // Unknown users are checked against the dummy hash, at the
+        // configured cost; only legacy or outdated hashes are not.
+        let at_current_cost = self.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
         let outcome = match self.users.verify(&*self.verifier, username, password).await {
             Ok(outcome) => outcome,
@@ -354,10 +357,22 @@ impl App {
                 return Err(Refused::Verify(e));
             }
         };
-        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let old = self.verify_latency_ns.load(Ordering::Relaxed);
-        let mean = if old == 0 { took } else { old - old / 16 + took / 16 };
-        self.verify_latency_ns.store(mean, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+        if at_current_cost {
+            let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            let old = typical.as_nanos() as u64;
+            let mean = if old == 0 { took } else { old - old / 16 + took / 16 };
+            self.verify_latency_ns.store(mean, Ordering::Relaxed);
+        } else if outcome == PasswordOutcome::WrongPassword {
+            // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
+            // the dummy hash an unknown user costs: answer a wrong password
+            // no sooner than a verification at the configured cost, so that
+            // the timing does not tell that the user exists.
+            if let Some(rest) = typical.checked_sub(elapsed) {
+                self.delays.sleep(rest).await;
+            }
+        }
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
         self.lockout.finish(username, peer, now, Some(failed));
         if let PasswordOutcome::Valid(user) = outcome {

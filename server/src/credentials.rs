@@ -120,6 +120,13 @@ impl UserStore {
         self.current.as_ref().is_some_and(|current| !hash.is_current(current))
     }
 
+    /// Whether verifying `username` runs a hash at the configured cost:
+    /// true for unknown users (they get the dummy hash) and for current
+    /// hashes, false for legacy or outdated ones.
+    pub fn verifies_at_current_cost(&self, username: &str) -> bool {
+        self.by_name.get(username).and_then(|u| self.hash(*u)).is_none_or(|h| !self.needs_upgrade(&h))
+    }
+
     /// Users whose hashes are weak (`$apr1$`, `{SHA}`), by scheme name.
     pub fn weak(&self) -> Vec<(&Arc<str>, &'static str)> {
         self.names

@@ -83,3 +83,38 @@ async fn every_legacy_format_logs_in_then_is_argon2id() {
     }
     assert!(!again.logs().contains("weak_password_hash"), "{}", again.logs());
 }
+
+/// A wrong password for a user with a fast legacy hash (bcrypt at cost 4,
+/// about a millisecond) is answered no sooner than one for an unknown user,
+/// whose dummy hash has the configured argon2id cost: the timing must not
+/// tell that the user exists.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // deliberately: no other test's server runs meanwhile
+async fn a_fast_legacy_hash_does_not_reveal_the_user() {
+    let _cpu = exclusive();
+    // argon2id at m=16384, t=3: several times bcrypt at cost 4.
+    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 16384\nt_cost = 3");
+    let users: String = (0..12).map(|i| format!("b{i}:{}\n", LEGACY[7])).collect();
+    let server = Server::start_unshared(&config, &users);
+    let time = |user: String| {
+        let server = &server;
+        async move {
+            let started = Instant::now();
+            assert_eq!(login(server, &user, "wrong").await, 400);
+            started.elapsed()
+        }
+    };
+    // Let the server learn how long a verification at the configured cost takes.
+    for i in 0..6 {
+        time(format!("nobody-warm-{i}")).await;
+    }
+    let (mut legacy, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..12 {
+        legacy.push(time(format!("b{i}")).await);
+        unknown.push(time(format!("nobody-{i}")).await);
+    }
+    legacy.sort();
+    unknown.sort();
+    let (l, u) = (legacy[6], unknown[6]);
+    assert!(l.as_secs_f64() >= 0.8 * u.as_secs_f64(), "median wrong password: legacy user {l:?}, unknown user {u:?}");
+}

@@ -80,11 +80,18 @@ async fn sigterm_with_requests_in_flight_loses_none() {
                 .status
         }));
     }
-    // Wait until the server holds every connection (plus this scrape's).
+    // Wait until the server has read every request: each one's password is
+    // then queued, being hashed, or hashed (one more hash: the client
+    // secret's first verification). A connection whose request the server
+    // has not read yet is not in flight: a graceful shutdown closes it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let m = server.get("/metrics").await.body;
-        if sample(&m, "ropc_open_connections").unwrap_or(0.0) >= 21.0 {
+        let submitted = ["ropc_hash_completed_total", "ropc_hash_queue_length", "ropc_hash_busy_workers"]
+            .iter()
+            .map(|s| sample(&m, s).unwrap_or(0.0))
+            .sum::<f64>();
+        if submitted >= 21.0 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the requests never arrived:\n{m}");

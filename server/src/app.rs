@@ -216,6 +216,10 @@ impl App {
         if legacy > 0 {
             tracing::info!(users = legacy, "hashes to upgrade to the configured argon2id cost at their next login");
         }
+        // What a verification at the configured cost takes, so that padded
+        // answers (locked users, fast legacy hashes) match it from the first
+        // request on, before any real verification has been timed.
+        let verify_latency_seed = u64::try_from(users.time_dummy().as_nanos()).unwrap_or(u64::MAX);
         let upgrades = match &config.users_file {
             Some(path) => Some(spawn_users_writer(path.clone()).map_err(|e| format!("cannot start a thread: {e}"))?),
             None => None,
@@ -235,7 +239,7 @@ impl App {
             jwt,
             draining: AtomicBool::new(false),
             lockout: Lockout::new(config.lockout),
-            verify_latency_ns: AtomicU64::new(0),
+            verify_latency_ns: AtomicU64::new(verify_latency_seed),
             delays: Delays::new(4096).map_err(|e| format!("cannot start the delay thread: {e}"))?,
             requests: RequestMetrics::default(),
             open_connections: AtomicUsize::new(0),
@@ -388,7 +392,7 @@ impl App {
     /// next login tries again.
     fn upgrade_later(&self, user: UserRef, password: &str) {
         let Some(old) = self.users.hash(user) else { return };
-        if !self.users.needs_upgrade(&old) {
+        if !self.users.needs_upgrade(&old) || !old.verifies_whole(password.as_bytes()) {
             return;
         }
         let job = HashJob { password: Zeroizing::new(password.as_bytes().to_vec()), params: self.users.params() };

@@ -127,6 +127,14 @@ impl UserStore {
         self.by_name.get(username).and_then(|u| self.hash(*u)).is_none_or(|h| !self.needs_upgrade(&h))
     }
 
+    /// Times one verification of a random password against the dummy hash,
+    /// on this thread: what a verification at the configured cost takes.
+    pub fn time_dummy(&self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let _ = self.dummy.verify(b"not the password");
+        started.elapsed()
+    }
+
     /// Users whose hashes are weak (`$apr1$`, `{SHA}`), by scheme name.
     pub fn weak(&self) -> Vec<(&Arc<str>, &'static str)> {
         self.names

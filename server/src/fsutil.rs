@@ -16,7 +16,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    // A random suffix, not only the pid: in a container the server is
+    // always pid 1, and a temp file left by a crash must not block every
+    // later write.
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+        .map_err(|_| io::Error::other("the system random source failed"))?;
+    let tmp =
+        dir.join(format!(".{}.tmp{}-{:016x}", name.to_string_lossy(), std::process::id(), u64::from_le_bytes(suffix)));
     #[cfg(unix)]
     let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(mode);
     let result = (|| {

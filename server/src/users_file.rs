@@ -31,7 +31,17 @@ fn lock_path(path: &Path) -> PathBuf {
 pub fn lock(path: &Path) -> io::Result<FileLock> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
-    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(lock_path(path))?;
+    // flock needs only a readable descriptor: open read-only, so that a
+    // lock file created by another user (`sudo ropc user add`) still works;
+    // create it world-readable (it holds nothing) when missing.
+    let lock = lock_path(path);
+    let file = match File::open(&lock) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(&lock)?
+        }
+        Err(e) => return Err(e),
+    };
     loop {
         // SAFETY: flock on a descriptor we own; no memory is passed.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };

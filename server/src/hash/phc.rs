@@ -39,9 +39,16 @@ enum Scheme {
     Sha1 { digest: Vec<u8> },
 }
 
-/// The most PBKDF2 iterations accepted in a Django hash (Django 5 uses
-/// 870,000-1,000,000): bounds the cost of one verification.
-const MAX_DJANGO_ITERATIONS: u32 = 10_000_000;
+/// The most PBKDF2 iterations accepted (Django 5 uses 870,000-1,000,000):
+/// bounds what one login can make a worker spend.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// The highest bcrypt cost accepted (2^15 rounds, about 2 s; legacy
+/// systems use 10-12).
+const MAX_BCRYPT_COST: u32 = 15;
+/// The most SHA-crypt rounds accepted (the default is 5,000).
+const MAX_SHA_CRYPT_ROUNDS: u32 = 10_000_000;
+/// bcrypt reads only the first 72 bytes of a password.
+const BCRYPT_MAX_PASSWORD: usize = 72;
 
 /// A parsed stored hash, ready to verify against.
 #[derive(Clone)]
@@ -81,8 +88,8 @@ fn crypt_syntax(phc: &str, id: &str, rounds: bool, max_salt: usize, hash_len: us
     let mut parts: Vec<&str> = rest.split('$').collect();
     if rounds && parts.first().is_some_and(|p| p.starts_with("rounds=")) {
         let n = parts.remove(0)["rounds=".len()..].parse::<u32>().map_err(|_| "bad rounds=")?;
-        if !(1_000..=999_999_999).contains(&n) {
-            return Err("rounds must be between 1000 and 999999999".into());
+        if !(1_000..=MAX_SHA_CRYPT_ROUNDS).contains(&n) {
+            return Err(format!("rounds must be between 1000 and {MAX_SHA_CRYPT_ROUNDS}"));
         }
     }
     match parts.as_slice() {
@@ -100,11 +107,17 @@ impl StoredHash {
         let scheme = if phc.starts_with("$argon2") {
             Self::parse_argon2(phc)?
         } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| phc.starts_with(p)) {
-            phc.parse::<bcrypt::HashParts>().map_err(|e| format!("malformed bcrypt hash ({e})"))?;
+            let parts = phc.parse::<bcrypt::HashParts>().map_err(|e| format!("malformed bcrypt hash ({e})"))?;
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(format!("bcrypt cost {} is above the {MAX_BCRYPT_COST} accepted", parts.get_cost()));
+            }
             Scheme::Bcrypt
         } else if phc.starts_with("$pbkdf2-sha256$") || phc.starts_with("$pbkdf2-sha512$") {
             let parsed = PasswordHash::new(phc).map_err(|e| format!("malformed PBKDF2 hash ({e})"))?;
-            pbkdf2::Params::try_from(&parsed).map_err(|e| format!("bad PBKDF2 parameters ({e})"))?;
+            let params = pbkdf2::Params::try_from(&parsed).map_err(|e| format!("bad PBKDF2 parameters ({e})"))?;
+            if params.rounds > MAX_PBKDF2_ITERATIONS {
+                return Err(format!("PBKDF2: more than {MAX_PBKDF2_ITERATIONS} iterations"));
+            }
             if parsed.salt.is_none() || parsed.hash.is_none() {
                 return Err("the PBKDF2 hash has no salt or no output".into());
             }
@@ -117,8 +130,8 @@ impl StoredHash {
             let iterations = iterations
                 .parse::<u32>()
                 .ok()
-                .filter(|n| (1..=MAX_DJANGO_ITERATIONS).contains(n))
-                .ok_or(format!("Django hash: iterations must be between 1 and {MAX_DJANGO_ITERATIONS}"))?;
+                .filter(|n| (1..=MAX_PBKDF2_ITERATIONS).contains(n))
+                .ok_or(format!("Django hash: iterations must be between 1 and {MAX_PBKDF2_ITERATIONS}"))?;
             let mut out = [0u8; 64];
             let n = ropc_core::base64::decode_standard(hash.as_bytes(), &mut out)
                 .map_err(|_| "Django hash: the hash is not base64".to_owned())?;
@@ -195,6 +208,15 @@ impl StoredHash {
         matches!(self.scheme, Scheme::Apr1 | Scheme::Sha1 { .. })
     }
 
+    /// Whether verifying checks all of `password`: false for bcrypt with a
+    /// password longer than 72 bytes (bcrypt ignores the rest). Such a
+    /// password must not become the new hash of an upgrade, or a login
+    /// with the right first 72 bytes and anything after would replace the
+    /// real password.
+    pub fn verifies_whole(&self, password: &[u8]) -> bool {
+        !matches!(self.scheme, Scheme::Bcrypt) || password.len() <= BCRYPT_MAX_PASSWORD
+    }
+
     /// Memory blocks one verification needs (0 for non-argon2 schemes).
     pub fn block_count(&self) -> usize {
         match &self.scheme {
@@ -221,6 +243,17 @@ impl StoredHash {
     /// argon2, so that a worker reuses one allocation across hashes.
     /// Compares in constant time.
     pub fn verify_with_memory(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
+        if let Scheme::Argon2 { .. } = self.scheme {
+            return self.verify_inner(password, memory);
+        }
+        // The legacy crates are not all hardened against odd input (a
+        // SHA-crypt hash with non-zero padding bits makes sha-crypt 0.5
+        // unwrap and panic): a panic is a failed verification, and the
+        // worker lives on.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.verify_inner(password, memory))).unwrap_or(false)
+    }
+
+    fn verify_inner(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
         match &self.scheme {
             Scheme::Argon2 { algorithm, version, params, salt, hash } => {
                 let blocks = params.block_count();
@@ -393,6 +426,37 @@ mod tests {
             // Debug names the scheme and shows nothing of the hash.
             let debug = format!("{stored:?}");
             assert!(!debug.contains(&phc[phc.len() - 8..]), "{debug}");
+        }
+    }
+
+    #[test]
+    fn odd_legacy_input_fails_without_a_panic() {
+        // Non-zero padding bits in the last character: sha-crypt 0.5 panics
+        // on it; the verification must just fail.
+        let odd = StoredHash::parse("$5$saltsalt$x17in3caGsBwDU2ZoGPQIZ66Z/CyU.7rqeq9PpRfo6z").unwrap();
+        assert!(!odd.verify(LEGACY_PASSWORD.as_bytes()));
+        assert!(!odd.verify(b"\xff\xfe"), "non-UTF-8 passwords fail too");
+    }
+
+    #[test]
+    fn bcrypt_long_passwords_are_not_whole() {
+        let bcrypt = StoredHash::parse(LEGACY[7].1).unwrap();
+        assert!(bcrypt.verifies_whole(&[b'a'; 72]));
+        assert!(!bcrypt.verifies_whole(&[b'a'; 73]));
+        let sha = StoredHash::parse(LEGACY[0].1).unwrap();
+        assert!(sha.verifies_whole(&[b'a'; 500]));
+    }
+
+    #[test]
+    fn legacy_costs_are_capped() {
+        for (bad, why) in [
+            ("$2b$16$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu", "bcrypt cost"),
+            ("$6$rounds=20000000$saltsalt$HesR2wpSRtAhqbwNYjqoN1g3hsmpmiDskwrGRbSr4XSs7VmD4BbZeQDBeWx2ae65MfQighTdIAKiA/DtTrU3A/", "rounds"),
+            ("$pbkdf2-sha256$i=4000000000,l=32$cGhjc2FsdDEyMzQ1Njc4OQ$M3StOd4cSIFtIdlWilVnzlFxDBWkTKrMGstr+F9ofd0", "PBKDF2"),
+            ("pbkdf2_sha256$20000000$djangosalt1$8Ju2XUI2/veOATWsTrKj5+jN0357HYJJlllHDUzmY0U=", "iterations"),
+        ] {
+            let e = StoredHash::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

@@ -177,7 +177,10 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
         }
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let answer = match job {
+        // A panic in a hash (none is known; the legacy schemes already catch
+        // theirs) must not kill the worker: its job's caller sees the
+        // verifier unavailable (503), and the worker takes the next job.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
             Job::Verify(work, reply) => {
                 let matched = work.hash.verify_with_memory(&work.password, &mut memory);
                 drop(work);
@@ -187,7 +190,11 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
                 let _ = reply.send(hash_password(&work.password, work.params));
                 Err(())
             }
-        };
+        }))
+        .unwrap_or_else(|_| {
+            memory = Vec::new();
+            Err(())
+        });
         let elapsed = start.elapsed();
         stats.hash_time.observe(elapsed);
         let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);

@@ -315,6 +315,10 @@ impl Write<'_> {
         // loaded it before the swap hold pinned guards, and the epoch
         // collector frees it only after they are all unpinned.
         unsafe { guard.defer_destroy(old) };
+        // Hand the old table to the global queue now: left in this thread's
+        // local bag it would wait for 64 more deferred frees on this thread
+        // (the sweeper's shrinks would keep big tables alive for long).
+        guard.flush();
         self.counts.deleted = 0;
     }
 }

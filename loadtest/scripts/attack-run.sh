@@ -8,6 +8,7 @@
 #   `ropc-loadtest fixture --dir lt --users 200 --listen 127.0.0.1:18443`.
 #   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL... (run in $BENCH_DIR).
 set -u
+. "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; ORDER=$2; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
@@ -17,13 +18,25 @@ cpu() { # per-thread CPU ticks of the server, then the machine's /proc/stat cpu 
   for t in /proc/$SP/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done > $1
   grep '^cpu ' /proc/stat >> $1; }
 val() { grep -F "$1" "$2" | awk '{print $2}'; }
-idle_wait() { # until both cores were >= 90 % idle over 3 s (at most 180 s)
-  for i in $(seq 60); do
-    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
-    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
-  done; echo "idle_wait gave up" >> $D/times; }
+start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s (pid in AP); scrapes
+  # as soon as ropc_lockout_locks_total rises ("lock") and 3 s later ("locked")
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
+    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
+    --quiet --json $D/attacker.json > $D/attacker.txt &
+  AP=$!
+  T0=$(date +%s.%N)
+  locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
+  while :; do
+    scrape > $D/poll.txt
+    if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
+    sleep 0.05
+  done
+  T1=$(date +%s.%N)
+  cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
+  sleep 3
+  scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
+  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+}
 baseline() {
   idle_wait
   echo "baseline start $(date -u +%T) $(uptime)" >> $D/times
@@ -40,22 +53,7 @@ attack() {
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
     --connections 16 --duration 20 --quiet --json $D/valid.json > $D/valid.txt &
   VP=$!
-  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
-    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
-    --quiet --json $D/attacker.json > $D/attacker.txt &
-  AP=$!
-  T0=$(date +%s.%N)
-  locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
-  while :; do
-    scrape > $D/poll.txt
-    if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
-    sleep 0.05
-  done
-  T1=$(date +%s.%N)
-  cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
-  sleep 3
-  scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
-  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+  start_attacker
   wait $VP $AP
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt
@@ -71,22 +69,7 @@ attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
   cpu $D/cpu-attack-start.txt
   scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
   echo "attacker start $(date -u +%T.%N)" >> $D/times
-  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
-    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
-    --quiet --json $D/attacker.json > $D/attacker.txt &
-  AP=$!
-  T0=$(date +%s.%N)
-  locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
-  while :; do
-    scrape > $D/poll.txt
-    if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
-    sleep 0.05
-  done
-  T1=$(date +%s.%N)
-  cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
-  sleep 3
-  scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
-  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+  start_attacker
   wait $AP
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt

@@ -15,18 +15,12 @@
 #   `ropc` and `ropc-loadtest` (copied from target/release) and CONFIGDIR.
 #   Summary: overload-report.py runs/LABEL.
 set -u
+. "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
 LT="./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
-idle_wait() {
-  for i in $(seq 60); do
-    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
-    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
-  done; echo "idle_wait gave up" >> $D/times; }
 scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store)' > $1; date -u +%T.%N >> $1; }
 ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!

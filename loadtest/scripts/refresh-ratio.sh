@@ -11,17 +11,11 @@
 #   $BENCH_DIR (default /tmp/bench) holds ropc, ropc-loadtest, bare_hyper,
 #   post.lua, lt/ and lt-norot/. Results: runs/LABEL/.
 set -u
+. "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; ROUNDS=${2:-3}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 BURL=http://127.0.0.1:18080/oauth/v2/oauth-token
-idle_wait() {
-  for i in $(seq 60); do
-    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
-    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
-  done; echo "idle_wait gave up" >> $D/times; }
 start_ropc() { taskset -c 1 ./ropc serve --config $1/ropc.toml > $D/server-$2.log 2>&1 & SP=$!
   until curl -s -o /dev/null http://127.0.0.1:18443/metrics; do sleep 0.1; done; }
 stop() { kill $1; wait $1 2>/dev/null; }

@@ -5,17 +5,11 @@
 #   to runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds `ropc` and
 #   `ropc-loadtest` (copied from target/release) and the config directories.
 set -u
+. "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; C=$2; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
-idle_wait() {
-  for i in $(seq 60); do
-    a=($(grep '^cpu ' /proc/stat)); sleep 3; b=($(grep '^cpu ' /proc/stat))
-    tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ $((idle * 100)) -ge $((tot * 90)) ] && return 0
-  done; echo "idle_wait gave up" >> $D/times; }
 taskset -c 1 ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done

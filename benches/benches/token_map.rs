@@ -24,7 +24,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use ropc_core::{ClientIndex, FamilyId, ScopeSet, TokenKey, TokenKind, TokenRecord, UserRef};
+use ropc_core::{TokenKey, TokenKind, TokenRecord};
 use ropc_server::store::ShardedTokenMap;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -150,16 +150,7 @@ fn key(n: u64) -> TokenKey {
 }
 
 fn record(n: u64) -> TokenRecord {
-    TokenRecord {
-        expires_at: 1_700_000_300,
-        issued_at: 1_700_000_000,
-        scope: ScopeSet::from_bits(0b101),
-        family: FamilyId(n),
-        user: UserRef(n as u32),
-        client: ClientIndex(1),
-        kind: TokenKind::Access,
-        retired_at: 0,
-    }
+    ropc_benches::record(n, TokenKind::Access)
 }
 
 fn maps() -> Vec<Box<dyn Map>> {

@@ -14,7 +14,7 @@
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use ring::rand::SecureRandom as _;
-use ropc_core::{ClientIndex, FamilyId, ScopeSet, TokenKey, TokenKind, TokenRecord, UserRef};
+use ropc_core::{TokenKey, TokenKind, TokenRecord};
 use ropc_server::store::ShardedTokenMap;
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
@@ -62,16 +62,7 @@ fn rss_bytes() -> usize {
 }
 
 fn record(n: u64) -> TokenRecord {
-    TokenRecord {
-        expires_at: 1_700_000_300,
-        issued_at: 1_700_000_000,
-        scope: ScopeSet::from_bits(0b101),
-        family: FamilyId(n),
-        user: UserRef(n as u32),
-        client: ClientIndex(1),
-        kind: if n % 2 == 0 { TokenKind::Access } else { TokenKind::Refresh },
-        retired_at: 0,
-    }
+    ropc_benches::record(n, if n % 2 == 0 { TokenKind::Access } else { TokenKind::Refresh })
 }
 
 fn main() {

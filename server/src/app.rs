@@ -8,7 +8,7 @@ use crate::delay::Delays;
 use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
-use crate::metrics::{write_histogram, write_value, RequestMetrics};
+use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
 use crate::users_file::Replacement;
 use ring::rand::SecureRandom as _;
@@ -362,12 +362,11 @@ impl App {
             }
         };
         let elapsed = started.elapsed();
-        let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+        let typical_ns = self.verify_latency_ns.load(Ordering::Relaxed);
+        let typical = Duration::from_nanos(typical_ns);
         if at_current_cost {
             let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            let old = typical.as_nanos() as u64;
-            let mean = if old == 0 { took } else { old - old / 16 + took / 16 };
-            self.verify_latency_ns.store(mean, Ordering::Relaxed);
+            self.verify_latency_ns.store(moving_mean(typical_ns, took, 16), Ordering::Relaxed);
         } else if outcome == PasswordOutcome::WrongPassword {
             // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
             // the dummy hash an unknown user costs: answer a wrong password

@@ -111,8 +111,7 @@ impl Delays {
         self.until(start + duration.saturating_sub(late)).await;
         let actual = start.elapsed();
         let late_now = u64::try_from(actual.saturating_sub(duration.saturating_sub(late)).as_nanos()).unwrap_or(0);
-        let old = self.lateness_ns.load(Ordering::Relaxed);
-        let mean = if old == 0 { late_now } else { old - old / 8 + late_now / 8 };
+        let mean = crate::metrics::moving_mean(self.lateness_ns.load(Ordering::Relaxed), late_now, 8);
         self.lateness_ns.store(mean.min(5_000_000), Ordering::Relaxed);
     }
 }

@@ -121,6 +121,17 @@ impl RequestMetrics {
     }
 }
 
+/// An exponentially weighted moving mean: `sample` moves it by 1/`n` of the
+/// difference (the first sample, when `old` is 0, sets it). For the hash
+/// time, the verification latency and the delay thread's lateness.
+pub fn moving_mean(old: u64, sample: u64, n: u64) -> u64 {
+    if old == 0 {
+        sample
+    } else {
+        old - old / n + sample / n
+    }
+}
+
 /// Appends one gauge or counter with HELP and TYPE lines.
 pub fn write_value(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

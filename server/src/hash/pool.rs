@@ -199,8 +199,7 @@ fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
         stats.hash_time.observe(elapsed);
         let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         stats.busy.fetch_sub(1, Ordering::Relaxed);
-        let old = stats.mean_hash_ns.load(Ordering::Relaxed);
-        let mean = if old == 0 { took } else { old - old / 8 + took / 8 };
+        let mean = crate::metrics::moving_mean(stats.mean_hash_ns.load(Ordering::Relaxed), took, 8);
         stats.mean_hash_ns.store(mean, Ordering::Relaxed);
         stats.completed.fetch_add(1, Ordering::Relaxed);
         if let Ok((matched, reply)) = answer {

@@ -106,6 +106,12 @@ pub enum TokenFormat {
 }
 
 /// Every configured client, looked up by id.
+///
+/// A client's index is stored in its token records, so a runtime that
+/// reloads its configuration keeps each index for the same id and leaves a
+/// *retired* slot where a client was removed (see
+/// [`ClientTable::retire_slot`]): its records then name no client, and the
+/// runtime treats them as unknown tokens.
 #[derive(Clone, Debug, Default)]
 pub struct ClientTable {
     clients: Vec<Client>,
@@ -137,6 +143,27 @@ impl ClientTable {
         Ok(index)
     }
 
+    /// Takes the next index for no client: [`ClientTable::get`] and
+    /// [`ClientTable::find`] never return it, and [`ClientTable::iter`]
+    /// skips it. The slot is never reused, so records issued to a removed
+    /// client stay unusable even if a client with its id is added again.
+    pub fn retire_slot(&mut self) -> Result<ClientIndex, ClientError> {
+        let index = ClientIndex(u32::try_from(self.clients.len()).map_err(|_| ClientError::DuplicateId)?);
+        self.clients.push(Client {
+            id: String::new(),
+            capabilities: Capabilities::empty(),
+            allowed_scopes: ScopeSet::EMPTY,
+            default_scopes: ScopeSet::EMPTY,
+        });
+        self.formats.push(TokenFormat::Opaque);
+        Ok(index)
+    }
+
+    /// Slots taken, retired ones included: the next added client's index.
+    pub fn slots(&self) -> usize {
+        self.clients.len()
+    }
+
     /// Sets the access token format of a client (default: opaque).
     pub fn set_access_token_format(&mut self, index: ClientIndex, format: TokenFormat) {
         if let Some(f) = self.formats.get_mut(index.0 as usize) {
@@ -154,28 +181,56 @@ impl ClientTable {
         self.by_id.get(id).copied()
     }
 
-    /// The client at `index`.
+    /// The client at `index` (none for a retired slot).
     pub fn get(&self, index: ClientIndex) -> Option<&Client> {
-        self.clients.get(index.0 as usize)
+        self.clients.get(index.0 as usize).filter(|c| !c.id.is_empty())
     }
 
-    /// Every client with its index.
+    /// Every client with its index (retired slots left out).
     pub fn iter(&self) -> impl Iterator<Item = (ClientIndex, &Client)> {
-        self.clients.iter().enumerate().map(|(i, c)| (ClientIndex(i as u32), c))
+        self.clients.iter().enumerate().filter(|(_, c)| !c.id.is_empty()).map(|(i, c)| (ClientIndex(i as u32), c))
     }
 
-    /// How many clients there are.
+    /// How many clients there are (retired slots not counted).
     pub fn len(&self) -> usize {
-        self.clients.len()
+        self.iter().count()
     }
 
-    /// Whether the table is empty.
+    /// Whether the table has no client.
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.len() == 0
     }
 
     /// The union of every client's capabilities (for RFC 8414 metadata).
     pub fn capabilities(&self) -> Capabilities {
         self.clients.iter().fold(Capabilities::empty(), |acc, c| acc.union(c.capabilities))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str) -> Client {
+        Client {
+            id: id.into(),
+            capabilities: Capabilities::PASSWORD,
+            allowed_scopes: ScopeSet::EMPTY,
+            default_scopes: ScopeSet::EMPTY,
+        }
+    }
+
+    #[test]
+    fn retired_slots_hold_their_index_and_name_no_client() {
+        let mut t = ClientTable::new();
+        assert_eq!(t.add(client("a")), Ok(ClientIndex(0)));
+        assert_eq!(t.retire_slot(), Ok(ClientIndex(1)));
+        assert_eq!(t.add(client("c")), Ok(ClientIndex(2)));
+        assert!(t.get(ClientIndex(1)).is_none());
+        assert_eq!(t.get(ClientIndex(2)).map(|c| c.id.as_str()), Some("c"));
+        assert_eq!(t.find(""), None);
+        assert_eq!(t.iter().map(|(i, _)| i.0).collect::<alloc::vec::Vec<_>>(), [0, 2]);
+        assert_eq!((t.len(), t.slots()), (2, 3));
+        assert_eq!(t.capabilities(), Capabilities::PASSWORD);
     }
 }

@@ -113,8 +113,15 @@ impl fmt::Display for ScopeError {
 }
 
 /// The configured scopes, in configuration order.
+///
+/// A scope's index is its bit in every [`ScopeSet`] already stored in token
+/// records, so a runtime that reloads its configuration keeps each index
+/// for the same name and leaves a *retired* slot (an empty name) where a
+/// scope was removed: see [`ScopeRegistry::retire_slot`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeRegistry {
+    /// By index; an empty name is a retired slot (valid names are never
+    /// empty).
     names: Vec<String>,
 }
 
@@ -145,24 +152,43 @@ impl ScopeRegistry {
         Ok(self.names.len() - 1)
     }
 
+    /// Takes the next index without a name: a scope that was removed while
+    /// records granted it may still exist. No name finds it, no grant
+    /// includes it, and [`ScopeRegistry::write`] leaves it out.
+    pub fn retire_slot(&mut self) -> Result<usize, ScopeError> {
+        if self.names.len() >= MAX_SCOPES {
+            return Err(ScopeError::TooMany);
+        }
+        self.names.push(String::new());
+        Ok(self.names.len() - 1)
+    }
+
+    /// Slots taken, retired ones included: the next registered scope's index.
+    pub fn slots(&self) -> usize {
+        self.names.len()
+    }
+
     /// The index of `name`, if it is registered.
     pub fn index_of(&self, name: &str) -> Option<usize> {
+        if name.is_empty() {
+            return None;
+        }
         self.names.iter().position(|n| n == name)
     }
 
-    /// The name at `index`.
+    /// The name at `index` (none for a retired slot).
     pub fn name(&self, index: usize) -> Option<&str> {
-        self.names.get(index).map(String::as_str)
+        self.names.get(index).map(String::as_str).filter(|n| !n.is_empty())
     }
 
-    /// Every registered name, in index order.
+    /// Every registered name, in index order (retired slots left out).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(String::as_str)
+        self.names.iter().map(String::as_str).filter(|n| !n.is_empty())
     }
 
     /// The set of every registered scope.
     pub fn all(&self) -> ScopeSet {
-        ScopeSet((0..self.names.len()).fold(0, |acc, i| acc | (1 << i)))
+        ScopeSet(self.names.iter().enumerate().filter(|(_, n)| !n.is_empty()).fold(0, |acc, (i, _)| acc | (1 << i)))
     }
 
     /// Parses a §3.3 scope string. Returns the registered scopes it names
@@ -252,6 +278,28 @@ impl ScopeRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retired_slots_keep_later_indices_and_are_never_named() {
+        let mut r = ScopeRegistry::new();
+        r.register("read").unwrap();
+        assert_eq!(r.retire_slot(), Ok(1));
+        assert_eq!(r.register("write"), Ok(2));
+        assert_eq!(r.index_of(""), None);
+        assert_eq!(r.name(1), None);
+        assert_eq!(r.names().collect::<Vec<_>>(), ["read", "write"]);
+        assert_eq!(r.all(), ScopeSet::from_bits(0b101));
+        assert_eq!(r.slots(), 3);
+        // A stored set that still holds the retired bit prints without it...
+        assert_eq!(r.to_string(ScopeSet::from_bits(0b111)), "read write");
+        // ...and a refresh drops it, since no client is allowed it.
+        assert_eq!(r.refresh(None, ScopeSet::from_bits(0b111), r.all()), Ok(ScopeSet::from_bits(0b101)));
+        assert_eq!(r.parse("read write"), Ok((ScopeSet::from_bits(0b101), false)));
+        for _ in 3..MAX_SCOPES {
+            r.retire_slot().unwrap();
+        }
+        assert_eq!(r.retire_slot(), Err(ScopeError::TooMany));
+    }
 
     fn registry() -> ScopeRegistry {
         let mut r = ScopeRegistry::new();

@@ -11,12 +11,13 @@ use crate::lockout::{Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
 use crate::store::{Commit, ShardedTokenMap, TokenStore};
 use crate::users_file::Replacement;
+use arc_swap::ArcSwap;
 use ring::rand::SecureRandom as _;
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::response::{self, Metadata};
 use ropc_core::{
     Capabilities, ClientIndex, Engine, Issued, JwtIssuer, LostRace, OAuthError, PasswordOutcome, Provider, QueryKind,
-    QueryStep, RandomError, SecureRandom, Step, TokenDigest, TokenKey, UserRef,
+    QueryStep, RandomError, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord, UserRef,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -106,20 +107,102 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Everything a request handler needs.
+/// Everything read from the config file and the users file: one
+/// generation of the configuration. A config commit builds the next one
+/// and swaps it in whole; a request takes the generation current when it
+/// starts and finishes on it.
 #[derive(Debug)]
-pub struct App {
+pub struct Live {
+    /// 1 at start, +1 per commit.
+    pub generation: u64,
     /// The validated configuration.
     pub config: Config,
     /// The core engine (policy, clients, scopes).
     pub engine: Arc<Engine>,
     /// The users.
     pub users: Arc<UserStore>,
-    /// Where upgraded hashes go to be written to the users file (none
-    /// without a users file).
-    pub upgrades: Option<crossbeam_channel::Sender<Replacement>>,
     /// The client secrets.
     pub client_secrets: ClientSecrets,
+    /// The issuer URL.
+    pub issuer: String,
+    /// The RFC 8414 metadata document, built once per generation.
+    pub metadata: Vec<u8>,
+    /// JWT signing keys, when a client uses JWT access tokens.
+    pub jwt: Option<JwtKeys>,
+    /// Where upgraded hashes go to be written to the users file (none
+    /// without a users file).
+    upgrades: Option<crossbeam_channel::Sender<Replacement>>,
+}
+
+impl Live {
+    /// Builds a generation from `config`. With `previous`, the users file
+    /// keeps its users' indices and unchanged client secrets stay verified.
+    fn build(
+        config: Config,
+        bound_port: Option<u16>,
+        previous: Option<&Live>,
+        generation: u64,
+    ) -> Result<Self, String> {
+        let users = match (&config.users_file, previous) {
+            (Some(path), Some(p)) => UserStore::load_after(path, config.argon2, &p.users),
+            (Some(path), None) => UserStore::load(path, config.argon2),
+            (None, p) => {
+                UserStore::parse_after(std::path::Path::new("(none)"), "", config.argon2, p.map(|p| &*p.users))
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let client_secrets = match previous {
+            Some(p) => ClientSecrets::after(config.client_secrets.clone(), &p.client_secrets),
+            None => ClientSecrets::new(config.client_secrets.clone())
+                .map_err(|_| "the system random source failed".to_owned())?,
+        };
+        let issuer = config.issuer(bound_port);
+        let engine = Arc::clone(&config.engine);
+        let jwt = if config.jwt.in_use {
+            Some(match &config.jwt.keys {
+                JwtKeySource::Managed(dir) => {
+                    JwtKeys::managed(dir, config.jwt.algorithm, engine.config.access_token_ttl)?
+                }
+                JwtKeySource::Files { signing_key, previous_keys } => JwtKeys::from_files(signing_key, previous_keys)?,
+            })
+        } else {
+            None
+        };
+        let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
+        // One writer per users file: a commit that keeps the file keeps the
+        // writer (and what is queued on it).
+        let upgrades = match (&config.users_file, previous) {
+            (Some(path), Some(p)) if p.config.users_file.as_ref() == Some(path) => p.upgrades.clone(),
+            (Some(path), _) => {
+                Some(spawn_users_writer(path.clone()).map_err(|e| format!("cannot start a thread: {e}"))?)
+            }
+            (None, _) => None,
+        };
+        Ok(Self { generation, engine, users: Arc::new(users), client_secrets, issuer, metadata, jwt, upgrades, config })
+    }
+
+    /// Whether a stored record still belongs to this generation: its client
+    /// and its user (if any) were not removed.
+    fn owns(&self, record: &TokenRecord) -> bool {
+        self.engine.clients.get(record.client).is_some()
+            && (record.user == UserRef::NONE || self.users.name(record.user).is_some())
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration in force; swapped by [`App::reload`].
+    live: ArcSwap<Live>,
+    /// The port actually listened on (for the derived issuer).
+    bound_port: Option<u16>,
+    /// Whether `[server] admin_listen` was set at start: then `/metrics` is
+    /// served there only (listeners do not change until a restart).
+    pub admin_listener: bool,
+    /// One commit at a time.
+    reloading: parking_lot::Mutex<()>,
+    /// Commits refused since the start.
+    reloads_failed: AtomicU64,
     /// Where password hashes run.
     pub verifier: Arc<dyn PasswordVerifier>,
     /// The hash pool, when `verifier` is one (for `Retry-After` and metrics).
@@ -130,16 +213,12 @@ pub struct App {
     pub random: BufferedRandom,
     /// Token digest.
     pub digest: Sha256Digest,
-    /// The issuer URL.
-    pub issuer: String,
-    /// The RFC 8414 metadata document, built once.
-    pub metadata: Vec<u8>,
-    /// JWT signing keys, when a client uses JWT access tokens.
-    pub jwt: Option<JwtKeys>,
     /// Set while shutting down: `/healthz` answers 503.
     pub draining: AtomicBool,
     /// Failed-login counters and locks.
     pub lockout: Lockout,
+    /// Hashes upgraded to argon2id since the start.
+    upgraded: Arc<AtomicU64>,
     /// Moving mean of a password verification's latency, queue included, in
     /// nanoseconds: how long a locked account's answer waits.
     verify_latency_ns: AtomicU64,
@@ -149,6 +228,23 @@ pub struct App {
     pub requests: RequestMetrics,
     /// Connections being served.
     pub open_connections: AtomicUsize,
+}
+
+/// What a config commit changed, for the log and the caller.
+#[derive(Debug)]
+pub struct Committed {
+    /// The new generation.
+    pub generation: u64,
+    /// Client ids added and removed.
+    pub clients_added: Vec<String>,
+    /// Client ids removed: their tokens stop working.
+    pub clients_removed: Vec<String>,
+    /// Users in the new users file, and how many were removed.
+    pub users: usize,
+    /// Users removed: their tokens stop working.
+    pub users_removed: usize,
+    /// Keys whose new values wait for a restart.
+    pub restart_needed: Vec<&'static str>,
 }
 
 /// Why a password was not verified.
@@ -181,70 +277,100 @@ impl App {
     /// Builds the state for `config`: reads the users file, starts the hash
     /// pool. `bound_port` is the port actually listened on.
     pub fn new(config: Config, bound_port: Option<u16>) -> Result<Self, String> {
-        let users = match &config.users_file {
-            Some(path) => UserStore::load(path, config.argon2).map_err(|e| e.to_string())?,
-            None => UserStore::parse(std::path::Path::new("(none)"), "", config.argon2).map_err(|e| e.to_string())?,
-        };
         let pool = Arc::new(
             HashPool::new(config.hash_workers, config.hash_queue, config.hash_nice)
                 .map_err(|e| format!("cannot start the hash pool: {e}"))?,
         );
-        let client_secrets = ClientSecrets::new(config.client_secrets.clone())
-            .map_err(|_| "the system random source failed".to_owned())?;
-        let issuer = config.issuer(bound_port);
-        let engine = Arc::clone(&config.engine);
-        let jwt = if config.jwt.in_use {
-            Some(match &config.jwt.keys {
-                JwtKeySource::Managed(dir) => {
-                    JwtKeys::managed(dir, config.jwt.algorithm, engine.config.access_token_ttl)?
-                }
-                JwtKeySource::Files { signing_key, previous_keys } => JwtKeys::from_files(signing_key, previous_keys)?,
-            })
-        } else {
-            None
-        };
-        let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
-        for (name, scheme) in users.weak() {
-            tracing::warn!(
-                event = "weak_password_hash",
-                user = %name.escape_debug(),
-                scheme,
-                "weak legacy hash; replaced with argon2id at the user's next login"
-            );
-        }
-        let legacy = users.legacy_count();
-        if legacy > 0 {
-            tracing::info!(users = legacy, "hashes to upgrade to the configured argon2id cost at their next login");
-        }
+        let lockout = Lockout::new(config.lockout);
+        let admin_listener = config.admin_listen.is_some();
+        let live = Live::build(config, bound_port, None, 1)?;
+        warn_weak_hashes(&live.users);
         // What a verification at the configured cost takes, so that padded
         // answers (locked users, fast legacy hashes) match it from the first
         // request on, before any real verification has been timed.
-        let verify_latency_seed = u64::try_from(users.time_dummy().as_nanos()).unwrap_or(u64::MAX);
-        let upgrades = match &config.users_file {
-            Some(path) => Some(spawn_users_writer(path.clone()).map_err(|e| format!("cannot start a thread: {e}"))?),
-            None => None,
-        };
+        let verify_latency_seed = u64::try_from(live.users.time_dummy().as_nanos()).unwrap_or(u64::MAX);
         Ok(Self {
-            engine,
-            users: Arc::new(users),
-            upgrades,
-            client_secrets,
+            live: ArcSwap::from_pointee(live),
+            bound_port,
+            admin_listener,
+            reloading: parking_lot::Mutex::new(()),
+            reloads_failed: AtomicU64::new(0),
             verifier: pool.clone(),
             pool: Some(pool),
             store: Arc::new(ShardedTokenMap::default()),
             random: BufferedRandom::default(),
             digest: Sha256Digest,
-            issuer,
-            metadata,
-            jwt,
             draining: AtomicBool::new(false),
-            lockout: Lockout::new(config.lockout),
+            lockout,
+            upgraded: Arc::new(AtomicU64::new(0)),
             verify_latency_ns: AtomicU64::new(verify_latency_seed),
             delays: Delays::new(4096).map_err(|e| format!("cannot start the delay thread: {e}"))?,
             requests: RequestMetrics::default(),
             open_connections: AtomicUsize::new(0),
-            config,
         })
+    }
+
+    /// The configuration in force now. A request holds on to it until it
+    /// ends, so that a commit never changes the rules halfway through one.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Re-reads the config file this server started from and its users
+    /// file, validates all of it, and swaps it in at once (a config
+    /// commit). Requests already running finish on the old generation. On
+    /// any error nothing changes: the old configuration keeps serving, and
+    /// the error names the file, key and line.
+    ///
+    /// Blocking (reads files, hashes a dummy password): call it off the
+    /// async workers.
+    pub fn reload(&self) -> Result<Committed, String> {
+        let _one_at_a_time = self.reloading.lock();
+        let result = self.try_reload();
+        match &result {
+            Ok(c) => tracing::info!(
+                event = "config_commit",
+                generation = c.generation,
+                clients_added = ?c.clients_added,
+                clients_removed = ?c.clients_removed,
+                users = c.users,
+                users_removed = c.users_removed,
+                restart_needed = ?c.restart_needed,
+                "configuration committed"
+            ),
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(event = "config_rejected", error = %e, "configuration not committed; the previous one keeps serving");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Committed, String> {
+        let old = self.live();
+        let config = Config::load_after(&old.config.file, &old.config).map_err(|e| e.to_string())?;
+        let restart_needed = restart_only_changes(&old.config, &config);
+        let lockout = config.lockout;
+        let next = Live::build(config, self.bound_port, Some(&old), old.generation + 1)?;
+        let ids = |live: &Live| live.engine.clients.iter().map(|(_, c)| c.id.clone()).collect::<Vec<_>>();
+        let (before, after) = (ids(&old), ids(&next));
+        let committed = Committed {
+            generation: next.generation,
+            clients_added: after.iter().filter(|id| !before.contains(id)).cloned().collect(),
+            clients_removed: before.iter().filter(|id| !after.contains(id)).cloned().collect(),
+            users: next.users.len(),
+            users_removed: old.users.names().filter(|n| next.users.find(n).is_none()).count(),
+            restart_needed,
+        };
+        warn_weak_hashes(&next.users);
+        self.lockout.set_policy(lockout);
+        self.live.store(Arc::new(next));
+        Ok(committed)
+    }
+
+    /// Config commits refused since the start.
+    pub fn reloads_failed(&self) -> u64 {
+        self.reloads_failed.load(Ordering::Relaxed)
     }
 
     fn provider(&self) -> Provider<'_> {
@@ -253,9 +379,10 @@ impl App {
 
     /// Runs one token request through the engine. `authorization` is the
     /// raw `Authorization` header, if any.
-    pub async fn token(&self, body: &[u8], authorization: Option<&[u8]>, peer: IpAddr) -> GrantOutcome {
+    /// `live` is the configuration the request runs on ([`App::live`]).
+    pub async fn token(&self, live: &Live, body: &[u8], authorization: Option<&[u8]>, peer: IpAddr) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
-        let mut grant = self.engine.token_grant(self.provider(), body, authorization, &mut scratch);
+        let mut grant = live.engine.token_grant(self.provider(), body, authorization, &mut scratch);
         let mut out = Vec::with_capacity(256);
         let mut outcome = GrantOutcome {
             status: 200,
@@ -273,19 +400,19 @@ impl App {
             tracing::trace!(?step, "token grant step");
             match step {
                 Step::AuthenticateClient { client, secret } => {
-                    match self.authenticate_client(client, secret.expose(), peer).await {
+                    match self.authenticate_client(live, client, secret.expose(), peer).await {
                         Ok(ok) => grant.client_authenticated(ok),
                         Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 Step::VerifyPassword { username, password } => {
-                    match self.verify_password(username, password.expose(), peer).await {
+                    match self.verify_password(live, username, password.expose(), peer).await {
                         Ok(result) => grant.password_verified(result),
                         Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 Step::LoadRefreshToken { key } => match self.store.get(&key).await {
-                    Ok(record) => grant.refresh_token_loaded(record, now()),
+                    Ok(record) => grant.refresh_token_loaded(record.filter(|r| live.owns(r)), now()),
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
                 Step::RevokeFamily { family, until } => match self.store.revoke_family(family, until).await {
@@ -301,21 +428,21 @@ impl App {
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
                 Step::Issue if grant.wants_jwt() => {
-                    let subject = self.users.name(grant.user()).cloned();
+                    let subject = live.users.name(grant.user()).cloned();
                     // Without keys the core answers server_error (signing_failure).
-                    let jwt = self.jwt.as_ref().map(|keys| JwtIssuer {
+                    let jwt = live.jwt.as_ref().map(|keys| JwtIssuer {
                         signer: &keys.active,
-                        issuer: &self.issuer,
-                        audience: self.config.jwt.audience.as_deref().unwrap_or(&self.issuer),
+                        issuer: &live.issuer,
+                        audience: live.config.jwt.audience.as_deref().unwrap_or(&live.issuer),
                         subject: subject.as_deref(),
                     });
                     match grant.issue_with(now(), jwt.as_ref(), &mut out) {
-                        Ok(issued) => break self.commit(&issued).await,
+                        Ok(issued) => break self.commit(live, &issued).await,
                         Err(e) => break Err(e),
                     }
                 }
                 Step::Issue => match grant.issue(now(), &mut out) {
-                    Ok(issued) => break self.commit(&issued).await,
+                    Ok(issued) => break self.commit(live, &issued).await,
                     Err(e) => break Err(e),
                 },
                 Step::Reject(e) => break Err(e),
@@ -328,7 +455,7 @@ impl App {
                 zeroize::Zeroize::zeroize(&mut out);
                 outcome.status = e.status();
                 outcome.error = Some(e);
-                self.engine.write_error(&e, &mut outcome.body);
+                live.engine.write_error(&e, &mut outcome.body);
             }
         }
         outcome
@@ -337,7 +464,13 @@ impl App {
     /// Verifies a password under the brute-force policy: a locked username
     /// or a throttled IP spends no hash. A locked username waits as long as
     /// a hash takes, so that its answer cannot be told from a wrong password.
-    async fn verify_password(&self, username: &str, password: &str, peer: IpAddr) -> Result<PasswordOutcome, Refused> {
+    async fn verify_password(
+        &self,
+        live: &Live,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<PasswordOutcome, Refused> {
         let now = now();
         match self.lockout.begin(username, peer, now) {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
@@ -352,9 +485,9 @@ impl App {
         }
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
-        let at_current_cost = self.users.verifies_at_current_cost(username);
+        let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
-        let outcome = match self.users.verify(&*self.verifier, username, password).await {
+        let outcome = match live.users.verify(&*self.verifier, username, password).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 self.lockout.finish(username, peer, now, None);
@@ -379,7 +512,7 @@ impl App {
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
         self.lockout.finish(username, peer, now, Some(failed));
         if let PasswordOutcome::Valid(user) = outcome {
-            self.upgrade_later(user, password);
+            self.upgrade_later(live, user, password);
         }
         Ok(outcome)
     }
@@ -389,15 +522,16 @@ impl App {
     /// background (the response does not wait), swaps the new hash in, and
     /// queues the users-file rewrite. Skipped when the pool is full: the
     /// next login tries again.
-    fn upgrade_later(&self, user: UserRef, password: &str) {
-        let Some(old) = self.users.hash(user) else { return };
-        if !self.users.needs_upgrade(&old) || !old.verifies_whole(password.as_bytes()) {
+    fn upgrade_later(&self, live: &Live, user: UserRef, password: &str) {
+        let Some(old) = live.users.hash(user) else { return };
+        if !live.users.needs_upgrade(&old) || !old.verifies_whole(password.as_bytes()) {
             return;
         }
-        let job = HashJob { password: Zeroizing::new(password.as_bytes().to_vec()), params: self.users.params() };
+        let job = HashJob { password: Zeroizing::new(password.as_bytes().to_vec()), params: live.users.params() };
         let Ok(pending) = self.verifier.try_submit_hash(job) else { return };
-        let users = Arc::clone(&self.users);
-        let writer = self.upgrades.clone();
+        let users = Arc::clone(&live.users);
+        let writer = live.upgrades.clone();
+        let upgraded = Arc::clone(&self.upgraded);
         tokio::spawn(async move {
             let name = users.name(user).map(|n| n.to_string()).unwrap_or_default();
             let phc = match pending.await {
@@ -409,6 +543,7 @@ impl App {
             if !users.replace(user, &old, new) {
                 return;
             }
+            upgraded.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 event = "password_upgraded",
                 user = %name.escape_debug(),
@@ -428,12 +563,18 @@ impl App {
     /// first, and a wrong secret counts against the IP, so that guessing
     /// secrets (or burning hashes before a client's first success) is
     /// throttled like guessing passwords.
-    async fn authenticate_client(&self, client: ClientIndex, secret: &str, peer: IpAddr) -> Result<bool, Refused> {
+    async fn authenticate_client(
+        &self,
+        live: &Live,
+        client: ClientIndex,
+        secret: &str,
+        peer: IpAddr,
+    ) -> Result<bool, Refused> {
         let now = now();
         if let Some(retry_after) = self.lockout.ip_throttled(peer, now) {
             return Err(Refused::Throttled { retry_after });
         }
-        let ok = self.client_secrets.verify(&*self.verifier, client, secret).await.map_err(Refused::Verify)?;
+        let ok = live.client_secrets.verify(&*self.verifier, client, secret).await.map_err(Refused::Verify)?;
         if !ok {
             self.lockout.client_failure(peer, now);
         }
@@ -443,6 +584,7 @@ impl App {
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.
     pub async fn token_query(
         &self,
+        live: &Live,
         kind: QueryKind,
         body: &[u8],
         authorization: Option<&[u8]>,
@@ -451,8 +593,8 @@ impl App {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let provider = self.provider();
         let mut query = match kind {
-            QueryKind::Revocation => self.engine.revocation(provider, body, authorization, &mut scratch),
-            QueryKind::Introspection => self.engine.introspection(provider, body, authorization, &mut scratch),
+            QueryKind::Revocation => live.engine.revocation(provider, body, authorization, &mut scratch),
+            QueryKind::Introspection => live.engine.introspection(provider, body, authorization, &mut scratch),
         };
         let mut outcome = GrantOutcome {
             status: 200,
@@ -469,13 +611,13 @@ impl App {
             tracing::trace!(?step, "token query step");
             match step {
                 QueryStep::AuthenticateClient { client, secret } => {
-                    match self.authenticate_client(client, secret.expose(), peer).await {
+                    match self.authenticate_client(live, client, secret.expose(), peer).await {
                         Ok(ok) => query.client_authenticated(ok),
                         Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
                 QueryStep::LoadToken { key } => match self.store.get(&key).await {
-                    Ok(record) => query.token_loaded(record),
+                    Ok(record) => query.token_loaded(record.filter(|r| live.owns(r))),
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
                 QueryStep::Done => break Ok(()),
@@ -485,7 +627,7 @@ impl App {
         if let Err(e) = result {
             outcome.status = e.status();
             outcome.error = Some(e);
-            self.engine.write_error(&e, &mut outcome.body);
+            live.engine.write_error(&e, &mut outcome.body);
             return outcome;
         }
         let now = now();
@@ -505,7 +647,7 @@ impl App {
                     let e = OAuthError::STORE_FAILED;
                     outcome.status = e.status();
                     outcome.error = Some(e);
-                    self.engine.write_error(&e, &mut outcome.body);
+                    live.engine.write_error(&e, &mut outcome.body);
                     return outcome;
                 }
                 outcome.label = match (revocation.remove, revocation.revoke_family) {
@@ -516,9 +658,9 @@ impl App {
                 };
             }
             QueryKind::Introspection => {
-                let users = &self.users;
+                let users = &live.users;
                 let name = |u| users.name(u).map(|n| n.to_string());
-                let active = query.write_introspection(now, &self.issuer, &name, &mut outcome.body);
+                let active = query.write_introspection(now, &live.issuer, &name, &mut outcome.body);
                 outcome.label = if active { "active" } else { "inactive" };
             }
         }
@@ -527,10 +669,10 @@ impl App {
 
     /// Stores a grant's records; settles a lost rotation race as the engine
     /// says (a replay, unless the grace window covers it).
-    async fn commit(&self, issued: &Issued) -> Result<(), OAuthError> {
+    async fn commit(&self, live: &Live, issued: &Issued) -> Result<(), OAuthError> {
         match self.store.commit(issued).await {
             Ok(Commit::Stored) => Ok(()),
-            Ok(Commit::LostRace) => match issued.lost_race(&self.engine) {
+            Ok(Commit::LostRace) => match issued.lost_race(&live.engine) {
                 LostRace::StoreWithoutRetiring => {
                     self.store.store_only(issued).await.map_err(|_| OAuthError::STORE_FAILED)
                 }
@@ -604,7 +746,7 @@ impl App {
             "ropc_password_upgrades_total",
             "counter",
             "Legacy or outdated password hashes replaced with argon2id after a login.",
-            self.users.upgraded(),
+            self.upgraded.load(Ordering::Relaxed),
         );
         write_value(
             w,
@@ -649,6 +791,17 @@ impl App {
             self.lockout.tracked_users(),
         );
         write_value(w, "ropc_lockout_tracked_ips", "gauge", "IPs with failure counters.", self.lockout.tracked_ips());
+        let live = self.live();
+        write_value(w, "ropc_config_generation", "gauge", "Config commits since the start, plus one.", live.generation);
+        write_value(
+            w,
+            "ropc_config_reload_failures_total",
+            "counter",
+            "Config reloads refused (the previous configuration kept serving).",
+            self.reloads_failed(),
+        );
+        write_value(w, "ropc_clients", "gauge", "Configured clients.", live.engine.clients.len());
+        write_value(w, "ropc_users", "gauge", "Users in the users file.", live.users.len());
         write_value(
             w,
             "ropc_open_connections",
@@ -679,6 +832,43 @@ impl App {
     pub fn sweep_interval(&self, period: Duration) -> Duration {
         period / u32::try_from(self.store.shard_count()).unwrap_or(1).max(1)
     }
+}
+
+/// Logs each user whose hash is weak, and how many hashes wait for an upgrade.
+fn warn_weak_hashes(users: &UserStore) {
+    for (name, scheme) in users.weak() {
+        tracing::warn!(
+            event = "weak_password_hash",
+            user = %name.escape_debug(),
+            scheme,
+            "weak legacy hash; replaced with argon2id at the user's next login"
+        );
+    }
+    let legacy = users.legacy_count();
+    if legacy > 0 {
+        tracing::info!(users = legacy, "hashes to upgrade to the configured argon2id cost at their next login");
+    }
+}
+
+/// The keys whose change a commit cannot apply to a running server (its
+/// listeners, connection limits and hash pool are built once).
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check(old.listen != new.listen, "server.listen");
+    check(old.admin_listen != new.admin_listen, "server.admin_listen");
+    check(old.tls != new.tls, "server.tls");
+    check(old.max_connections != new.max_connections, "server.max_connections");
+    check(old.max_header_bytes != new.max_header_bytes, "server.max_header_bytes");
+    check(old.header_read_timeout != new.header_read_timeout, "server.header_read_timeout");
+    check(old.hash_workers != new.hash_workers, "hash_pool.workers");
+    check(old.hash_queue != new.hash_queue, "hash_pool.queue");
+    check(old.hash_nice != new.hash_nice, "hash_pool.nice");
+    keys
 }
 
 fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) -> Vec<u8> {

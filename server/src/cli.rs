@@ -66,7 +66,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum JwtCommand {
     /// Add a new signing key to the managed key directory. It signs from the
-    /// next start; the previous key stays published until its tokens expire.
+    /// next config commit (`ropc config reload`, SIGHUP) or start; the
+    /// previous key stays published until its tokens expire.
     RotateKey {
         /// The config file.
         #[arg(long)]
@@ -123,6 +124,18 @@ enum ConfigCommand {
         /// The config file.
         file: PathBuf,
     },
+    /// Validate a config file, then have the running `ropc serve --config
+    /// FILE` commit it (SIGHUP). Without --pid, the server is found by its
+    /// command line. With `[server] admin_listen` set, waits for the verdict.
+    Reload {
+        /// The config file the server runs with.
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's process id (default: every `ropc serve` of this
+        /// config file).
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 /// Runs the command line and returns the exit code.
@@ -154,6 +167,9 @@ pub fn main() -> i32 {
             params.and_then(|p| read_password(true).and_then(|pw| admin::user_add(&name, &pw, &users, p)))
         }
         Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
+        Command::Config { command: ConfigCommand::Reload { config, pid } } => {
+            crate::reload::config_reload(&config, pid)
+        }
         Command::Jwt { command: JwtCommand::RotateKey { config } } => jwt_rotate_key(&config),
     };
     match result {
@@ -201,7 +217,7 @@ fn jwt_rotate_key(file: &Path) -> Result<(), String> {
     match &config.jwt.keys {
         crate::config::JwtKeySource::Managed(dir) => {
             let path = crate::jwt::generate_key(dir, config.jwt.algorithm)?;
-            println!("new signing key: {} (signs from the next start)", path.display());
+            println!("new signing key: {} (signs from the next config reload or start)", path.display());
             Ok(())
         }
         crate::config::JwtKeySource::Files { .. } => Err(format!(
@@ -211,7 +227,7 @@ fn jwt_rotate_key(file: &Path) -> Result<(), String> {
     }
 }
 
-fn config_check(file: &Path) -> Result<(), String> {
+pub(crate) fn config_check(file: &Path) -> Result<(), String> {
     let config = Config::load(file).map_err(|e| e.to_string())?;
     let users = match &config.users_file {
         Some(path) => crate::credentials::UserStore::load(path, HashParams { m_cost: 8, t_cost: 1, p_cost: 1 })
@@ -247,7 +263,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
     runtime.block_on(async move {
         let token_path = config.endpoints.token.clone();
         let server = Server::bind(config).await?;
-        let issuer = server.app().issuer.clone();
+        let issuer = server.app().live().issuer.clone();
         for addr in server.local_addrs() {
             println!("ropc listening on {}://{addr}", server.scheme());
         }
@@ -260,6 +276,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
         if let Some(d) = demo {
             print_demo(&d, server.ca_file.as_deref(), &format!("{issuer}{token_path}"));
         }
+        tokio::spawn(crate::reload::reload_on_sighup(std::sync::Arc::clone(server.app())));
         tracing::info!(issuer = %issuer, "ready");
         server.run(shutdown_signal()).await;
         tracing::info!("stopped");

@@ -17,26 +17,31 @@ use ropc_core::{ClientIndex, PasswordOutcome, UserRef};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// The users of one users file.
+///
+/// A user's [`UserRef`] is stored in token records, so a reload keeps each
+/// name's index (see [`UserStore::parse_after`]); a removed user leaves a
+/// retired slot (an empty name, with the dummy hash) that no name finds.
 pub struct UserStore {
     by_name: HashMap<String, UserRef>,
+    /// By index; empty for a retired slot.
     names: Vec<Arc<str>>,
+    /// Users that are not retired slots.
+    live: usize,
     /// Each user's hash, replaced in place by an upgrade on login.
     hashes: Vec<RwLock<Arc<StoredHash>>>,
     dummy: Arc<StoredHash>,
     params: HashParams,
     current: Option<argon2::Params>,
-    upgraded: AtomicU64,
 }
 
 impl fmt::Debug for UserStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserStore({} users)", self.names.len())
+        write!(f, "UserStore({} users)", self.live)
     }
 }
 
@@ -52,11 +57,38 @@ impl UserStore {
         Self::parse(path, &text, params)
     }
 
+    /// Reads a users file as the successor of `previous` (a live reload):
+    /// see [`UserStore::parse_after`].
+    pub fn load_after(path: &Path, params: HashParams, previous: &UserStore) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the users file: {e}"),
+        })?;
+        Self::parse_after(path, &text, params, Some(previous))
+    }
+
     /// Parses users-file text (see [`UserStore::load`]).
     pub fn parse(path: &Path, text: &str, params: HashParams) -> Result<Self, ConfigError> {
+        Self::parse_after(path, text, params, None)
+    }
+
+    /// Parses users-file text as the successor of `previous`: every user of
+    /// `previous` who is still in the file keeps their [`UserRef`], a
+    /// removed user's slot is retired for good (their tokens name nobody),
+    /// and new users are added after the last slot.
+    pub fn parse_after(
+        path: &Path,
+        text: &str,
+        params: HashParams,
+        previous: Option<&UserStore>,
+    ) -> Result<Self, ConfigError> {
+        let dummy = Arc::new(dummy_hash(params)?);
         let mut by_name = HashMap::new();
-        let mut names = Vec::new();
+        let mut names: Vec<Arc<str>> = Vec::new();
         let mut hashes = Vec::new();
+        let mut fresh = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -71,37 +103,69 @@ impl UserStore {
                 return Err(err("the username is empty".into()));
             }
             let stored = StoredHash::parse(phc.trim()).map_err(|e| err(format!("user {name:?}: {e}")))?;
-            let user = UserRef(u32::try_from(names.len()).map_err(|_| err("too many users".into()))?);
-            if by_name.insert(name.to_owned(), user).is_some() {
+            if by_name.insert(name.to_owned(), UserRef::NONE).is_some() {
                 return Err(err(format!("user {name:?} appears twice")));
             }
-            names.push(Arc::from(name));
-            hashes.push(RwLock::new(Arc::new(stored)));
+            fresh.push((Arc::<str>::from(name), Arc::new(stored)));
         }
-        Ok(Self {
-            by_name,
-            names,
-            hashes,
-            dummy: Arc::new(dummy_hash(params)?),
-            params,
-            current: params.to_params().ok(),
-            upgraded: AtomicU64::new(0),
-        })
+        let too_many = || ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: "too many users (counting those removed since the server started)".into(),
+        };
+        // The previous users first, each at its old index.
+        let mut new_hashes: HashMap<Arc<str>, Arc<StoredHash>> = fresh.iter().cloned().collect();
+        for name in previous.map_or(&[][..], |p| &p.names[..]) {
+            let kept = if name.is_empty() { None } else { new_hashes.remove(name) };
+            let user = UserRef(u32::try_from(names.len()).map_err(|_| too_many())?);
+            match kept {
+                Some(hash) => {
+                    by_name.insert(name.to_string(), user);
+                    names.push(Arc::clone(name));
+                    hashes.push(RwLock::new(hash));
+                }
+                None => {
+                    names.push(Arc::from(""));
+                    hashes.push(RwLock::new(Arc::clone(&dummy)));
+                }
+            }
+        }
+        for (name, _) in &fresh {
+            if let Some(hash) = new_hashes.remove(name) {
+                let user =
+                    UserRef(u32::try_from(names.len()).ok().filter(|u| *u != UserRef::NONE.0).ok_or_else(too_many)?);
+                by_name.insert(name.to_string(), user);
+                names.push(Arc::clone(name));
+                hashes.push(RwLock::new(hash));
+            }
+        }
+        Ok(Self { live: by_name.len(), by_name, names, hashes, dummy, params, current: params.to_params().ok() })
     }
 
-    /// How many users there are.
+    /// How many users there are (retired slots not counted).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.live
     }
 
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.live == 0
     }
 
-    /// The name of `user`.
+    /// The name of `user` (none for a retired slot).
     pub fn name(&self, user: UserRef) -> Option<&Arc<str>> {
-        self.names.get(user.0 as usize)
+        self.names.get(user.0 as usize).filter(|n| !n.is_empty())
+    }
+
+    /// The user called `name`.
+    pub fn find(&self, name: &str) -> Option<UserRef> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Every user's name (retired slots left out), in index order.
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.names.iter().filter(|n| !n.is_empty())
     }
 
     /// The hash `user` has now.
@@ -140,6 +204,7 @@ impl UserStore {
         self.names
             .iter()
             .zip(&self.hashes)
+            .filter(|(name, _)| !name.is_empty())
             .filter_map(|(name, h)| {
                 let h = h.read();
                 h.is_weak().then(|| (name, h.scheme_name()))
@@ -149,7 +214,7 @@ impl UserStore {
 
     /// Users whose hashes will be upgraded at their next login.
     pub fn legacy_count(&self) -> usize {
-        self.hashes.iter().filter(|h| self.needs_upgrade(&h.read())).count()
+        self.names.iter().zip(&self.hashes).filter(|(n, h)| !n.is_empty() && self.needs_upgrade(&h.read())).count()
     }
 
     /// Replaces `user`'s hash with `new` if it is still `old`; returns whether
@@ -161,13 +226,7 @@ impl UserStore {
             return false;
         }
         *slot = Arc::new(new);
-        self.upgraded.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// Hashes upgraded since the start.
-    pub fn upgraded(&self) -> u64 {
-        self.upgraded.load(Ordering::Relaxed)
     }
 
     /// Verifies `password` for `username` through `verifier`. An unknown
@@ -209,7 +268,8 @@ fn dummy_hash(params: HashParams) -> Result<StoredHash, ConfigError> {
 /// Client secret hashes with a per-client memo of the last secret that
 /// verified.
 pub struct ClientSecrets {
-    hashes: Vec<Arc<StoredHash>>,
+    /// By client index; none for a retired slot.
+    hashes: Vec<Option<Arc<StoredHash>>>,
     verified: Vec<Mutex<Option<[u8; 32]>>>,
     /// One argon2 verification per client at a time while nothing is
     /// memoised: after a restart, a burst of requests waits for the first
@@ -226,11 +286,28 @@ impl fmt::Debug for ClientSecrets {
 
 impl ClientSecrets {
     /// Secrets for the clients, by index.
-    pub fn new(hashes: Vec<Arc<StoredHash>>) -> Result<Self, ring::error::Unspecified> {
+    pub fn new(hashes: Vec<Option<Arc<StoredHash>>>) -> Result<Self, ring::error::Unspecified> {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?;
         let verified = hashes.iter().map(|_| Mutex::new(None)).collect();
         let first = hashes.iter().map(|_| tokio::sync::Mutex::new(())).collect();
         Ok(Self { hashes, verified, first, key })
+    }
+
+    /// Secrets for the clients after a reload: a client whose index and
+    /// stored hash did not change keeps its memo, so that a reload costs no
+    /// hash for it; a new or reset secret starts unverified.
+    pub fn after(hashes: Vec<Option<Arc<StoredHash>>>, previous: &ClientSecrets) -> Self {
+        let verified = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, new)| {
+                let old = previous.hashes.get(i).and_then(Option::as_ref);
+                let same = matches!((old, new), (Some(old), Some(new)) if old.as_phc() == new.as_phc());
+                Mutex::new(if same { *previous.verified[i].lock() } else { None })
+            })
+            .collect();
+        let first = hashes.iter().map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { hashes, verified, first, key: previous.key.clone() }
     }
 
     fn tag(&self, client: ClientIndex, secret: &str) -> [u8; 32] {
@@ -251,7 +328,7 @@ impl ClientSecrets {
         client: ClientIndex,
         secret: &str,
     ) -> Result<bool, VerifyError> {
-        let (Some(hash), Some(memo)) = (self.hashes.get(client.0 as usize), self.verified.get(client.0 as usize))
+        let (Some(Some(hash)), Some(memo)) = (self.hashes.get(client.0 as usize), self.verified.get(client.0 as usize))
         else {
             return Ok(false);
         };
@@ -297,6 +374,59 @@ mod tests {
         assert_eq!(users.name(UserRef(1)).map(|s| &**s), Some("bob"));
     }
 
+    #[tokio::test]
+    async fn a_reload_keeps_each_users_index_and_retires_removed_ones() {
+        let h = hash::hash_password(b"pw", SMALL).unwrap();
+        let first = UserStore::parse(Path::new("users"), &format!("alice:{h}\nbob:{h}\ncarol:{h}\n"), SMALL).unwrap();
+        let second = UserStore::parse_after(
+            Path::new("users"),
+            &format!("dave:{h}\ncarol:{h}\nalice:{h}\n"),
+            SMALL,
+            Some(&first),
+        )
+        .unwrap();
+        assert_eq!(
+            (second.find("alice"), second.find("carol"), second.find("dave")),
+            (Some(UserRef(0)), Some(UserRef(2)), Some(UserRef(3)))
+        );
+        assert_eq!((second.find("bob"), second.name(UserRef(1))), (None, None));
+        assert_eq!(second.len(), 3);
+        assert_eq!(second.names().map(|n| &**n).collect::<Vec<_>>(), ["alice", "carol", "dave"]);
+        let v = InlineVerifier;
+        assert_eq!(second.verify(&v, "bob", "pw").await, Ok(PasswordOutcome::UnknownUser));
+        assert_eq!(second.verify(&v, "dave", "pw").await, Ok(PasswordOutcome::Valid(UserRef(3))));
+        // bob again: a new index, so his old tokens stay dead.
+        let third = UserStore::parse_after(Path::new("users"), &format!("bob:{h}\n"), SMALL, Some(&second)).unwrap();
+        assert_eq!(third.find("bob"), Some(UserRef(4)));
+        assert_eq!(third.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_memo_of_unchanged_client_secrets_only() {
+        let a = Arc::new(StoredHash::parse(&hash::hash_password(b"a-secret", SMALL).unwrap()).unwrap());
+        let b = Arc::new(StoredHash::parse(&hash::hash_password(b"b-secret", SMALL).unwrap()).unwrap());
+        let first = ClientSecrets::new(vec![Some(Arc::clone(&a)), Some(Arc::clone(&b))]).unwrap();
+        let v = InlineVerifier;
+        assert_eq!(first.verify(&v, ClientIndex(0), "a-secret").await, Ok(true));
+        assert_eq!(first.verify(&v, ClientIndex(1), "b-secret").await, Ok(true));
+        // b's secret is reset; a is unchanged.
+        let b2 = Arc::new(StoredHash::parse(&hash::hash_password(b"b-new", SMALL).unwrap()).unwrap());
+        let second = ClientSecrets::after(vec![Some(a), Some(b2)], &first);
+        #[derive(Debug)]
+        struct Yes;
+        impl PasswordVerifier for Yes {
+            fn try_submit(&self, _: VerifyJob) -> Result<crate::hash::Pending, VerifyError> {
+                Ok(crate::hash::Pending::ready(true))
+            }
+        }
+        // a: still memoised, so no hash is asked for and a wrong secret fails.
+        assert_eq!(second.verify(&Yes, ClientIndex(0), "wrong").await, Ok(false));
+        assert_eq!(second.verify(&v, ClientIndex(0), "a-secret").await, Ok(true));
+        // b: the old secret no longer works, the new one does.
+        assert_eq!(second.verify(&v, ClientIndex(1), "b-secret").await, Ok(false));
+        assert_eq!(second.verify(&v, ClientIndex(1), "b-new").await, Ok(true));
+    }
+
     #[test]
     fn users_file_errors_name_the_line() {
         let alice = hash::hash_password(b"x", SMALL).unwrap();
@@ -315,7 +445,7 @@ mod tests {
     #[tokio::test]
     async fn client_secret_memo() {
         let phc = hash::hash_password(b"s3cret", SMALL).unwrap();
-        let secrets = ClientSecrets::new(vec![Arc::new(StoredHash::parse(&phc).unwrap())]).unwrap();
+        let secrets = ClientSecrets::new(vec![Some(Arc::new(StoredHash::parse(&phc).unwrap()))]).unwrap();
         let v = InlineVerifier;
         assert_eq!(secrets.verify(&v, ClientIndex(0), "wrong").await, Ok(false));
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));

@@ -1,7 +1,7 @@
 //! HTTP: routing, body reading with limits, and the response headers each
 //! endpoint owes (RFC 6749 §5.1: `Cache-Control: no-store`, `Pragma: no-cache`).
 
-use crate::app::App;
+use crate::app::{App, Live};
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
@@ -43,8 +43,11 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let method = req.method().clone();
+    // The configuration this request runs on to the end, whatever commits
+    // meanwhile.
+    let live = app.live();
     let metrics_here = match listener {
-        Listener::Main => app.config.admin_listen.is_none(),
+        Listener::Main => !app.admin_listener,
         Listener::Admin => true,
     };
     if path == "/metrics" && metrics_here {
@@ -60,7 +63,7 @@ pub async fn handle(
     if listener == Listener::Admin && path != "/healthz" {
         return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     }
-    let endpoints = &app.config.endpoints;
+    let endpoints = &live.config.endpoints;
     let form = if path == endpoints.token {
         Some(FormEndpoint::Token)
     } else if path == endpoints.revocation {
@@ -72,7 +75,7 @@ pub async fn handle(
     };
     let response = if let Some(endpoint) = form {
         if method == Method::POST {
-            form_endpoint(&app, req, endpoint, peer).await
+            form_endpoint(&app, &live, req, endpoint, peer).await
         } else {
             method_not_allowed("POST", true)
         }
@@ -81,14 +84,14 @@ pub async fn handle(
             Method::GET | Method::HEAD => healthz(&app),
             _ => method_not_allowed("GET, HEAD", false),
         }
-    } else if path == app.config.endpoints.jwks && app.jwt.is_some() {
-        match (method, &app.jwt) {
+    } else if path == live.config.endpoints.jwks && live.jwt.is_some() {
+        match (method, &live.jwt) {
             (Method::GET | Method::HEAD, Some(keys)) => json(StatusCode::OK, keys.jwks.clone()),
             _ => method_not_allowed("GET, HEAD", false),
         }
     } else if path == METADATA_PATH {
         match method {
-            Method::GET | Method::HEAD => json(StatusCode::OK, app.metadata.clone()),
+            Method::GET | Method::HEAD => json(StatusCode::OK, live.metadata.clone()),
             _ => method_not_allowed("GET, HEAD", false),
         }
     } else {
@@ -151,8 +154,8 @@ enum BodyError {
 
 /// Reads the body, refusing it as soon as it passes `limit` and giving up
 /// after the timeout. The buffer is zeroed when dropped: it holds passwords.
-async fn read_body(app: &App, headers: &HeaderMap, mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, BodyError> {
-    let limit = app.config.max_body_bytes;
+async fn read_body(live: &Live, headers: &HeaderMap, mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+    let limit = live.config.max_body_bytes;
     if let Some(len) = headers.get(CONTENT_LENGTH) {
         let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(BodyError::Unreadable)?;
         if len > limit as u64 {
@@ -172,7 +175,7 @@ async fn read_body(app: &App, headers: &HeaderMap, mut body: Incoming) -> Result
         }
         Ok(())
     };
-    tokio::time::timeout(app.config.header_read_timeout, read).await.map_err(|_| BodyError::Unreadable)??;
+    tokio::time::timeout(live.config.header_read_timeout, read).await.map_err(|_| BodyError::Unreadable)??;
     Ok(out)
 }
 
@@ -194,7 +197,13 @@ impl FormEndpoint {
     }
 }
 
-async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint, peer: IpAddr) -> Response<Body> {
+async fn form_endpoint(
+    app: &App,
+    live: &Live,
+    req: Request<Incoming>,
+    endpoint: FormEndpoint,
+    peer: IpAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let early = if !is_form(&parts.headers) {
@@ -206,7 +215,7 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     };
     let (body, early) = match early {
         Some(e) => (Zeroizing::new(Vec::new()), Some(e)),
-        None => match read_body(app, &parts.headers, body).await {
+        None => match read_body(live, &parts.headers, body).await {
             Ok(b) => (b, None),
             Err(BodyError::TooLarge) => {
                 (Zeroizing::new(Vec::new()), Some((StatusCode::PAYLOAD_TOO_LARGE, OAuthError::BODY_TOO_LARGE)))
@@ -218,7 +227,7 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     };
     if let Some((status, error)) = early {
         let mut out = Vec::new();
-        app.engine.write_error(&error, &mut out);
+        live.engine.write_error(&error, &mut out);
         let mut r = json(status, out);
         no_store(r.headers_mut());
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -240,9 +249,11 @@ async fn form_endpoint(app: &App, req: Request<Incoming>, endpoint: FormEndpoint
     }
     let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let outcome = match endpoint {
-        FormEndpoint::Token => app.token(&body, authorization, peer).await,
-        FormEndpoint::Revocation => app.token_query(QueryKind::Revocation, &body, authorization, peer).await,
-        FormEndpoint::Introspection => app.token_query(QueryKind::Introspection, &body, authorization, peer).await,
+        FormEndpoint::Token => app.token(live, &body, authorization, peer).await,
+        FormEndpoint::Revocation => app.token_query(live, QueryKind::Revocation, &body, authorization, peer).await,
+        FormEndpoint::Introspection => {
+            app.token_query(live, QueryKind::Introspection, &body, authorization, peer).await
+        }
     };
     drop(body);
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -28,6 +28,7 @@ pub mod jwt;
 pub mod lockout;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -175,7 +175,8 @@ impl<K: Hash + Eq + Clone, V: Default> Sharded<K, V> {
 
 /// Failure counters and locks.
 pub struct Lockout {
-    policy: LockoutPolicy,
+    /// Swapped by a config commit; counters and locks carry over.
+    policy: arc_swap::ArcSwap<LockoutPolicy>,
     /// Keyed by a keyed 64-bit hash of the username: fixed-size keys
     /// whatever length clients send.
     users: Sharded<u64, UserEntry>,
@@ -188,7 +189,7 @@ pub struct Lockout {
 
 impl std::fmt::Debug for Lockout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Lockout({:?}, {} users, {} IPs)", self.policy, self.tracked_users(), self.tracked_ips())
+        write!(f, "Lockout({:?}, {} users, {} IPs)", self.policy(), self.tracked_users(), self.tracked_ips())
     }
 }
 
@@ -196,7 +197,7 @@ impl Lockout {
     /// Empty counters under `policy`.
     pub fn new(policy: LockoutPolicy) -> Self {
         Self {
-            policy,
+            policy: arc_swap::ArcSwap::from_pointee(policy),
             users: Sharded::new(),
             user_hasher: Default::default(),
             ips: Sharded::new(),
@@ -204,6 +205,17 @@ impl Lockout {
             locks: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> LockoutPolicy {
+        **self.policy.load()
+    }
+
+    /// Puts `policy` in force (a config commit). Counters and running locks
+    /// stay; the new thresholds and times apply from the next attempt.
+    pub fn set_policy(&self, policy: LockoutPolicy) {
+        self.policy.store(std::sync::Arc::new(policy));
     }
 
     fn key(&self, user: &str) -> u64 {
@@ -215,7 +227,7 @@ impl Lockout {
     /// [`Lockout::finish`], so that a burst of concurrent guesses cannot
     /// slip past the threshold while the hashes run.
     pub fn begin(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
-        let p = self.policy;
+        let p = self.policy();
         if let Some(retry_after) = self.ip_throttled(ip, now) {
             return Gate::IpThrottled { retry_after };
         }
@@ -260,9 +272,9 @@ impl Lockout {
     /// Ends an attempt that [`Lockout::begin`] let through. `failed`: a wrong
     /// password or unknown user; `None`: no answer (the hash queue was full).
     pub fn finish(&self, user: &str, ip: IpAddr, now: u64, failed: Option<bool>) {
-        if self.policy.max_failures != 0 {
+        if self.policy().max_failures != 0 {
             let rank = |e: &UserEntry| (e.locked_until > now, e.last_seen);
-            self.users.with(&self.key(user), self.policy.max_tracked, rank, |e| {
+            self.users.with(&self.key(user), self.policy().max_tracked, rank, |e| {
                 e.pending = e.pending.saturating_sub(1);
             });
         }
@@ -275,7 +287,7 @@ impl Lockout {
 
     /// Counts a failed attempt (wrong password or unknown user).
     pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
-        let p = self.policy;
+        let p = self.policy();
         self.ip_failure(ip, now, "too many failed logins from one IP");
         if p.max_failures == 0 {
             return;
@@ -311,7 +323,7 @@ impl Lockout {
     }
 
     fn ip_failure(&self, ip: IpAddr, now: u64, why: &'static str) {
-        let p = self.policy;
+        let p = self.policy();
         if p.ip_max_failures == 0 {
             return;
         }
@@ -338,11 +350,11 @@ impl Lockout {
 
     /// Records a successful login: clears the user's failures and trusts `ip`.
     pub fn success(&self, user: &str, ip: IpAddr, now: u64) {
-        if self.policy.max_failures == 0 {
+        if self.policy().max_failures == 0 {
             return;
         }
         let rank = |e: &UserEntry| (e.locked_until > now, e.last_seen);
-        self.users.with(&self.key(user), self.policy.max_tracked, rank, |e| {
+        self.users.with(&self.key(user), self.policy().max_tracked, rank, |e| {
             e.last_seen = now;
             e.failures = Window::default();
             if e.locked_until <= now {
@@ -360,7 +372,7 @@ impl Lockout {
     /// forgets idle entries. Call it periodically.
     pub fn sweep_step(&self, now: u64) {
         let i = self.next_sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
-        let p = self.policy;
+        let p = self.policy();
         let idle = p.window.max(p.max_lock_time).saturating_mul(2);
         let trusted_for = p.trusted_ip_days.saturating_mul(86_400);
         {

@@ -86,22 +86,25 @@ impl Server {
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { app, listeners, admin, tls, .. } = self;
+        // Listeners, limits and timeouts of the connection layer are set
+        // once, from the configuration the server started with.
+        let config = app.live().config.clone();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(app.config.header_read_timeout)
+            .header_read_timeout(config.header_read_timeout)
             // Bounds the request head and, with it, how many pipelined
             // requests one connection can queue.
-            .max_buf_size(app.config.max_header_bytes)
+            .max_buf_size(config.max_header_bytes)
             .max_headers(100)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(256)
-            .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
-        let connections = Arc::new(Semaphore::new(app.config.max_connections));
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let connections = Arc::new(Semaphore::new(config.max_connections));
         // The admin listener has its own slots, so that health and metrics
         // still answer when the main listener is full.
         let admin_connections = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
@@ -157,9 +160,10 @@ impl Server {
 
         shutdown.await;
         app.draining.store(true, Ordering::Relaxed);
-        if !app.config.shutdown_delay.is_zero() {
-            tracing::info!(delay = ?app.config.shutdown_delay, "shutting down: /healthz answers 503; still serving");
-            tokio::time::sleep(app.config.shutdown_delay).await;
+        let delay = app.live().config.shutdown_delay;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "shutting down: /healthz answers 503; still serving");
+            tokio::time::sleep(delay).await;
         }
         tracing::info!("shutting down: no new connections, draining requests in flight");
         for l in &accept_loops {
@@ -224,7 +228,7 @@ fn serve(
     let watcher = graceful.watcher();
     let Connection { stream, peer, permit } = conn;
     tracing::trace!(%peer, "connection accepted");
-    let stream = IdleTimeout::new(stream, app.config.idle_timeout);
+    let stream = IdleTimeout::new(stream, app.live().config.idle_timeout);
     tokio::spawn(async move {
         let _permit = permit;
         let ip = peer.ip().to_canonical();

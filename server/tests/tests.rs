@@ -10,4 +10,5 @@ mod jwt;
 mod lifecycle;
 mod migration;
 mod operations;
+mod reload;
 mod token;

@@ -10,7 +10,7 @@ use crate::hash::{HashParams, StoredHash};
 use crate::lockout::LockoutPolicy;
 use ropc_core::client::Client;
 use ropc_core::scope::{ScopeRegistry, ScopeSet};
-use ropc_core::{Capabilities, Engine, EngineConfig, Limits, TokenFormat};
+use ropc_core::{Capabilities, ClientIndex, Engine, EngineConfig, Limits, TokenFormat};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -155,8 +155,8 @@ pub struct Config {
     pub engine: Arc<Engine>,
     /// JWT access token settings.
     pub jwt: JwtConfig,
-    /// Client secret hashes, by client index.
-    pub client_secrets: Vec<Arc<StoredHash>>,
+    /// Client secret hashes, by client index (none for a retired slot).
+    pub client_secrets: Vec<Option<Arc<StoredHash>>>,
 }
 
 /// Builds errors for one source text.
@@ -215,8 +215,29 @@ impl Config {
         Self::parse(path, &source)
     }
 
+    /// Reads and validates the config file at `path` as the successor of
+    /// `previous` (a live reload): every scope and client that `previous`
+    /// has keeps its index, since token records store indices, and removed
+    /// ones leave retired slots that are never reused. New scopes and
+    /// clients take the next free indices.
+    pub fn load_after(path: &Path, previous: &Config) -> Result<Config, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse_after(path, &source, Some(&previous.engine))
+    }
+
     /// Validates `source` as if read from `path`.
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        Self::parse_after(path, source, None)
+    }
+
+    /// Validates `source` as if read from `path`, keeping the scope and
+    /// client indices of `previous` (see [`Config::load_after`]).
+    pub fn parse_after(path: &Path, source: &str, previous: Option<&Engine>) -> Result<Config, ConfigError> {
         let loc = Locator { file: path, source };
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -228,10 +249,15 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        Self::from_raw(&loc, dir, raw)
+        Self::from_raw(&loc, dir, raw, previous)
     }
 
-    fn from_raw(loc: &Locator<'_>, dir: PathBuf, raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(
+        loc: &Locator<'_>,
+        dir: PathBuf,
+        raw: RawConfig,
+        previous: Option<&Engine>,
+    ) -> Result<Config, ConfigError> {
         let server = raw.server;
         let listen = server.listen.get_ref().clone();
         if !is_host_port(&listen) {
@@ -371,8 +397,35 @@ impl Config {
         };
 
         let mut scopes = ScopeRegistry::new();
-        for s in &raw.scopes {
-            scopes.register(s.name.get_ref()).map_err(|e| loc.at(s.name.span(), "scopes.name", e.to_string()))?;
+        // On a reload, the previous scopes first, each at its old index.
+        let mut placed = vec![false; raw.scopes.len()];
+        for index in 0..previous.map_or(0, |p| p.scopes.slots()) {
+            let name = previous.and_then(|p| p.scopes.name(index));
+            match name.and_then(|name| raw.scopes.iter().position(|s| s.name.get_ref() == name)) {
+                Some(at) => {
+                    let s = &raw.scopes[at];
+                    scopes
+                        .register(s.name.get_ref())
+                        .map_err(|e| loc.at(s.name.span(), "scopes.name", e.to_string()))?;
+                    placed[at] = true;
+                }
+                None => {
+                    scopes.retire_slot().map_err(|e| loc.at(0..0, "scopes", e.to_string()))?;
+                }
+            }
+        }
+        for (s, _) in raw.scopes.iter().zip(&placed).filter(|(_, placed)| !**placed) {
+            scopes.register(s.name.get_ref()).map_err(|e| {
+                let retired = scopes.slots() - scopes.names().count();
+                let message = match e {
+                    ropc_core::scope::ScopeError::TooMany if retired > 0 => format!(
+                        "{e}, and {retired} of them are scopes removed since the server started (their tokens may \
+                         still be live); restart the server to free them"
+                    ),
+                    _ => e.to_string(),
+                };
+                loc.at(s.name.span(), "scopes.name", message)
+            })?;
         }
 
         let mut engine = Engine {
@@ -388,7 +441,25 @@ impl Config {
             scopes,
         };
         let mut client_secrets = Vec::new();
-        for (n, c) in raw.clients.into_iter().enumerate() {
+        // On a reload, the previous clients first, each at its old index;
+        // a removed client's index is retired for good.
+        let mut clients: Vec<Option<RawClient>> = raw.clients.into_iter().map(Some).collect();
+        let mut order = Vec::with_capacity(clients.len());
+        if let Some(previous) = previous {
+            for index in 0..previous.clients.slots() {
+                let id = previous.clients.get(ClientIndex(index as u32)).map(|c| c.id.as_str());
+                let at =
+                    id.and_then(|id| clients.iter().position(|c| c.as_ref().is_some_and(|c| c.id.get_ref() == id)));
+                order.push(at.and_then(|at| clients[at].take()));
+            }
+        }
+        order.extend(clients.into_iter().flatten().map(Some));
+        for (n, c) in order.into_iter().enumerate() {
+            let Some(c) = c else {
+                engine.clients.retire_slot().map_err(|e| loc.at(0..0, "clients", e.to_string()))?;
+                client_secrets.push(None);
+                continue;
+            };
             if n >= crate::store::MAX_CLIENTS {
                 return Err(loc.at(
                     c.id.span(),
@@ -451,7 +522,7 @@ impl Config {
                 };
                 engine.clients.set_access_token_format(index, format);
             }
-            client_secrets.push(Arc::new(secret));
+            client_secrets.push(Some(Arc::new(secret)));
         }
 
         let needs_users = engine.clients.capabilities().contains(Capabilities::PASSWORD);

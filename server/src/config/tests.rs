@@ -129,3 +129,56 @@ fn tls_files_are_relative_to_the_config() {
     let c = config(&body).unwrap();
     assert_eq!(c.tls, TlsMode::Files { cert: "/etc/ropc/c.pem".into(), key: "/etc/ropc/k.pem".into() });
 }
+
+#[test]
+fn a_reload_keeps_every_scope_and_client_index_and_never_reuses_a_removed_one() {
+    let first = config(&good()).unwrap();
+    // "write" and "legacy" stay; "read" goes; "admin", "profile" and two
+    // clients come, listed before the old ones.
+    let text = good()
+        .replace("[[scopes]]\nname = \"read\"\n", "[[scopes]]\nname = \"admin\"\n\n[[scopes]]\nname = \"profile\"\n")
+        .replace(
+            "scopes = [\"read\", \"write\"]\ndefault_scopes = [\"read\"]",
+            "scopes = [\"write\"]\ndefault_scopes = []",
+        )
+        .replace(
+            "[[clients]]\nid = \"legacy\"",
+            &format!(
+                "[[clients]]\nid = \"a\"\nsecret = \"{h}\"\ncapabilities = [\"password\"]\nscopes = [\"admin\"]\n\n\
+                 [[clients]]\nid = \"b\"\nsecret = \"{h}\"\ncapabilities = [\"password\"]\nscopes = []\n\n\
+                 [[clients]]\nid = \"legacy\"",
+                h = hash()
+            ),
+        );
+    let second = Config::parse_after(Path::new("/etc/ropc/ropc.toml"), &text, Some(&first.engine)).unwrap();
+    let scopes = &second.engine.scopes;
+    assert_eq!((scopes.index_of("write"), scopes.name(0)), (Some(1), None), "write keeps bit 1; read's bit retires");
+    assert_eq!((scopes.index_of("admin"), scopes.index_of("profile")), (Some(2), Some(3)));
+    let clients = &second.engine.clients;
+    assert_eq!(clients.find("legacy"), Some(ClientIndex(0)));
+    assert_eq!((clients.find("a"), clients.find("b")), (Some(ClientIndex(1)), Some(ClientIndex(2))));
+    assert_eq!(second.client_secrets.len(), 3);
+
+    // Then "legacy" goes, and comes back: it gets a new index, so tokens of
+    // the removed client stay dead.
+    let without = text.replace("[[clients]]\nid = \"legacy\"", "[[clients]]\nid = \"c\"");
+    let third = Config::parse_after(Path::new("/etc/ropc/ropc.toml"), &without, Some(&second.engine)).unwrap();
+    assert!(third.engine.clients.get(ClientIndex(0)).is_none());
+    assert!(third.client_secrets[0].is_none());
+    assert_eq!(third.engine.clients.find("c"), Some(ClientIndex(3)));
+    let fourth = Config::parse_after(Path::new("/etc/ropc/ropc.toml"), &text, Some(&third.engine)).unwrap();
+    assert_eq!(fourth.engine.clients.find("legacy"), Some(ClientIndex(4)));
+    assert_eq!(fourth.engine.clients.len(), 3);
+}
+
+#[test]
+fn a_reload_that_would_need_a_65th_scope_bit_says_to_restart() {
+    let many = |prefix: &str| (0..60).map(|i| format!("[[scopes]]\nname = \"{prefix}{i}\"\n\n")).collect::<String>();
+    let first = config(&format!("{}{}", many("a"), good())).unwrap();
+    let e =
+        Config::parse_after(Path::new("/etc/ropc/ropc.toml"), &format!("{}{}", many("b"), good()), Some(&first.engine))
+            .unwrap_err();
+    assert_eq!(e.key, "scopes.name");
+    assert_eq!(e.line, Some(8), "{e}: b0 and b1 fit, b2 (line 8) does not");
+    assert!(e.message.contains("restart the server"), "{e}");
+}

@@ -202,6 +202,11 @@ impl Server {
         false
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

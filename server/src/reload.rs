@@ -119,7 +119,8 @@ fn find_servers(file: &Path) -> Result<Vec<u32>, String> {
     Ok(found)
 }
 
-/// The `--config` of a `ropc … serve --config F` command line.
+/// The config file of a `ropc … serve [--config F]` command line (demo
+/// mode's without `--config`).
 fn serve_config_arg(args: &[&[u8]]) -> Option<PathBuf> {
     let program = Path::new(std::str::from_utf8(args.first()?).ok()?).file_name()?.to_str()?;
     if program != "ropc" {
@@ -129,11 +130,13 @@ fn serve_config_arg(args: &[&[u8]]) -> Option<PathBuf> {
     if !args.contains(&"serve") {
         return None;
     }
-    args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--config") {
+    let config = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--config") {
         Some("") => args.get(i + 1).map(PathBuf::from),
         Some(rest) => rest.strip_prefix('=').map(PathBuf::from),
         None => None,
-    })
+    });
+    // Demo mode serves the config it keeps in its directory.
+    Some(config.unwrap_or_else(|| Path::new(crate::demo::DEMO_DIR).join("ropc.toml")))
 }
 
 /// `ropc_config_generation` and `ropc_config_reload_failures_total` from the
@@ -168,7 +171,7 @@ mod tests {
             parse("ropc --log-format json serve --config=/etc/ropc.toml"),
             Some(PathBuf::from("/etc/ropc.toml"))
         );
-        assert_eq!(parse("ropc serve"), None);
+        assert_eq!(parse("ropc serve"), Some(PathBuf::from("ropc-demo/ropc.toml")));
         assert_eq!(parse("ropc config check --config a.toml"), None);
         assert_eq!(parse("vim serve --config a.toml"), None);
     }

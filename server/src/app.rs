@@ -2,6 +2,7 @@
 //! this is where each [`Step`] the engine asks for is answered (secret
 //! check, password hash on the pool, record look-up).
 
+use crate::config::TokenStoreConfig;
 use crate::config::{Config, JwtKeySource};
 use crate::credentials::{ClientSecrets, UserStore};
 use crate::delay::Delays;
@@ -9,7 +10,8 @@ use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
-use crate::store::{Commit, ShardedTokenMap, TokenStore};
+use crate::store::redis::RedisStore;
+use crate::store::{Commit, ShardedTokenMap, StoreError, TokenStore};
 use crate::users_file::Replacement;
 use arc_swap::ArcSwap;
 use ring::rand::SecureRandom as _;
@@ -207,8 +209,11 @@ pub struct App {
     pub verifier: Arc<dyn PasswordVerifier>,
     /// The hash pool, when `verifier` is one (for `Retry-After` and metrics).
     pub pool: Option<Arc<HashPool>>,
-    /// Token records.
+    /// Token records, when they are kept in this process.
     pub store: Arc<ShardedTokenMap>,
+    /// Token records and brute-force counters shared through Redis
+    /// (`[token_store] kind = "redis"`); `store` is then unused.
+    pub redis: Option<RedisStore>,
     /// Randomness for tokens.
     pub random: BufferedRandom,
     /// Token digest.
@@ -282,6 +287,10 @@ impl App {
                 .map_err(|e| format!("cannot start the hash pool: {e}"))?,
         );
         let lockout = Lockout::new(config.lockout);
+        let redis = match &config.token_store {
+            TokenStoreConfig::Redis(c) => Some(RedisStore::new(c.clone())),
+            TokenStoreConfig::Memory { .. } => None,
+        };
         let admin_listener = config.admin_listen.is_some();
         let live = Live::build(config, bound_port, None, 1)?;
         warn_weak_hashes(&live.users);
@@ -298,6 +307,7 @@ impl App {
             verifier: pool.clone(),
             pool: Some(pool),
             store: Arc::new(ShardedTokenMap::default()),
+            redis,
             random: BufferedRandom::default(),
             digest: Sha256Digest,
             draining: AtomicBool::new(false),
@@ -411,11 +421,11 @@ impl App {
                         Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
-                Step::LoadRefreshToken { key } => match self.store.get(&key).await {
-                    Ok(record) => grant.refresh_token_loaded(record.filter(|r| live.owns(r)), now()),
+                Step::LoadRefreshToken { key } => match self.get_record(live, &key).await {
+                    Ok(record) => grant.refresh_token_loaded(record, now()),
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
-                Step::RevokeFamily { family, until } => match self.store.revoke_family(family, until).await {
+                Step::RevokeFamily { family, until } => match self.revoke_family(family, until).await {
                     Ok(()) => {
                         tracing::warn!(
                             event = "refresh_token_reuse",
@@ -472,7 +482,20 @@ impl App {
         peer: IpAddr,
     ) -> Result<PasswordOutcome, Refused> {
         let now = now();
-        match self.lockout.begin(username, peer, now) {
+        let gate = match &self.redis {
+            None => self.lockout.begin(username, peer, now),
+            Some(redis) => {
+                let gate = redis
+                    .begin(&self.lockout.policy(), username, peer, now)
+                    .await
+                    .map_err(|_| Refused::Verify(VerifyError::Unavailable))?;
+                if gate != Gate::Open {
+                    self.lockout.note_refused();
+                }
+                gate
+            }
+        };
+        match gate {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
             Gate::UserLocked => {
                 // Take as long as a real verification does right now, queue
@@ -490,7 +513,7 @@ impl App {
         let outcome = match live.users.verify(&*self.verifier, username, password).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                self.lockout.finish(username, peer, now, None);
+                self.finish_attempt(username, peer, now, None).await;
                 return Err(Refused::Verify(e));
             }
         };
@@ -510,7 +533,7 @@ impl App {
             }
         }
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
-        self.lockout.finish(username, peer, now, Some(failed));
+        self.finish_attempt(username, peer, now, Some(failed)).await;
         if let PasswordOutcome::Valid(user) = outcome {
             self.upgrade_later(live, user, password);
         }
@@ -571,12 +594,29 @@ impl App {
         peer: IpAddr,
     ) -> Result<bool, Refused> {
         let now = now();
-        if let Some(retry_after) = self.lockout.ip_throttled(peer, now) {
+        let throttled = match &self.redis {
+            None => self.lockout.ip_throttled(peer, now),
+            Some(redis) => {
+                let t = redis.ip_throttled(peer, now).await.map_err(|_| Refused::Verify(VerifyError::Unavailable))?;
+                if t.is_some() {
+                    self.lockout.note_refused();
+                }
+                t
+            }
+        };
+        if let Some(retry_after) = throttled {
             return Err(Refused::Throttled { retry_after });
         }
         let ok = live.client_secrets.verify(&*self.verifier, client, secret).await.map_err(Refused::Verify)?;
         if !ok {
-            self.lockout.client_failure(peer, now);
+            match &self.redis {
+                None => self.lockout.client_failure(peer, now),
+                Some(redis) => {
+                    if let Ok(seconds @ 1..) = redis.ip_failure(&self.lockout.policy(), peer, now).await {
+                        tracing::warn!(event = "ip_throttled", ip = %peer, seconds, why = "too many failed client authentications");
+                    }
+                }
+            }
         }
         Ok(ok)
     }
@@ -616,8 +656,8 @@ impl App {
                         Err(r) => break Err(self.refused(r, &mut outcome)),
                     }
                 }
-                QueryStep::LoadToken { key } => match self.store.get(&key).await {
-                    Ok(record) => query.token_loaded(record.filter(|r| live.owns(r))),
+                QueryStep::LoadToken { key } => match self.get_record(live, &key).await {
+                    Ok(record) => query.token_loaded(record),
                     Err(_) => break Err(OAuthError::STORE_FAILED),
                 },
                 QueryStep::Done => break Ok(()),
@@ -636,10 +676,10 @@ impl App {
                 let revocation = query.revocation(now);
                 let applied = async {
                     if let Some((family, until)) = revocation.revoke_family {
-                        self.store.revoke_family(family, until).await?;
+                        self.revoke_family(family, until).await?;
                     }
                     if let Some(key) = revocation.remove {
-                        self.store.remove(&key).await?;
+                        self.remove_record(&key).await?;
                     }
                     Ok::<_, crate::store::StoreError>(())
                 };
@@ -667,17 +707,87 @@ impl App {
         outcome
     }
 
+    /// Ends a password attempt under the brute-force policy (see
+    /// [`Lockout::finish`]); with Redis, the counters are shared by every
+    /// instance. A Redis error loses this attempt's count (logged by the
+    /// store).
+    async fn finish_attempt(&self, username: &str, peer: IpAddr, now: u64, failed: Option<bool>) {
+        let Some(redis) = &self.redis else {
+            return self.lockout.finish(username, peer, now, failed);
+        };
+        let Ok((locked, throttled)) = redis.finish(&self.lockout.policy(), username, peer, now, failed).await else {
+            return;
+        };
+        if locked > 0 {
+            self.lockout.note_lock();
+            tracing::warn!(
+                event = "account_locked",
+                user = ?username,
+                seconds = locked,
+                "too many failed logins on the instances sharing this Redis; the account is locked"
+            );
+        }
+        if throttled > 0 {
+            tracing::warn!(event = "ip_throttled", ip = %peer, seconds = throttled, why = "too many failed logins from one IP");
+        }
+    }
+
+    /// The record under `key`, unless its family is revoked or its client or
+    /// user is no longer configured.
+    async fn get_record(&self, live: &Live, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError> {
+        match &self.redis {
+            Some(redis) => redis.get(live, key).await,
+            None => Ok(self.store.get(key).await?.filter(|r| live.owns(r))),
+        }
+    }
+
+    async fn commit_records(&self, live: &Live, issued: &Issued) -> Result<Commit, StoreError> {
+        match &self.redis {
+            Some(redis) => redis.commit(live, issued).await,
+            None => self.store.commit(issued).await,
+        }
+    }
+
+    async fn store_records(&self, live: &Live, issued: &Issued) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(redis) => redis.store_only(live, issued).await,
+            None => self.store.store_only(issued).await,
+        }
+    }
+
+    async fn remove_record(&self, key: &TokenKey) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(redis) => redis.remove(key).await,
+            None => self.store.remove(key).await.map(drop),
+        }
+    }
+
+    async fn revoke_family(&self, family: ropc_core::FamilyId, until: u64) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(redis) => redis.revoke_family(family, until).await,
+            None => self.store.revoke_family(family, until).await,
+        }
+    }
+
+    /// Whether the token store answers (always, in memory): `/healthz`.
+    pub async fn store_up(&self) -> bool {
+        match &self.redis {
+            Some(redis) => redis.is_up() || redis.ping().await,
+            None => true,
+        }
+    }
+
     /// Stores a grant's records; settles a lost rotation race as the engine
     /// says (a replay, unless the grace window covers it).
     async fn commit(&self, live: &Live, issued: &Issued) -> Result<(), OAuthError> {
-        match self.store.commit(issued).await {
+        match self.commit_records(live, issued).await {
             Ok(Commit::Stored) => Ok(()),
             Ok(Commit::LostRace) => match issued.lost_race(&live.engine) {
                 LostRace::StoreWithoutRetiring => {
-                    self.store.store_only(issued).await.map_err(|_| OAuthError::STORE_FAILED)
+                    self.store_records(live, issued).await.map_err(|_| OAuthError::STORE_FAILED)
                 }
                 LostRace::RevokeFamily(family, until, error) => {
-                    self.store.revoke_family(family, until).await.map_err(|_| OAuthError::STORE_FAILED)?;
+                    self.revoke_family(family, until).await.map_err(|_| OAuthError::STORE_FAILED)?;
                     tracing::warn!(
                         event = "refresh_token_reuse",
                         family = family.0,
@@ -769,6 +879,23 @@ impl App {
             "Revoked grant families remembered.",
             self.store.revoked_families(),
         );
+        if let Some(redis) = &self.redis {
+            write_value(w, "ropc_token_store_up", "gauge", "1 while Redis answers.", u8::from(redis.is_up()));
+            write_value(
+                w,
+                "ropc_token_store_round_trips_total",
+                "counter",
+                "Round trips to Redis.",
+                redis.round_trips(),
+            );
+            write_value(
+                w,
+                "ropc_token_store_errors_total",
+                "counter",
+                "Redis round trips that failed or timed out.",
+                redis.errors(),
+            );
+        }
         write_value(
             w,
             "ropc_lockout_locks_total",
@@ -868,6 +995,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.hash_workers != new.hash_workers, "hash_pool.workers");
     check(old.hash_queue != new.hash_queue, "hash_pool.queue");
     check(old.hash_nice != new.hash_nice, "hash_pool.nice");
+    check(old.token_store != new.token_store, "token_store");
     keys
 }
 

@@ -81,7 +81,7 @@ pub async fn handle(
         }
     } else if path == "/healthz" {
         match method {
-            Method::GET | Method::HEAD => healthz(&app),
+            Method::GET | Method::HEAD => healthz(&app).await,
             _ => method_not_allowed("GET, HEAD", false),
         }
     } else if path == live.config.endpoints.jwks && live.jwt.is_some() {
@@ -100,9 +100,11 @@ pub async fn handle(
     Ok(response)
 }
 
-fn healthz(app: &App) -> Response<Body> {
+async fn healthz(app: &App) -> Response<Body> {
     if app.draining.load(Ordering::Relaxed) {
         plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if !app.store_up().await {
+        plain(StatusCode::SERVICE_UNAVAILABLE, "token store unavailable\n")
     } else {
         plain(StatusCode::OK, "ok\n")
     }

@@ -127,7 +127,7 @@ const SHARDS: usize = 16;
 
 /// How many times `max_failures` a user with a clean record may have in
 /// flight at once (a shared service account logging in concurrently).
-const CLEAN_BURST: u32 = 4;
+pub(crate) const CLEAN_BURST: u32 = 4;
 
 struct Sharded<K, V> {
     shards: Vec<Mutex<HashMap<K, V>>>,
@@ -403,6 +403,16 @@ impl Lockout {
             e.throttled_until > now || e.last_seen.saturating_add(idle) > now
         });
         self.ips.len.fetch_sub(before - ips.len(), Ordering::Relaxed);
+    }
+
+    /// Counts an attempt refused elsewhere (the shared Redis lockout).
+    pub fn note_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lock taken elsewhere (the shared Redis lockout).
+    pub fn note_lock(&self) {
+        self.locks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Locks taken since start.

@@ -56,6 +56,13 @@ impl Server {
         };
         let port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
         let app = Arc::new(App::new(config, port)?);
+        if let Some(redis) = &app.redis {
+            // Connect now, so that the log says at once whether Redis answers;
+            // if it does not, requests get 503 until it does.
+            if !redis.ping().await {
+                tracing::warn!("Redis does not answer at start: token requests get 503 until it does");
+            }
+        }
         Ok(Self { app, listeners, admin, tls: tls.map(TlsAcceptor::from), ca_file })
     }
 

@@ -10,5 +10,6 @@ mod jwt;
 mod lifecycle;
 mod migration;
 mod operations;
+mod redis;
 mod reload;
 mod token;

@@ -157,6 +157,127 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Client secret hashes, by client index (none for a retired slot).
     pub client_secrets: Vec<Option<Arc<StoredHash>>>,
+    /// Where token records live.
+    pub token_store: TokenStoreConfig,
+}
+
+/// Where token records live (`[token_store]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenStoreConfig {
+    /// In this process; refresh tokens also go to a write-ahead log at
+    /// `wal` (none: `durable = false`) so that they survive a restart.
+    Memory {
+        /// The write-ahead log file.
+        wal: Option<PathBuf>,
+    },
+    /// Shared by every instance through Redis (or Valkey).
+    Redis(RedisConfig),
+}
+
+/// `[token_store] kind = "redis"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URLs: one for a single node, or the seed
+    /// nodes of a Redis Cluster.
+    pub nodes: Vec<String>,
+    /// Whether `nodes` are Redis Cluster seeds.
+    pub cluster: bool,
+    /// Prefix of every key ropc writes.
+    pub prefix: String,
+    /// Bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// Bound on one command (round trip).
+    pub command_timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry a password.
+        f.debug_struct("RedisConfig")
+            .field("nodes", &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>())
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+fn parse_token_store(loc: &Locator<'_>, dir: &Path, raw: RawTokenStore) -> Result<TokenStoreConfig, ConfigError> {
+    let kind = raw.kind.as_ref().map_or("memory", |k| k.get_ref().as_str());
+    let span_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, |v| v.span());
+    match kind {
+        "memory" => {
+            if let Some(url) = &raw.url {
+                return Err(loc.at(url.span(), "token_store.url", "only used with kind = \"redis\""));
+            }
+            if let Some(node) = raw.cluster_nodes.first() {
+                return Err(loc.at(node.span(), "token_store.cluster_nodes", "only used with kind = \"redis\""));
+            }
+            let wal = raw.durable.unwrap_or(true).then(|| dir.join(raw.file.as_deref().unwrap_or("ropc-tokens.wal")));
+            Ok(TokenStoreConfig::Memory { wal })
+        }
+        "redis" => {
+            if raw.durable.is_some() || raw.file.is_some() {
+                return Err(loc.at(
+                    span_of(&raw.kind),
+                    "token_store.durable",
+                    "durable and file are for kind = \"memory\"; Redis keeps its own persistence (RDB/AOF)",
+                ));
+            }
+            let cluster = !raw.cluster_nodes.is_empty();
+            let nodes: Vec<&Spanned<String>> = match (&raw.url, cluster) {
+                (Some(url), false) => vec![url],
+                (None, true) => raw.cluster_nodes.iter().collect(),
+                (Some(url), true) => {
+                    return Err(loc.at(url.span(), "token_store.url", "set url (one node) or cluster_nodes, not both"))
+                }
+                (None, false) => {
+                    return Err(loc.at(
+                        span_of(&raw.kind),
+                        "token_store.url",
+                        "kind = \"redis\" needs url = \"redis://host:6379\" (or cluster_nodes)",
+                    ))
+                }
+            };
+            for node in &nodes {
+                let key = if cluster { "token_store.cluster_nodes" } else { "token_store.url" };
+                if let Err(e) = redis::Client::open(node.get_ref().as_str()) {
+                    return Err(loc.at(node.span(), key, format!("not a Redis URL: {e}")));
+                }
+            }
+            let prefix = raw.prefix.as_ref().map_or("ropc:", |p| p.get_ref().as_str()).to_owned();
+            let ms = |v: &Option<Spanned<u64>>, key: &str, default: u64| match v {
+                None => Ok(Duration::from_millis(default)),
+                Some(v) if (1..=60_000).contains(v.get_ref()) => Ok(Duration::from_millis(*v.get_ref())),
+                Some(v) => Err(loc.at(v.span(), key, "must be between 1 and 60000 milliseconds")),
+            };
+            Ok(TokenStoreConfig::Redis(RedisConfig {
+                nodes: nodes.iter().map(|n| n.get_ref().clone()).collect(),
+                cluster,
+                prefix,
+                connect_timeout: ms(&raw.connect_timeout_ms, "token_store.connect_timeout_ms", 500)?,
+                command_timeout: ms(&raw.command_timeout_ms, "token_store.command_timeout_ms", 250)?,
+            }))
+        }
+        other => Err(loc.at(
+            span_of(&raw.kind),
+            "token_store.kind",
+            format!("unknown kind {other:?} (expected \"memory\" or \"redis\")"),
+        )),
+    }
+}
+
+/// `url` with any password replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Builds errors for one source text.
@@ -557,8 +678,11 @@ impl Config {
         let in_use = engine.clients.iter().any(|(i, _)| engine.clients.access_token_format(i) == TokenFormat::Jwt);
         let jwt = JwtConfig { algorithm, keys, audience: raw_jwt.audience, in_use };
 
+        let token_store = parse_token_store(loc, &dir, raw.token_store)?;
+
         Ok(Config {
             jwt,
+            token_store,
             file: loc.file.to_owned(),
             listen,
             admin_listen,

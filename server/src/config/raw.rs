@@ -24,6 +24,22 @@ pub(super) struct RawConfig {
     pub(super) clients: Vec<RawClient>,
     #[serde(default)]
     pub(super) jwt: RawJwt,
+    #[serde(default)]
+    pub(super) token_store: RawTokenStore,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenStore {
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) durable: Option<bool>,
+    pub(super) file: Option<String>,
+    pub(super) url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) cluster_nodes: Vec<Spanned<String>>,
+    pub(super) prefix: Option<Spanned<String>>,
+    pub(super) connect_timeout_ms: Option<Spanned<u64>>,
+    pub(super) command_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]

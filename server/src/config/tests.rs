@@ -182,3 +182,42 @@ fn a_reload_that_would_need_a_65th_scope_bit_says_to_restart() {
     assert_eq!(e.line, Some(8), "{e}: b0 and b1 fit, b2 (line 8) does not");
     assert!(e.message.contains("restart the server"), "{e}");
 }
+
+#[test]
+fn token_store_section() {
+    let c = config(&good()).unwrap();
+    assert_eq!(c.token_store, TokenStoreConfig::Memory { wal: Some(PathBuf::from("/etc/ropc/ropc-tokens.wal")) });
+    let c = config(&format!("{}\n[token_store]\ndurable = false\n", good())).unwrap();
+    assert_eq!(c.token_store, TokenStoreConfig::Memory { wal: None });
+    let c =
+        config(&format!("{}\n[token_store]\nkind = \"redis\"\nurl = \"redis://:hunter2@10.0.0.5:6379/2\"\n", good()))
+            .unwrap();
+    let TokenStoreConfig::Redis(r) = &c.token_store else { panic!("{:?}", c.token_store) };
+    assert_eq!((r.nodes.len(), r.cluster, r.prefix.as_str()), (1, false, "ropc:"));
+    let debug = format!("{:?}", c.token_store);
+    assert!(!debug.contains("hunter2") && debug.contains("<redacted>@10.0.0.5"), "{debug}");
+    let c = config(&format!(
+        "{}\n[token_store]\nkind = \"redis\"\ncluster_nodes = [\"redis://a:7000\", \"redis://b:7001\"]\n",
+        good()
+    ))
+    .unwrap();
+    assert!(matches!(&c.token_store, TokenStoreConfig::Redis(r) if r.cluster && r.nodes.len() == 2));
+    let base = good().lines().count();
+    for (extra, line, key, msg) in [
+        ("kind = \"etcd\"", 2, "token_store.kind", "unknown kind"),
+        ("kind = \"redis\"", 2, "token_store.url", "needs url"),
+        ("kind = \"redis\"\nurl = \"http://x\"", 3, "token_store.url", "not a Redis URL"),
+        ("url = \"redis://x\"", 2, "token_store.url", "only used with kind"),
+        (
+            "kind = \"redis\"\nurl = \"redis://x\"\ncommand_timeout_ms = 0",
+            4,
+            "token_store.command_timeout_ms",
+            "between",
+        ),
+        ("kind = \"redis\"\nurl = \"redis://x\"\ndurable = true", 2, "token_store.durable", "memory"),
+    ] {
+        let e = config(&format!("{}\n[token_store]\n{extra}\n", good())).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), (key, Some(base + 1 + line)), "{e}");
+        assert!(e.message.contains(msg), "{e}");
+    }
+}

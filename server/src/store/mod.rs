@@ -3,6 +3,8 @@
 //! the in-memory [`ShardedTokenMap`].
 
 mod memory;
+pub mod portable;
+pub mod redis;
 pub mod table;
 
 pub use memory::{pack, unpack, ShardedTokenMap, MAX_CLIENTS};

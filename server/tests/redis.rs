@@ -1,0 +1,167 @@
+//! Two ropc instances sharing one Redis: tokens, rotation races, revocation
+//! and brute-force counters are shared; Redis going away gives quick 503s
+//! and its return brings full service back without a restart.
+
+use crate::operations::sample;
+use crate::support::{hash, redis_config, Redis, Server};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "grant_type=password&username=alice&password=wonderland";
+
+fn users() -> String {
+    format!("alice:{}\nbob:{}\n", hash("wonderland"), hash("builder"))
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+async fn refresh(server: &Server, rt: &str) -> crate::support::Reply {
+    server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await
+}
+
+async fn active(server: &Server, token: &str) -> bool {
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let r = server.post("/oauth/v2/oauth-introspect", &format!("token={token}"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["active"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn two_instances_share_tokens_rotation_revocation_and_lockout() {
+    let redis = Redis::start();
+    let config = redis_config(&redis.url(), "");
+    let users = users();
+    let a = Server::start(&config, &users);
+    let b = Server::start(&config, &users);
+
+    // A password grant on A, a refresh on B, an introspection on A.
+    let first = a.token_basic("legacy", "legacy-secret", ALICE).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    let second = refresh(&b, &s(&first, "refresh_token")).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let second = second.json();
+    assert!(active(&a, &s(&second, "access_token")).await);
+    let info = {
+        let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+        a.post(
+            "/oauth/v2/oauth-introspect",
+            &format!("token={}", s(&second, "access_token")),
+            &[("authorization", &auth)],
+        )
+        .await
+        .json()
+    };
+    assert_eq!((info["username"].as_str(), info["scope"].as_str()), (Some("alice"), Some("read")), "{info}");
+
+    // A revocation on B: A sees it on its next request, well within 100 ms.
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let r = b
+        .post("/oauth/v2/oauth-revoke", &format!("token={}", s(&second, "refresh_token")), &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, 200);
+    let revoked_at = Instant::now();
+    assert!(!active(&a, &s(&second, "access_token")).await, "the grant's access token died with it");
+    assert!(revoked_at.elapsed() < Duration::from_millis(100), "{:?}", revoked_at.elapsed());
+    assert_eq!(refresh(&a, &s(&second, "refresh_token")).await.status, 400);
+
+    // One refresh token sent to A and B at once: one winner, and the loser's
+    // replay revokes the family, the winner's new tokens included.
+    for round in 0..5 {
+        let grant = a.token_basic("legacy", "legacy-secret", ALICE).await.json();
+        let rt = s(&grant, "refresh_token");
+        let (ra, rb) = tokio::join!(refresh(&a, &rt), refresh(&b, &rt));
+        let mut statuses = [ra.status, rb.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 400], "round {round}: {} / {}", ra.body, rb.body);
+        let (winner, loser) = if ra.status == 200 { (ra, rb) } else { (rb, ra) };
+        assert_eq!(loser.error(), "invalid_grant");
+        let won = winner.json();
+        assert!(!active(&b, &s(&won, "access_token")).await, "round {round}: the family is revoked");
+        assert_eq!(refresh(&a, &s(&won, "refresh_token")).await.status, 400);
+    }
+
+    // Wrong passwords for bob spread over A and B lock him on both: the
+    // fifth failure locks, and then even his right password is refused
+    // without a hash.
+    let wrong = "grant_type=password&username=bob&password=guess";
+    for i in 0..5 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let r = server.token_basic("legacy", "legacy-secret", wrong).await;
+        assert_eq!((r.status, r.error()), (400, "invalid_grant".to_owned()));
+    }
+    let hashes = |m: &str| sample(m, "ropc_hash_completed_total").unwrap_or(0.0);
+    let (before_a, before_b) = (hashes(&a.get("/metrics").await.body), hashes(&b.get("/metrics").await.body));
+    for server in [&a, &b] {
+        let r =
+            server.token_basic("legacy", "legacy-secret", "grant_type=password&username=bob&password=builder").await;
+        assert_eq!((r.status, r.error()), (400, "invalid_grant".to_owned()), "locked on every instance");
+    }
+    let (after_a, after_b) = (hashes(&a.get("/metrics").await.body), hashes(&b.get("/metrics").await.body));
+    assert_eq!((after_a, after_b), (before_a, before_b), "a locked account spends no hash");
+    let locks = sample(&a.get("/metrics").await.body, "ropc_lockout_locks_total").unwrap()
+        + sample(&b.get("/metrics").await.body, "ropc_lockout_locks_total").unwrap();
+    assert_eq!(locks, 1.0);
+    assert!(a.log_shows("account_locked") || b.log_shows("account_locked"));
+    // alice is not affected.
+    assert_eq!(b.token_basic("legacy", "legacy-secret", ALICE).await.status, 200);
+
+    // The round trips per operation (BENCHMARKS.md): the client's IP
+    // check, the lockout gate and count, the record read, the store.
+    let trips = |m: &str| sample(m, "ropc_token_store_round_trips_total").unwrap();
+    let rt = s(&a.token_basic("legacy", "legacy-secret", ALICE).await.json(), "refresh_token");
+    let at = s(&a.token_basic("legacy", "legacy-secret", ALICE).await.json(), "access_token");
+    for (what, path, body, expected) in [
+        ("password grant", "/oauth/v2/oauth-token", ALICE.to_owned(), 4.0),
+        ("refresh grant", "/oauth/v2/oauth-token", format!("grant_type=refresh_token&refresh_token={rt}"), 3.0),
+        ("introspection", "/oauth/v2/oauth-introspect", format!("token={at}"), 2.0),
+    ] {
+        let before = trips(&a.get("/metrics").await.body);
+        let r = a.post(path, &body, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let n = trips(&a.get("/metrics").await.body) - before;
+        println!("redis round trips per {what}: {n}");
+        assert_eq!(n, expected, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn redis_down_gives_quick_503s_and_its_return_brings_service_back() {
+    let mut redis = Redis::start();
+    let server = Server::start(&redis_config(&redis.url(), ""), &users());
+    let grant = server.token_basic("legacy", "legacy-secret", ALICE).await;
+    assert_eq!(grant.status, 200, "{}", grant.body);
+    let grant = grant.json();
+    assert_eq!(server.get("/healthz").await.status, 200);
+
+    redis.stop();
+    for _ in 0..3 {
+        for body in [ALICE.to_owned(), format!("grant_type=refresh_token&refresh_token={}", s(&grant, "refresh_token"))]
+        {
+            let started = Instant::now();
+            let r = server.token_basic("legacy", "legacy-secret", &body).await;
+            assert_eq!((r.status, r.error()), (503, "temporarily_unavailable".to_owned()), "{}", r.body);
+            assert!(r.header("retry-after").is_some());
+            assert!(started.elapsed() < Duration::from_secs(1), "answered in {:?}", started.elapsed());
+        }
+    }
+    let h = server.get("/healthz").await;
+    assert_eq!((h.status, h.body.as_str()), (503, "token store unavailable\n"));
+    assert_eq!(sample(&server.get("/metrics").await.body, "ropc_token_store_up"), Some(0.0));
+    assert!(server.log_shows("token_store_down"));
+
+    // Back (with its append-only file): the same process serves again, and
+    // the refresh token issued before the outage still works.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/healthz").await.status != 200 {
+        assert!(Instant::now() < deadline, "ropc never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.log_shows("token_store_up"));
+    let r = refresh(&server, &s(&grant, "refresh_token")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.token_basic("legacy", "legacy-secret", ALICE).await.status, 200);
+}

@@ -139,8 +139,12 @@ pub struct Live {
 impl Live {
     /// Builds a generation from `config`. With `previous`, the users file
     /// keeps its users' indices and unchanged client secrets stay verified.
+    /// `boot` is the configuration the server started with: without an
+    /// explicit `issuer`, the issuer derives from its listener and TLS, which
+    /// only a restart changes.
     fn build(
         config: Config,
+        boot: &Config,
         bound_port: Option<u16>,
         previous: Option<&Live>,
         generation: u64,
@@ -158,7 +162,7 @@ impl Live {
             None => ClientSecrets::new(config.client_secrets.clone())
                 .map_err(|_| "the system random source failed".to_owned())?,
         };
-        let issuer = config.issuer(bound_port);
+        let issuer = if config.issuer.is_some() { config.issuer(bound_port) } else { boot.issuer(bound_port) };
         let engine = Arc::clone(&config.engine);
         let jwt = if config.jwt.in_use {
             Some(match &config.jwt.keys {
@@ -198,6 +202,9 @@ pub struct App {
     live: ArcSwap<Live>,
     /// The port actually listened on (for the derived issuer).
     bound_port: Option<u16>,
+    /// The configuration the server started with: its listeners, limits
+    /// and hash pool stay in force until a restart.
+    boot: Config,
     /// Whether `[server] admin_listen` was set at start: then `/metrics` is
     /// served there only (listeners do not change until a restart).
     pub admin_listener: bool,
@@ -292,7 +299,8 @@ impl App {
             TokenStoreConfig::Memory { .. } => None,
         };
         let admin_listener = config.admin_listen.is_some();
-        let live = Live::build(config, bound_port, None, 1)?;
+        let boot = config.clone();
+        let live = Live::build(config, &boot, bound_port, None, 1)?;
         warn_weak_hashes(&live.users);
         // What a verification at the configured cost takes, so that padded
         // answers (locked users, fast legacy hashes) match it from the first
@@ -301,6 +309,7 @@ impl App {
         Ok(Self {
             live: ArcSwap::from_pointee(live),
             bound_port,
+            boot,
             admin_listener,
             reloading: parking_lot::Mutex::new(()),
             reloads_failed: AtomicU64::new(0),
@@ -359,9 +368,9 @@ impl App {
     fn try_reload(&self) -> Result<Committed, String> {
         let old = self.live();
         let config = Config::load_after(&old.config.file, &old.config).map_err(|e| e.to_string())?;
-        let restart_needed = restart_only_changes(&old.config, &config);
+        let restart_needed = restart_only_changes(&self.boot, &config);
         let lockout = config.lockout;
-        let next = Live::build(config, self.bound_port, Some(&old), old.generation + 1)?;
+        let next = Live::build(config, &self.boot, self.bound_port, Some(&old), old.generation + 1)?;
         let ids = |live: &Live| live.engine.clients.iter().map(|(_, c)| c.id.clone()).collect::<Vec<_>>();
         let (before, after) = (ids(&old), ids(&next));
         let committed = Committed {
@@ -376,6 +385,12 @@ impl App {
         self.lockout.set_policy(lockout);
         self.live.store(Arc::new(next));
         Ok(committed)
+    }
+
+    /// The configuration the server started with (listeners, connection
+    /// limits and timeouts, hash pool: what a commit cannot change).
+    pub fn boot(&self) -> &Config {
+        &self.boot
     }
 
     /// Config commits refused since the start.
@@ -978,7 +993,9 @@ fn warn_weak_hashes(users: &UserStore) {
 }
 
 /// The keys whose change a commit cannot apply to a running server (its
-/// listeners, connection limits and hash pool are built once).
+/// listeners, connection limits and hash pool are built once): compared
+/// with the configuration it started with, so that every commit repeats
+/// what still waits for a restart.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {

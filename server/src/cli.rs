@@ -261,6 +261,8 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
+        #[cfg(unix)]
+        let hup = crate::reload::take_sighup();
         let token_path = config.endpoints.token.clone();
         let server = Server::bind(config).await?;
         let issuer = server.app().live().issuer.clone();
@@ -276,7 +278,10 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
         if let Some(d) = demo {
             print_demo(&d, server.ca_file.as_deref(), &format!("{issuer}{token_path}"));
         }
-        tokio::spawn(crate::reload::reload_on_sighup(std::sync::Arc::clone(server.app())));
+        #[cfg(unix)]
+        if let Some(hup) = hup {
+            tokio::spawn(crate::reload::reload_on_sighup(std::sync::Arc::clone(server.app()), hup));
+        }
         tracing::info!(issuer = %issuer, "ready");
         server.run(shutdown_signal()).await;
         tracing::info!("stopped");

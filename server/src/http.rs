@@ -156,8 +156,15 @@ enum BodyError {
 
 /// Reads the body, refusing it as soon as it passes `limit` and giving up
 /// after the timeout. The buffer is zeroed when dropped: it holds passwords.
-async fn read_body(live: &Live, headers: &HeaderMap, mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+async fn read_body(
+    app: &App,
+    live: &Live,
+    headers: &HeaderMap,
+    mut body: Incoming,
+) -> Result<Zeroizing<Vec<u8>>, BodyError> {
     let limit = live.config.max_body_bytes;
+    // Like the head's timeout, set at start.
+    let timeout = app.boot().header_read_timeout;
     if let Some(len) = headers.get(CONTENT_LENGTH) {
         let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(BodyError::Unreadable)?;
         if len > limit as u64 {
@@ -177,7 +184,7 @@ async fn read_body(live: &Live, headers: &HeaderMap, mut body: Incoming) -> Resu
         }
         Ok(())
     };
-    tokio::time::timeout(live.config.header_read_timeout, read).await.map_err(|_| BodyError::Unreadable)??;
+    tokio::time::timeout(timeout, read).await.map_err(|_| BodyError::Unreadable)??;
     Ok(out)
 }
 
@@ -217,7 +224,7 @@ async fn form_endpoint(
     };
     let (body, early) = match early {
         Some(e) => (Zeroizing::new(Vec::new()), Some(e)),
-        None => match read_body(live, &parts.headers, body).await {
+        None => match read_body(app, live, &parts.headers, body).await {
             Ok(b) => (b, None),
             Err(BodyError::TooLarge) => {
                 (Zeroizing::new(Vec::new()), Some((StatusCode::PAYLOAD_TOO_LARGE, OAuthError::BODY_TOO_LARGE)))

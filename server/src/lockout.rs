@@ -168,6 +168,10 @@ impl<K: Hash + Eq + Clone, V: Default> Sharded<K, V> {
         shard.get_mut(key).map(f)
     }
 
+    fn peek_mut<R>(&self, key: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        self.shard(key).lock().get_mut(key).map(f)
+    }
+
     fn peek<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
         self.shard(key).lock().get(key).map(f)
     }
@@ -272,12 +276,11 @@ impl Lockout {
     /// Ends an attempt that [`Lockout::begin`] let through. `failed`: a wrong
     /// password or unknown user; `None`: no answer (the hash queue was full).
     pub fn finish(&self, user: &str, ip: IpAddr, now: u64, failed: Option<bool>) {
-        if self.policy().max_failures != 0 {
-            let rank = |e: &UserEntry| (e.locked_until > now, e.last_seen);
-            self.users.with(&self.key(user), self.policy().max_tracked, rank, |e| {
-                e.pending = e.pending.saturating_sub(1);
-            });
-        }
+        // Whatever the policy says now: a config commit may have switched
+        // the lockout on or off since `begin` counted this attempt.
+        self.users.peek_mut(&self.key(user), |e| {
+            e.pending = e.pending.saturating_sub(1);
+        });
         match failed {
             Some(true) => self.failure(user, ip, now),
             Some(false) => self.success(user, ip, now),

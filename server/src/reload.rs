@@ -6,33 +6,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Takes over `SIGHUP` (whose default action ends the process). Call it
+/// first thing in `serve`, before the slow start (users file, dummy hash),
+/// so that a reload sent meanwhile is queued instead of killing the server.
+#[cfg(unix)]
+pub fn take_sighup() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: config reloads need a restart");
+            None
+        }
+    }
+}
+
 /// Commits the config file again at each `SIGHUP` until the process ends.
-/// The handler is installed before this returns (so that a `SIGHUP` sent
-/// once the server says it is ready never kills it); the returned future
-/// serves the signals. The reload runs on a blocking thread (it reads files
-/// and hashes one dummy password); a signal that arrives meanwhile queues
-/// one more.
-pub fn reload_on_sighup(app: Arc<App>) -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-    async move {
-        #[cfg(unix)]
-        {
-            let Ok(mut hup) = hup else {
-                tracing::warn!("cannot listen for SIGHUP: config reloads need a restart");
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the configuration");
-                let app = Arc::clone(&app);
-                // The outcome is logged (config_commit or config_rejected).
-                let _ = tokio::task::spawn_blocking(move || app.reload()).await;
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = app;
-        }
+/// The reload runs on a blocking thread (it reads files and hashes one
+/// dummy password); signals that arrive meanwhile queue one more.
+#[cfg(unix)]
+pub async fn reload_on_sighup(app: Arc<App>, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let app = Arc::clone(&app);
+        // The outcome is logged (config_commit or config_rejected).
+        let _ = tokio::task::spawn_blocking(move || app.reload()).await;
     }
 }
 
@@ -43,7 +40,15 @@ pub fn reload_on_sighup(app: Arc<App>) -> impl std::future::Future<Output = ()> 
 pub fn config_reload(file: &Path, pid: Option<u32>) -> Result<(), String> {
     super::cli::config_check(file)?;
     let pids = match pid {
-        Some(p) => vec![p],
+        Some(p) => {
+            // SIGHUP ends most other programs: only signal a `ropc serve`.
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if std::path::Path::new("/proc/self").exists() && serve_config_arg(&args).is_none() {
+                return Err(format!("process {p} is not a `ropc serve`"));
+            }
+            vec![p]
+        }
         None => find_servers(file)?,
     };
     if pids.is_empty() {

@@ -95,7 +95,7 @@ impl Server {
         let Server { app, listeners, admin, tls, .. } = self;
         // Listeners, limits and timeouts of the connection layer are set
         // once, from the configuration the server started with.
-        let config = app.live().config.clone();
+        let config = app.boot().clone();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 use ropc_core::{ClientIndex, FamilyId, Issued, ScopeSet, TokenKey, TokenKind, TokenRecord, UserRef};
 use std::collections::HashMap;
 use std::future::{ready, Future};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The largest client index a packed record holds (24 bits); the config
 /// refuses more clients than this.
@@ -88,6 +88,11 @@ pub struct ShardedTokenMap {
     next_sweep: AtomicUsize,
     revoked: RwLock<HashMap<FamilyId, u64>>,
     revoked_count: AtomicUsize,
+    /// The latest expiry of any record ever stored: a family revocation
+    /// lasts at least this long, so that it still covers tokens issued under
+    /// a longer lifetime than the one configured now (a config commit or a
+    /// restart may lower `refresh_token_ttl`).
+    latest_expiry: AtomicU64,
 }
 
 impl Default for ShardedTokenMap {
@@ -106,6 +111,7 @@ impl ShardedTokenMap {
             next_sweep: AtomicUsize::new(0),
             revoked: RwLock::default(),
             revoked_count: AtomicUsize::new(0),
+            latest_expiry: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +134,11 @@ impl ShardedTokenMap {
 
     /// Inserts or replaces a record.
     pub fn insert(&self, key: TokenKey, record: TokenRecord) {
+        // Expiries grow with the clock's seconds: the shared line is read on
+        // every insert but written about once a second.
+        if record.expires_at > self.latest_expiry.load(Ordering::Relaxed) {
+            self.latest_expiry.fetch_max(record.expires_at, Ordering::Relaxed);
+        }
         let k = words(&key);
         self.shard(&k).insert(&k, &pack(&record));
     }
@@ -140,6 +151,7 @@ impl ShardedTokenMap {
 
     /// Revokes every record of `family` until `until`.
     pub fn revoke_family_now(&self, family: FamilyId, until: u64) {
+        let until = until.max(self.latest_expiry.load(Ordering::Relaxed));
         let mut revoked = self.revoked.write();
         let entry = revoked.entry(family).or_insert(until);
         *entry = (*entry).max(until);
@@ -321,6 +333,20 @@ mod tests {
             map.sweep_step(100);
         }
         assert_eq!((map.revoked_families(), map.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_revocation_outlives_every_stored_token_whatever_horizon_it_is_given() {
+        // Issued under a 30-day lifetime; the revocation comes after a commit
+        // lowered it to a day, so the engine's horizon is short.
+        let map = ShardedTokenMap::new(2);
+        map.insert(key(1), record(30 * 86_400, TokenKind::Refresh));
+        map.revoke_family_now(FamilyId(7), 86_400);
+        for _ in 0..map.shard_count() {
+            map.sweep_step(86_400 + 1);
+        }
+        assert_eq!(map.revoked_families(), 1, "still revoked after the short horizon");
+        assert_eq!(map.get_now(&key(1)), None);
     }
 
     #[test]

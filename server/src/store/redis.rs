@@ -194,6 +194,9 @@ pub struct RedisStore {
     up: AtomicBool,
     round_trips: AtomicU64,
     errors: AtomicU64,
+    /// The latest expiry this instance stored: a family revocation lasts at
+    /// least this long (see the memory store's).
+    latest_expiry: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -224,6 +227,7 @@ impl RedisStore {
             up: AtomicBool::new(false),
             round_trips: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            latest_expiry: AtomicU64::new(0),
         }
     }
 
@@ -420,6 +424,7 @@ impl RedisStore {
         for (key, record) in std::iter::once(&issued.access).chain(issued.refresh.as_ref()) {
             let portable = Portable::from_record(record, live).ok_or(StoreError)?;
             let tkey = self.token_key(key);
+            self.latest_expiry.fetch_max(record.expires_at, Ordering::Relaxed);
             cmds.push(
                 redis::cmd("SET").arg(&tkey).arg(portable.encode()).arg("EXAT").arg(record.expires_at.max(1)).clone(),
             );
@@ -464,6 +469,7 @@ impl RedisStore {
     /// Revokes `family` until `until`: every instance's next read of any of
     /// its tokens sees it.
     pub async fn revoke_family(&self, family: FamilyId, until: u64) -> Result<(), StoreError> {
+        let until = until.max(self.latest_expiry.load(Ordering::Relaxed));
         let cmd = redis::cmd("SET").arg(self.family_key(family)).arg(1).arg("EXAT").arg(until.max(1)).clone();
         self.batch(vec![cmd]).await.map(drop)
     }

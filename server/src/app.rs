@@ -10,7 +10,9 @@ use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
+use crate::store::portable::Portable;
 use crate::store::redis::RedisStore;
+use crate::store::wal::{restore_into, snapshot_of, Entry, SnapshotFn, Wal};
 use crate::store::{Commit, ShardedTokenMap, StoreError, TokenStore};
 use crate::users_file::Replacement;
 use arc_swap::ArcSwap;
@@ -199,7 +201,7 @@ impl Live {
 #[derive(Debug)]
 pub struct App {
     /// The configuration in force; swapped by [`App::reload`].
-    live: ArcSwap<Live>,
+    live: Arc<ArcSwap<Live>>,
     /// The port actually listened on (for the derived issuer).
     bound_port: Option<u16>,
     /// The configuration the server started with: its listeners, limits
@@ -218,6 +220,9 @@ pub struct App {
     pub pool: Option<Arc<HashPool>>,
     /// Token records, when they are kept in this process.
     pub store: Arc<ShardedTokenMap>,
+    /// The write-ahead log that keeps `store`'s refresh tokens across
+    /// restarts (`[token_store] durable`).
+    pub wal: Option<Wal>,
     /// Token records and brute-force counters shared through Redis
     /// (`[token_store] kind = "redis"`); `store` is then unused.
     pub redis: Option<RedisStore>,
@@ -306,8 +311,22 @@ impl App {
         // answers (locked users, fast legacy hashes) match it from the first
         // request on, before any real verification has been timed.
         let verify_latency_seed = u64::try_from(live.users.time_dummy().as_nanos()).unwrap_or(u64::MAX);
+        let live = Arc::new(ArcSwap::from_pointee(live));
+        let store = Arc::new(ShardedTokenMap::default());
+        let wal = match &boot.token_store {
+            TokenStoreConfig::Memory { wal: Some(path) } => {
+                let (map, current) = (Arc::clone(&store), Arc::clone(&live));
+                let snapshot: SnapshotFn = Box::new(move || snapshot_of(&map, &current.load()));
+                let restore = |state| restore_into(&store, &live.load(), state, path);
+                let wal = Wal::open(path, restore, snapshot, crate::store::wal::COMPACT_MIN)
+                    .map_err(|e| format!("{}: cannot open the token log: {e}", path.display()))?;
+                Some(wal)
+            }
+            _ => None,
+        };
         Ok(Self {
-            live: ArcSwap::from_pointee(live),
+            live,
+            wal,
             bound_port,
             boot,
             admin_listener,
@@ -315,7 +334,7 @@ impl App {
             reloads_failed: AtomicU64::new(0),
             verifier: pool.clone(),
             pool: Some(pool),
-            store: Arc::new(ShardedTokenMap::default()),
+            store,
             redis,
             random: BufferedRandom::default(),
             digest: Sha256Digest,
@@ -757,30 +776,57 @@ impl App {
     }
 
     async fn commit_records(&self, live: &Live, issued: &Issued) -> Result<Commit, StoreError> {
-        match &self.redis {
-            Some(redis) => redis.commit(live, issued).await,
-            None => self.store.commit(issued).await,
+        if let Some(redis) = &self.redis {
+            return redis.commit(live, issued).await;
         }
+        let commit = self.store.commit(issued).await?;
+        if commit == Commit::Stored {
+            let retire = issued.retire.map(|key| Entry::Retire(key, issued.access.1.issued_at.max(1)));
+            self.log(live, issued, retire).await?;
+        }
+        Ok(commit)
     }
 
     async fn store_records(&self, live: &Live, issued: &Issued) -> Result<(), StoreError> {
-        match &self.redis {
-            Some(redis) => redis.store_only(live, issued).await,
-            None => self.store.store_only(issued).await,
+        if let Some(redis) = &self.redis {
+            return redis.store_only(live, issued).await;
         }
+        self.store.store_only(issued).await?;
+        self.log(live, issued, None).await
+    }
+
+    /// Makes the refresh token of `issued` (and `retire`) durable, when the
+    /// memory store keeps a log. Map first, then log: see [`crate::store::wal`].
+    async fn log(&self, live: &Live, issued: &Issued, retire: Option<Entry>) -> Result<(), StoreError> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let mut entries = Vec::with_capacity(2);
+        entries.extend(retire);
+        if let Some((key, record)) = &issued.refresh {
+            entries.push(Entry::Put(*key, Portable::from_record(record, live).ok_or(StoreError)?));
+        }
+        wal.append(&entries).await
     }
 
     async fn remove_record(&self, key: &TokenKey) -> Result<(), StoreError> {
-        match &self.redis {
-            Some(redis) => redis.remove(key).await,
-            None => self.store.remove(key).await.map(drop),
+        if let Some(redis) = &self.redis {
+            return redis.remove(key).await;
         }
+        if self.store.remove(key).await?.is_some_and(|r| r.kind == ropc_core::TokenKind::Refresh) {
+            if let Some(wal) = &self.wal {
+                wal.append(&[Entry::Delete(*key)]).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn revoke_family(&self, family: ropc_core::FamilyId, until: u64) -> Result<(), StoreError> {
-        match &self.redis {
-            Some(redis) => redis.revoke_family(family, until).await,
-            None => self.store.revoke_family(family, until).await,
+        if let Some(redis) = &self.redis {
+            return redis.revoke_family(family, until).await;
+        }
+        self.store.revoke_family(family, until).await?;
+        match &self.wal {
+            Some(wal) => wal.append(&[Entry::RevokeFamily(family.0, until)]).await,
+            None => Ok(()),
         }
     }
 
@@ -894,6 +940,44 @@ impl App {
             "Revoked grant families remembered.",
             self.store.revoked_families(),
         );
+        if let Some(wal) = &self.wal {
+            let st = wal.stats();
+            write_value(
+                w,
+                "ropc_token_log_bytes",
+                "gauge",
+                "Bytes in the token log.",
+                st.bytes.load(Ordering::Relaxed),
+            );
+            write_value(
+                w,
+                "ropc_token_log_entries_total",
+                "counter",
+                "Entries written to the token log.",
+                st.entries.load(Ordering::Relaxed),
+            );
+            write_value(
+                w,
+                "ropc_token_log_syncs_total",
+                "counter",
+                "fdatasync calls on the token log (one per group commit).",
+                st.syncs.load(Ordering::Relaxed),
+            );
+            write_value(
+                w,
+                "ropc_token_log_compactions_total",
+                "counter",
+                "Rewrites of the token log as a snapshot.",
+                st.compactions.load(Ordering::Relaxed),
+            );
+            write_value(
+                w,
+                "ropc_token_log_failures_total",
+                "counter",
+                "Failed writes to the token log.",
+                st.failures.load(Ordering::Relaxed),
+            );
+        }
         if let Some(redis) = &self.redis {
             write_value(w, "ropc_token_store_up", "gauge", "1 while Redis answers.", u8::from(redis.is_up()));
             write_value(

@@ -6,6 +6,7 @@ mod attacks;
 
 mod cli;
 mod demo;
+mod durable;
 mod jwt;
 mod lifecycle;
 mod migration;

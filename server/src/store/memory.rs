@@ -158,6 +158,24 @@ impl ShardedTokenMap {
         self.revoked_count.store(revoked.len(), Ordering::Release);
     }
 
+    /// Calls `f` with every record (expired ones not yet swept included),
+    /// one shard at a time.
+    pub fn for_each(&self, mut f: impl FnMut(TokenKey, TokenRecord)) {
+        for shard in self.shards.iter() {
+            shard.for_each(|k, v| {
+                let mut key = [0u8; TokenKey::LEN];
+                key[..8].copy_from_slice(&k[0].to_le_bytes());
+                key[8..].copy_from_slice(&k[1].to_le_bytes());
+                f(TokenKey(key), unpack(v));
+            });
+        }
+    }
+
+    /// The revoked families and until when.
+    pub fn revoked_list(&self) -> Vec<(FamilyId, u64)> {
+        self.revoked.read().iter().map(|(f, u)| (*f, *u)).collect()
+    }
+
     /// Revoked families whose tokens have not all expired.
     pub fn revoked_families(&self) -> usize {
         self.revoked_count.load(Ordering::Relaxed)

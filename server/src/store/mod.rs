@@ -6,6 +6,7 @@ mod memory;
 pub mod portable;
 pub mod redis;
 pub mod table;
+pub mod wal;
 
 pub use memory::{pack, unpack, ShardedTokenMap, MAX_CLIENTS};
 

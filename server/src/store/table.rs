@@ -418,6 +418,16 @@ impl Shard {
         doomed.len()
     }
 
+    /// Calls `f` with every key and value, under the shard's write lock:
+    /// writers of this shard wait, readers do not.
+    pub fn for_each(&self, mut f: impl FnMut(&Key, &Value)) {
+        let w = self.write();
+        let table = w.table();
+        for i in table.full() {
+            f(&table.key(i), &table.value(i));
+        }
+    }
+
     /// Live values.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)

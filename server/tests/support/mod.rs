@@ -202,6 +202,24 @@ impl Server {
         false
     }
 
+    /// Kills the server with SIGKILL (no chance to flush or clean up) and
+    /// hands back its directory.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts `ropc serve` again on the files in `dir` (a new port).
+    pub fn start_in(dir: tempfile::TempDir) -> Server {
+        let guard = CPU.read().unwrap_or_else(|e| e.into_inner());
+        let mut cmd = ropc();
+        cmd.arg("serve").arg("--config").arg(dir.path().join("ropc.toml"));
+        let (child, stdout, logs) = spawn(cmd, dir.path());
+        let addr = wait_for(&stdout, "ropc listening on http://", Duration::from_secs(30)).trim().parse().unwrap();
+        Server { _cpu: Some(guard), child, addr, dir, logs, stdout }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -467,4 +485,35 @@ impl Drop for Redis {
 /// The standard config with its tokens in Redis at `url`.
 pub fn redis_config(url: &str, extra_token_service: &str) -> String {
     format!("{}\n[token_store]\nkind = \"redis\"\nurl = \"{url}\"\n", standard_config(extra_token_service))
+}
+
+/// Sends one form request on a new plain connection; `None` if the
+/// connection fails at any point (the server died).
+pub async fn try_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Option<Reply> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder.body(Full::new(Bytes::from(body.to_owned()))).ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    let response = sender.send_request(req).await.ok()?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }

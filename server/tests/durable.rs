@@ -1,0 +1,90 @@
+//! The memory store's write-ahead log: refresh tokens survive `kill -9`.
+
+use crate::support::{standard_config, standard_users, Server};
+use serde_json::Value;
+use std::time::Duration;
+
+const ALICE: &str = "grant_type=password&username=alice&password=wonderland";
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+async fn refresh(server: &Server, rt: &str) -> crate::support::Reply {
+    server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotations_and_revocations_survive_kill_9() {
+    let server = Server::start(&standard_config(""), &standard_users());
+    let first = server.token_basic("legacy", "legacy-secret", ALICE).await.json();
+    let rotated = refresh(&server, &s(&first, "refresh_token")).await.json();
+    let doomed = server.token_basic("legacy", "legacy-secret", ALICE).await.json();
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let r = server
+        .post("/oauth/v2/oauth-revoke", &format!("token={}", s(&doomed, "refresh_token")), &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, 200);
+    let other = server.token_basic("legacy", "legacy-secret", ALICE).await.json();
+
+    let server = Server::start_in(server.kill9());
+    assert!(server.log_shows("token log replayed"));
+    // The live refresh token works, with its scope.
+    let r = refresh(&server, &s(&other, "refresh_token")).await;
+    assert_eq!((r.status, r.json()["scope"].as_str()), (200, Some("read")), "{}", r.body);
+    // A revoked one stays revoked.
+    assert_eq!(refresh(&server, &s(&doomed, "refresh_token")).await.status, 400);
+    // The rotation is remembered: replaying the retired token is theft, and
+    // kills the family, the token it was rotated into included.
+    let replay = refresh(&server, &s(&first, "refresh_token")).await;
+    assert_eq!((replay.status, replay.error()), (400, "invalid_grant".to_owned()));
+    assert_eq!(refresh(&server, &s(&rotated, "refresh_token")).await.status, 400);
+    // Access tokens live in memory only.
+    let r = server
+        .post(
+            "/oauth/v2/oauth-introspect",
+            &format!("token={}", s(&other, "access_token")),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.json()["active"], false);
+}
+
+#[tokio::test]
+async fn every_refresh_token_a_client_received_survives_a_kill_9_under_load() {
+    let server = Server::start(&standard_config(""), &standard_users());
+    let addr = server.addr;
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let mut loops = Vec::new();
+    for _ in 0..8 {
+        let auth = auth.clone();
+        loops.push(tokio::spawn(async move {
+            let mut received = Vec::new();
+            loop {
+                let headers = [("authorization", auth.as_str())];
+                let r = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    crate::support::try_request(addr, http::Method::POST, "/oauth/v2/oauth-token", ALICE, &headers),
+                )
+                .await;
+                match r {
+                    Ok(Some(r)) if r.status == 200 => received.push(s(&r.json(), "refresh_token")),
+                    Ok(Some(r)) => panic!("{} {}", r.status, r.body),
+                    _ => return received, // the server is gone
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let dir = server.kill9();
+    let mut received = Vec::new();
+    for l in loops {
+        received.extend(l.await.unwrap());
+    }
+    assert!(received.len() > 20, "only {} logins before the kill", received.len());
+    let server = Server::start_in(dir);
+    for rt in &received {
+        let r = refresh(&server, rt).await;
+        assert_eq!(r.status, 200, "a refresh token the client received was lost: {}", r.body);
+    }
+}

@@ -314,11 +314,15 @@ impl App {
         let live = Arc::new(ArcSwap::from_pointee(live));
         let store = Arc::new(ShardedTokenMap::default());
         let wal = match &boot.token_store {
-            TokenStoreConfig::Memory { wal: Some(path) } => {
+            TokenStoreConfig::Memory { wal: Some(path), sync_interval_ms } => {
+                let mode = match sync_interval_ms {
+                    0 => crate::store::wal::Sync::Always,
+                    ms => crate::store::wal::Sync::Interval(Duration::from_millis(*ms)),
+                };
                 let (map, current) = (Arc::clone(&store), Arc::clone(&live));
                 let snapshot: SnapshotFn = Box::new(move || snapshot_of(&map, &current.load()));
                 let restore = |state| restore_into(&store, &live.load(), state, path);
-                let wal = Wal::open(path, restore, snapshot, crate::store::wal::COMPACT_MIN)
+                let wal = Wal::open(path, restore, snapshot, crate::store::wal::COMPACT_MIN, mode)
                     .map_err(|e| format!("{}: cannot open the token log: {e}", path.display()))?;
                 Some(wal)
             }

@@ -117,6 +117,7 @@ async fn two_instances_share_tokens_rotation_revocation_and_lockout() {
         ("password grant", "/oauth/v2/oauth-token", ALICE.to_owned(), 4.0),
         ("refresh grant", "/oauth/v2/oauth-token", format!("grant_type=refresh_token&refresh_token={rt}"), 3.0),
         ("introspection", "/oauth/v2/oauth-introspect", format!("token={at}"), 2.0),
+        ("revocation", "/oauth/v2/oauth-revoke", format!("token={rt}"), 4.0),
     ] {
         let before = trips(&a.get("/metrics").await.body);
         let r = a.post(path, &body, &[("authorization", &auth)]).await;

@@ -169,6 +169,9 @@ pub enum TokenStoreConfig {
     Memory {
         /// The write-ahead log file.
         wal: Option<PathBuf>,
+        /// How the log syncs: 0 = `fdatasync` before answering, else
+        /// every this many milliseconds in the background.
+        sync_interval_ms: u64,
     },
     /// Shared by every instance through Redis (or Valkey).
     Redis(RedisConfig),
@@ -203,6 +206,10 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
+/// The write-ahead log's default background sync interval: what a power
+/// cut (not a crash of the process) can lose at most.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 50;
+
 fn parse_token_store(loc: &Locator<'_>, dir: &Path, raw: RawTokenStore) -> Result<TokenStoreConfig, ConfigError> {
     let kind = raw.kind.as_ref().map_or("memory", |k| k.get_ref().as_str());
     let span_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, |v| v.span());
@@ -215,14 +222,25 @@ fn parse_token_store(loc: &Locator<'_>, dir: &Path, raw: RawTokenStore) -> Resul
                 return Err(loc.at(node.span(), "token_store.cluster_nodes", "only used with kind = \"redis\""));
             }
             let wal = raw.durable.unwrap_or(true).then(|| dir.join(raw.file.as_deref().unwrap_or("ropc-tokens.wal")));
-            Ok(TokenStoreConfig::Memory { wal })
+            let sync_interval_ms = match &raw.sync_interval_ms {
+                None => DEFAULT_SYNC_INTERVAL_MS,
+                Some(v) if *v.get_ref() <= 10_000 => *v.get_ref(),
+                Some(v) => {
+                    return Err(loc.at(
+                        v.span(),
+                        "token_store.sync_interval_ms",
+                        "must be at most 10000 (0: sync before answering)",
+                    ))
+                }
+            };
+            Ok(TokenStoreConfig::Memory { wal, sync_interval_ms })
         }
         "redis" => {
-            if raw.durable.is_some() || raw.file.is_some() {
+            if raw.durable.is_some() || raw.file.is_some() || raw.sync_interval_ms.is_some() {
                 return Err(loc.at(
                     span_of(&raw.kind),
                     "token_store.durable",
-                    "durable and file are for kind = \"memory\"; Redis keeps its own persistence (RDB/AOF)",
+                    "durable, file and sync_interval_ms are for kind = \"memory\"; Redis keeps its own persistence (RDB/AOF)",
                 ));
             }
             let cluster = !raw.cluster_nodes.is_empty();

@@ -34,6 +34,7 @@ pub(super) struct RawTokenStore {
     pub(super) kind: Option<Spanned<String>>,
     pub(super) durable: Option<bool>,
     pub(super) file: Option<String>,
+    pub(super) sync_interval_ms: Option<Spanned<u64>>,
     pub(super) url: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) cluster_nodes: Vec<Spanned<String>>,

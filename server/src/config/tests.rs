@@ -186,9 +186,15 @@ fn a_reload_that_would_need_a_65th_scope_bit_says_to_restart() {
 #[test]
 fn token_store_section() {
     let c = config(&good()).unwrap();
-    assert_eq!(c.token_store, TokenStoreConfig::Memory { wal: Some(PathBuf::from("/etc/ropc/ropc-tokens.wal")) });
+    let wal = Some(PathBuf::from("/etc/ropc/ropc-tokens.wal"));
+    assert_eq!(
+        c.token_store,
+        TokenStoreConfig::Memory { wal: wal.clone(), sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS }
+    );
     let c = config(&format!("{}\n[token_store]\ndurable = false\n", good())).unwrap();
-    assert_eq!(c.token_store, TokenStoreConfig::Memory { wal: None });
+    assert!(matches!(c.token_store, TokenStoreConfig::Memory { wal: None, .. }));
+    let c = config(&format!("{}\n[token_store]\nsync_interval_ms = 0\n", good())).unwrap();
+    assert_eq!(c.token_store, TokenStoreConfig::Memory { wal, sync_interval_ms: 0 });
     let c =
         config(&format!("{}\n[token_store]\nkind = \"redis\"\nurl = \"redis://:hunter2@10.0.0.5:6379/2\"\n", good()))
             .unwrap();
@@ -215,6 +221,7 @@ fn token_store_section() {
             "between",
         ),
         ("kind = \"redis\"\nurl = \"redis://x\"\ndurable = true", 2, "token_store.durable", "memory"),
+        ("sync_interval_ms = 60000", 2, "token_store.sync_interval_ms", "at most"),
     ] {
         let e = config(&format!("{}\n[token_store]\n{extra}\n", good())).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), (key, Some(base + 1 + line)), "{e}");

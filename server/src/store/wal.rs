@@ -2,10 +2,13 @@
 //! retirements, removals and family revocations) survive a restart, graceful
 //! or `kill -9`. Access tokens stay in memory only; they live minutes.
 //!
-//! - **Group commit.** A request appends its entries and waits until they
-//!   are written and `fdatasync`ed; one writer thread takes everything
-//!   queued meanwhile and makes it durable with one write and one sync, so
-//!   the cost per grant falls as the load grows.
+//! - **Durable when answered.** A request writes its entries with one
+//!   `write(2)` before it answers, so a crash of the process (`kill -9`)
+//!   loses nothing it acknowledged. With [`Sync::Always`] it also waits for
+//!   `fdatasync` (group commit: one sync thread takes every append waiting
+//!   and syncs once for all); with [`Sync::Interval`] (the default) a
+//!   background thread syncs at that interval, bounding what a power cut can
+//!   lose, as Redis's `appendfsync everysec` does.
 //! - **Framing.** Each entry is `len (u32 LE) · crc32 (u32 LE) · payload`.
 //!   A torn tail (the process died mid-write) fails its check and is
 //!   ignored, with everything after it.
@@ -14,9 +17,9 @@
 //! - **Compaction.** At start the log is replayed into the map and rewritten
 //!   as a snapshot of what is live. While serving, once the log has grown by
 //!   twice the last snapshot (and at least [`COMPACT_MIN`]), a snapshot of
-//!   the map is taken on another thread while appends go on; the writer then
-//!   replaces the log (atomically: temp file, fsync, rename) with the
-//!   snapshot followed by everything appended since it began. Map changes
+//!   the map is taken on another thread while appends go on; the log is then
+//!   replaced (atomically: temp file, fsync, rename) by the snapshot
+//!   followed by everything appended since it began. Map changes
 //!   are made before their entries are queued, so an entry queued before
 //!   the snapshot began is in the snapshot, and one queued after is
 //!   replayed on top of it.
@@ -37,7 +40,7 @@ use std::sync::Arc;
 /// snapshot (and by twice the snapshot's size).
 pub const COMPACT_MIN: u64 = 16 << 20;
 
-/// Entries queued at most; a full queue makes requests wait (never drop).
+/// Appends waiting for a group commit at most; more wait (never drop).
 const QUEUE: usize = 65_536;
 
 /// Largest entry accepted on replay (a corrupt length cannot make us
@@ -179,18 +182,47 @@ impl Replayed {
     }
 }
 
-/// Framed entries to append (and how many), and who waits for them
-/// (true: durable).
-struct Append(Vec<u8>, u64, tokio::sync::oneshot::Sender<bool>);
+/// When an append counts as done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// Once `fdatasync` returned (group commit): nothing acknowledged is
+    /// lost, even to a power cut.
+    Always,
+    /// Once `write(2)` returned: in the kernel's page cache, so a crash of
+    /// the process (`kill -9`) loses nothing; a power cut or kernel crash
+    /// loses at most the last interval, which a background thread syncs.
+    Interval(std::time::Duration),
+}
 
 /// Builds a snapshot: every live refresh record and revocation, framed.
-pub type SnapshotFn = Box<dyn Fn() -> Vec<u8> + Send + Sync>;
+pub type SnapshotFn = Box<dyn Fn() -> Vec<u8> + Send + std::marker::Sync>;
 
-/// The log's handle: queue entries and wait until they are durable.
+/// The log's handle: append entries, durable as [`Sync`] says.
 pub struct Wal {
-    tx: Sender<Append>,
+    inner: Arc<parking_lot::Mutex<Inner>>,
     path: PathBuf,
+    mode: Sync,
+    /// Group commit ([`Sync::Always`]): appends waiting for a sync.
+    waiters: Option<Sender<(u64, tokio::sync::oneshot::Sender<bool>)>>,
+    snapshot: Arc<SnapshotFn>,
+    compact_min: u64,
     stats: Arc<Stats>,
+}
+
+/// The file and the compaction state, under one lock: appends are one
+/// `write(2)` each, in order.
+struct Inner {
+    file: File,
+    /// Bytes appended since the start (a sequence number for syncs).
+    written: u64,
+    /// `written` when a sync last completed.
+    synced: u64,
+    /// While a snapshot is being built: the bytes appended since it began.
+    compacting: Option<Vec<u8>>,
+    since_snapshot: u64,
+    last_snapshot: u64,
+    /// The last write failed: answer errors until a sync succeeds.
+    broken: bool,
 }
 
 /// Counters for `/metrics`.
@@ -204,26 +236,27 @@ pub struct Stats {
     pub entries: AtomicU64,
     /// Compactions since start.
     pub compactions: AtomicU64,
-    /// Failed writes since start.
+    /// Failed writes or syncs since start.
     pub failures: AtomicU64,
 }
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Wal({})", self.path.display())
+        write!(f, "Wal({}, {:?})", self.path.display(), self.mode)
     }
 }
 
 impl Wal {
     /// Replays the log at `path` and hands the state to `restore`,
     /// rewrites the log as `snapshot()` (which should by then reflect the
-    /// restored state), and starts the writer thread. The log is compacted
+    /// restored state), and starts the sync thread. The log is compacted
     /// again whenever it grew by `compact_min` and twice the last snapshot.
     pub fn open(
         path: &Path,
         restore: impl FnOnce(Replayed),
         snapshot: SnapshotFn,
         compact_min: u64,
+        mode: Sync,
     ) -> io::Result<Wal> {
         let now = crate::app::now();
         let mut bytes = Vec::new();
@@ -251,26 +284,42 @@ impl Wal {
         let file = OpenOptions::new().append(true).open(path)?;
         let stats = Arc::new(Stats::default());
         stats.bytes.store(snap.len() as u64, Ordering::Relaxed);
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let (snap_tx, snap_rx) = crossbeam_channel::bounded(1);
-        let writer = Writer {
+        let inner = Arc::new(parking_lot::Mutex::new(Inner {
             file,
-            path: path.to_owned(),
-            rx,
-            snap_tx,
-            snap_rx,
-            stats: Arc::clone(&stats),
-            snapshot: Arc::new(snapshot),
-            last_snapshot: snap.len() as u64,
-            since_snapshot: 0,
-            compact_min,
+            written: 0,
+            synced: 0,
             compacting: None,
+            since_snapshot: 0,
+            last_snapshot: snap.len() as u64,
+            broken: false,
+        }));
+        let waiters = match mode {
+            Sync::Always => {
+                let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+                let (inner, stats) = (Arc::clone(&inner), Arc::clone(&stats));
+                std::thread::Builder::new()
+                    .name("ropc-token-sync".into())
+                    .spawn(move || group_commit(&inner, &stats, &rx))?;
+                Some(tx)
+            }
+            Sync::Interval(every) => {
+                let (weak, stats) = (Arc::downgrade(&inner), Arc::clone(&stats));
+                std::thread::Builder::new().name("ropc-token-sync".into()).spawn(move || {
+                    // Ends with the log.
+                    while let Some(inner) = weak.upgrade() {
+                        sync_now(&inner, &stats);
+                        drop(inner);
+                        std::thread::sleep(every);
+                    }
+                })?;
+                None
+            }
         };
-        std::thread::Builder::new().name("ropc-token-log".into()).spawn(move || writer.run())?;
-        Ok(Wal { tx, path: path.to_owned(), stats })
+        Ok(Wal { inner, path: path.to_owned(), mode, waiters, snapshot: Arc::new(snapshot), compact_min, stats })
     }
 
-    /// Appends `entries` and waits until they are durable.
+    /// Appends `entries`; returns once they are durable as the [`Sync`]
+    /// mode says.
     pub async fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -279,16 +328,55 @@ impl Wal {
         for e in entries {
             bytes.extend_from_slice(&e.frame());
         }
+        let seq = {
+            let mut inner = self.inner.lock();
+            if let Err(e) = inner.file.write_all(&bytes) {
+                inner.broken = true;
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(file = %self.path.display(), error = %e, "cannot write the token log: grants fail with 503");
+                return Err(StoreError);
+            }
+            inner.written += bytes.len() as u64;
+            inner.since_snapshot += bytes.len() as u64;
+            if let Some(since) = &mut inner.compacting {
+                since.extend_from_slice(&bytes);
+            }
+            self.stats.entries.fetch_add(entries.len() as u64, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.maybe_compact(&mut inner);
+            inner.written
+        };
+        let Some(waiters) = &self.waiters else { return Ok(()) };
         let (done, wait) = tokio::sync::oneshot::channel();
-        let tx = self.tx.clone();
-        let msg = Append(bytes, entries.len() as u64, done);
-        // A full queue waits, off the async workers.
-        if let Err(crossbeam_channel::TrySendError::Full(msg)) = tx.try_send(msg) {
+        let msg = (seq, done);
+        if let Err(crossbeam_channel::TrySendError::Full(msg)) = waiters.try_send(msg) {
+            // A full queue waits, off the async workers.
+            let tx = waiters.clone();
             tokio::task::spawn_blocking(move || tx.send(msg)).await.map_err(|_| StoreError)?.map_err(|_| StoreError)?;
         }
         match wait.await {
             Ok(true) => Ok(()),
             _ => Err(StoreError),
+        }
+    }
+
+    fn maybe_compact(&self, inner: &mut Inner) {
+        if inner.compacting.is_some() || inner.since_snapshot < self.compact_min.max(2 * inner.last_snapshot) {
+            return;
+        }
+        inner.compacting = Some(Vec::new());
+        let (snapshot, weak, path, stats) =
+            (Arc::clone(&self.snapshot), Arc::downgrade(&self.inner), self.path.clone(), Arc::clone(&self.stats));
+        let spawned = std::thread::Builder::new().name("ropc-token-snapshot".into()).spawn(move || {
+            let snap = snapshot();
+            if let Some(inner) = weak.upgrade() {
+                finish_compaction(&mut inner.lock(), &path, snap, &stats);
+            }
+        });
+        if let Err(e) = spawned {
+            inner.compacting = None;
+            inner.since_snapshot = 0;
+            tracing::error!(error = %e, "cannot start the token log's compaction");
         }
     }
 
@@ -298,110 +386,71 @@ impl Wal {
     }
 }
 
-struct Writer {
-    file: File,
-    path: PathBuf,
-    rx: Receiver<Append>,
-    /// Snapshots built by the compaction thread.
-    snap_tx: Sender<io::Result<Vec<u8>>>,
-    snap_rx: Receiver<io::Result<Vec<u8>>>,
-    stats: Arc<Stats>,
-    snapshot: Arc<SnapshotFn>,
-    last_snapshot: u64,
-    since_snapshot: u64,
-    compact_min: u64,
-    /// While a snapshot is being built: the bytes appended since it began.
-    compacting: Option<Vec<u8>>,
+/// Replaces the log with `snap` followed by what was appended since the
+/// snapshot began; appends wait meanwhile (they hold the same lock).
+fn finish_compaction(inner: &mut Inner, path: &Path, mut snap: Vec<u8>, stats: &Stats) {
+    let Some(since) = inner.compacting.take() else { return };
+    let snap_len = snap.len() as u64;
+    snap.extend_from_slice(&since);
+    let result =
+        crate::fsutil::write_atomic(path, &snap, 0o600).and_then(|()| OpenOptions::new().append(true).open(path));
+    match result {
+        Ok(file) => {
+            // The new file is synced by the atomic replace.
+            inner.file = file;
+            inner.synced = inner.written;
+            inner.last_snapshot = snap_len;
+            inner.since_snapshot = since.len() as u64;
+            stats.bytes.store(snap.len() as u64, Ordering::Relaxed);
+            stats.compactions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(file = %path.display(), bytes = snap.len(), "token log compacted");
+        }
+        Err(e) => {
+            // The old log is intact (the replace is atomic); try later.
+            inner.since_snapshot = 0;
+            tracing::error!(file = %path.display(), error = %e, "cannot compact the token log");
+        }
+    }
 }
 
-impl Writer {
-    fn run(mut self) {
-        // Ends when the app's handle (the only sender of appends) is gone.
-        loop {
-            crossbeam_channel::select! {
-                recv(self.rx) -> first => {
-                    let Ok(first) = first else { break };
-                    let mut bytes = Vec::new();
-                    let mut count = 0;
-                    let mut waiters = Vec::new();
-                    for Append(b, n, w) in std::iter::once(first).chain(self.rx.try_iter().take(4096)) {
-                        bytes.extend_from_slice(&b);
-                        count += n;
-                        waiters.push(w);
-                    }
-                    let ok = self.write(&bytes, count);
-                    for w in waiters {
-                        let _ = w.send(ok);
-                    }
-                    self.maybe_compact();
-                }
-                recv(self.snap_rx) -> snapshot => {
-                    if let Ok(s) = snapshot {
-                        self.finish_compaction(s);
-                    }
-                }
-            }
+/// Syncs the log if anything was written since the last sync; returns the
+/// sequence number now durable, or none on failure.
+fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
+    let (fd, upto) = {
+        let i = inner.lock();
+        if i.synced == i.written && !i.broken {
+            return Some(i.synced);
+        }
+        (i.file.try_clone(), i.written)
+    };
+    stats.syncs.fetch_add(1, Ordering::Relaxed);
+    match fd.and_then(|f| f.sync_data()) {
+        Ok(()) => {
+            let mut i = inner.lock();
+            i.synced = i.synced.max(upto);
+            i.broken = false;
+            Some(upto)
+        }
+        Err(e) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot sync the token log");
+            None
         }
     }
+}
 
-    fn write(&mut self, bytes: &[u8], count: u64) -> bool {
-        let result = self.file.write_all(bytes).and_then(|()| self.file.sync_data());
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(()) => {
-                self.stats.entries.fetch_add(count, Ordering::Relaxed);
-                self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                self.since_snapshot += bytes.len() as u64;
-                if let Some(since) = &mut self.compacting {
-                    since.extend_from_slice(bytes);
-                }
-                true
-            }
-            Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(file = %self.path.display(), error = %e, "cannot write the token log: grants fail with 503");
-                false
-            }
-        }
-    }
-
-    fn maybe_compact(&mut self) {
-        if self.compacting.is_some() || self.since_snapshot < self.compact_min.max(2 * self.last_snapshot) {
-            return;
-        }
-        self.compacting = Some(Vec::new());
-        let (snapshot, tx) = (Arc::clone(&self.snapshot), self.snap_tx.clone());
-        let spawned = std::thread::Builder::new().name("ropc-token-snapshot".into()).spawn(move || {
-            let _ = tx.send(Ok(snapshot()));
-        });
-        if let Err(e) = spawned {
-            self.finish_compaction(Err(e));
-        }
-    }
-
-    fn finish_compaction(&mut self, snapshot: io::Result<Vec<u8>>) {
-        let Some(since) = self.compacting.take() else { return };
-        let result = snapshot.and_then(|mut snap| {
-            let snap_len = snap.len() as u64;
-            snap.extend_from_slice(&since);
-            crate::fsutil::write_atomic(&self.path, &snap, 0o600)?;
-            let file = OpenOptions::new().append(true).open(&self.path)?;
-            Ok((file, snap_len, snap.len() as u64))
-        });
-        match result {
-            Ok((file, snap_len, total)) => {
-                self.file = file;
-                self.last_snapshot = snap_len;
-                self.since_snapshot = total - snap_len;
-                self.stats.bytes.store(total, Ordering::Relaxed);
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(file = %self.path.display(), bytes = total, "token log compacted");
-            }
-            Err(e) => {
-                // The old log is intact (the replace is atomic); try later.
-                self.since_snapshot = 0;
-                tracing::error!(file = %self.path.display(), error = %e, "cannot compact the token log");
-            }
+/// [`Sync::Always`]: takes every waiting append, syncs once, answers them
+/// all. Ends when the log is dropped.
+fn group_commit(
+    inner: &parking_lot::Mutex<Inner>,
+    stats: &Stats,
+    rx: &Receiver<(u64, tokio::sync::oneshot::Sender<bool>)>,
+) {
+    while let Ok(first) = rx.recv() {
+        let batch: Vec<_> = std::iter::once(first).chain(rx.try_iter()).collect();
+        let durable = sync_now(inner, stats);
+        for (seq, done) in batch {
+            let _ = done.send(durable.is_some_and(|upto| upto >= seq));
         }
     }
 }
@@ -478,6 +527,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_under_concurrent_appends_keeps_exactly_the_live_state() {
+        for mode in [Sync::Always, Sync::Interval(std::time::Duration::from_millis(5))] {
+            compaction_keeps_the_live_state(mode).await;
+        }
+    }
+
+    async fn compaction_keeps_the_live_state(mode: Sync) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.wal");
         let fake = Arc::new(Fake::default());
@@ -488,7 +543,7 @@ mod tests {
                 let records = f2.records.lock().clone();
                 records.into_iter().flat_map(|(k, p)| Entry::Put(TokenKey(k), p).frame()).collect()
             });
-            Wal::open(&path, restore, snapshot, 4096).unwrap()
+            Wal::open(&path, restore, snapshot, 4096, mode).unwrap()
         };
         let wal = Arc::new(open(&fake));
         let far = crate::app::now() + 3600;

@@ -200,6 +200,8 @@ pub type SnapshotFn = Box<dyn Fn() -> Vec<u8> + Send + std::marker::Sync>;
 /// The log's handle: append entries, durable as [`Sync`] says.
 pub struct Wal {
     inner: Arc<parking_lot::Mutex<Inner>>,
+    /// Appends waiting to be written, and who writes them.
+    batches: Arc<Batches>,
     path: PathBuf,
     mode: Sync,
     /// Group commit ([`Sync::Always`]): appends waiting for a sync.
@@ -208,6 +210,35 @@ pub struct Wal {
     compact_min: u64,
     stats: Arc<Stats>,
 }
+
+/// Appends are written in batches: the first request to find nobody
+/// writing becomes the writer and writes everything queued (its own bytes
+/// and those queued meanwhile) with one `write(2)` per batch; the others
+/// wait for their batch. Under load, one system call serves many grants,
+/// with no thread hand-off.
+#[derive(Default)]
+struct Batches {
+    queue: parking_lot::Mutex<Queue>,
+    /// The last batch written (or failed).
+    done: AtomicU64,
+    /// Batches whose write failed (rare; trimmed).
+    failed: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
+    any_failed: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    entries: u64,
+    /// The batch being filled (the next to be written).
+    batch: u64,
+    writing: bool,
+}
+
+/// Most batches one writer writes before handing the rest to a task, so
+/// that its own request is not held by a stream of others.
+const BATCHES_PER_WRITER: usize = 8;
 
 /// The file and the compaction state, under one lock: appends are one
 /// `write(2)` each, in order.
@@ -223,6 +254,8 @@ struct Inner {
     last_snapshot: u64,
     /// The last write failed: answer errors until a sync succeeds.
     broken: bool,
+    /// The file's length after the last whole write.
+    good_len: u64,
 }
 
 /// Counters for `/metrics`.
@@ -292,6 +325,7 @@ impl Wal {
             since_snapshot: 0,
             last_snapshot: snap.len() as u64,
             broken: false,
+            good_len: snap.len() as u64,
         }));
         let waiters = match mode {
             Sync::Always => {
@@ -315,7 +349,18 @@ impl Wal {
                 None
             }
         };
-        Ok(Wal { inner, path: path.to_owned(), mode, waiters, snapshot: Arc::new(snapshot), compact_min, stats })
+        let batches = Arc::new(Batches::default());
+        batches.queue.lock().batch = 1;
+        Ok(Wal {
+            inner,
+            batches,
+            path: path.to_owned(),
+            mode,
+            waiters,
+            snapshot: Arc::new(snapshot),
+            compact_min,
+            stats,
+        })
     }
 
     /// Appends `entries`; returns once they are durable as the [`Sync`]
@@ -328,24 +373,30 @@ impl Wal {
         for e in entries {
             bytes.extend_from_slice(&e.frame());
         }
-        let seq = {
-            let mut inner = self.inner.lock();
-            if let Err(e) = inner.file.write_all(&bytes) {
-                inner.broken = true;
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(file = %self.path.display(), error = %e, "cannot write the token log: grants fail with 503");
-                return Err(StoreError);
-            }
-            inner.written += bytes.len() as u64;
-            inner.since_snapshot += bytes.len() as u64;
-            if let Some(since) = &mut inner.compacting {
-                since.extend_from_slice(&bytes);
-            }
-            self.stats.entries.fetch_add(entries.len() as u64, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            self.maybe_compact(&mut inner);
-            inner.written
+        let (batch, lead) = {
+            let mut q = self.batches.queue.lock();
+            q.bytes.extend_from_slice(&bytes);
+            q.entries += entries.len() as u64;
+            let lead = !q.writing;
+            q.writing = true;
+            (q.batch, lead)
         };
+        if lead {
+            self.write_batches(BATCHES_PER_WRITER);
+        }
+        loop {
+            let notified = self.batches.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.batches.done.load(Ordering::Acquire) >= batch {
+                break;
+            }
+            notified.await;
+        }
+        if self.batches.any_failed.load(Ordering::Acquire) && self.batches.failed.lock().contains(&batch) {
+            return Err(StoreError);
+        }
+        let seq = self.inner.lock().written;
         let Some(waiters) = &self.waiters else { return Ok(()) };
         let (done, wait) = tokio::sync::oneshot::channel();
         let msg = (seq, done);
@@ -358,6 +409,70 @@ impl Wal {
             Ok(true) => Ok(()),
             _ => Err(StoreError),
         }
+    }
+
+    /// Writes queued batches, at most `limit`; hands the rest, if any, to a
+    /// task (see [`BATCHES_PER_WRITER`]).
+    fn write_batches(&self, limit: usize) {
+        for _ in 0..limit {
+            let (bytes, entries, id) = {
+                let mut q = self.batches.queue.lock();
+                if q.bytes.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                let id = q.batch;
+                q.batch += 1;
+                (std::mem::take(&mut q.bytes), std::mem::take(&mut q.entries), id)
+            };
+            let ok = self.write(&bytes, entries);
+            if !ok {
+                let mut failed = self.batches.failed.lock();
+                failed.insert(id);
+                while failed.len() > 4096 {
+                    failed.pop_first();
+                }
+                self.batches.any_failed.store(true, Ordering::Release);
+            }
+            self.batches.done.store(id, Ordering::Release);
+            self.batches.notify.notify_waiters();
+        }
+        // Still more: a task carries on, so that this request can answer.
+        let handoff = Wal {
+            inner: Arc::clone(&self.inner),
+            batches: Arc::clone(&self.batches),
+            path: self.path.clone(),
+            mode: self.mode,
+            waiters: None,
+            snapshot: Arc::clone(&self.snapshot),
+            compact_min: self.compact_min,
+            stats: Arc::clone(&self.stats),
+        };
+        tokio::spawn(async move { handoff.write_batches(usize::MAX) });
+    }
+
+    /// Writes one batch: one `write(2)`. A failed write is cut off the
+    /// file again, so that no torn entry sits before later ones.
+    fn write(&self, bytes: &[u8], entries: u64) -> bool {
+        let mut inner = self.inner.lock();
+        if let Err(e) = inner.file.write_all(bytes) {
+            let good = inner.good_len;
+            let _ = inner.file.set_len(good);
+            inner.broken = true;
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(file = %self.path.display(), error = %e, "cannot write the token log: grants fail with 503");
+            return false;
+        }
+        inner.good_len += bytes.len() as u64;
+        inner.written += bytes.len() as u64;
+        inner.since_snapshot += bytes.len() as u64;
+        if let Some(since) = &mut inner.compacting {
+            since.extend_from_slice(bytes);
+        }
+        self.stats.entries.fetch_add(entries, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.maybe_compact(&mut inner);
+        true
     }
 
     fn maybe_compact(&self, inner: &mut Inner) {
@@ -398,6 +513,7 @@ fn finish_compaction(inner: &mut Inner, path: &Path, mut snap: Vec<u8>, stats: &
         Ok(file) => {
             // The new file is synced by the atomic replace.
             inner.file = file;
+            inner.good_len = snap.len() as u64;
             inner.synced = inner.written;
             inner.last_snapshot = snap_len;
             inner.since_snapshot = since.len() as u64;

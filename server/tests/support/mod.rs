@@ -517,3 +517,67 @@ pub async fn try_request(
         body: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
+
+/// A Redis Cluster of three primaries of the test's own (no replicas, no
+/// persistence), on free loopback ports. Killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            nodes.push(Redis { child: Some(child), port, dir });
+        }
+        for n in &nodes {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = nodes.iter().all(|n| {
+                let info = Command::new("redis-cli").args(["-p", &n.port.to_string(), "cluster", "info"]).output();
+                info.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The `cluster_nodes` value for the config.
+    pub fn nodes_toml(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(|n| format!("\"redis://127.0.0.1:{}\"", n.port)).collect();
+        format!("[{}]", urls.join(", "))
+    }
+}
+
+/// The standard config with its tokens in the Redis Cluster `cluster`.
+pub fn redis_cluster_config(cluster: &RedisCluster) -> String {
+    format!("{}\n[token_store]\nkind = \"redis\"\ncluster_nodes = {}\n", standard_config(""), cluster.nodes_toml())
+}

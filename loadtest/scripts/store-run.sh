@@ -9,7 +9,7 @@
 #     walsync sync_interval_ms = 0: fdatasync before answering (group commit)
 #     redis   kind = "redis", a local redis-server on port 16379 (no
 #             persistence, its defaults otherwise)
-#   Per store: password logins at saturation (16 connections, 20 s), refresh
+#   (Odd rounds in this order, even rounds in reverse.) Per store: password logins at saturation (16 connections, 20 s), refresh
 #   grants (32 connections, 10 s, rotation on), introspections (32
 #   connections, 10 s). Server and load generator are not pinned: the hash
 #   pool uses both cores at saturation.
@@ -36,7 +36,10 @@ redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --daemonize
 trap 'redis-cli -p 16379 shutdown nosave >/dev/null 2>&1' EXIT
 lt() { ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 200 "$@"; }
 for r in $(seq $ROUNDS); do
-  for s in $STORES; do
+  # Odd rounds in the listed order, even rounds reversed, so that a drift
+  # over the round does not favour one store.
+  order=$STORES; [ $((r % 2)) = 0 ] && order=$(echo $STORES | tr ' ' '\n' | tac | tr '\n' ' ')
+  for s in $order; do
     redis-cli -p 16379 flushall > /dev/null
     ./ropc serve --config lt-$s/ropc.toml > $D/server-$s-$r.log 2>&1 & SP=$!
     until curl -s -o /dev/null http://127.0.0.1:18443/metrics; do sleep 0.1; done

@@ -8,7 +8,7 @@
 //!   the secret under a random per-process key and compares later requests
 //!   against it in constant time. See the README for why this is safe.
 
-use crate::config::ConfigError;
+use crate::config::{read_file, ConfigError};
 use crate::hash::{self, HashParams, PasswordVerifier, StoredHash, VerifyError, VerifyJob};
 use parking_lot::{Mutex, RwLock};
 use ring::hmac;
@@ -48,25 +48,13 @@ impl fmt::Debug for UserStore {
 impl UserStore {
     /// Reads a users file. Errors name the line.
     pub fn load(path: &Path, params: HashParams) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the users file: {e}"),
-        })?;
-        Self::parse(path, &text, params)
+        Self::parse(path, &read_file(path, "cannot read the users file")?, params)
     }
 
     /// Reads a users file as the successor of `previous` (a live reload):
     /// see [`UserStore::parse_after`].
     pub fn load_after(path: &Path, params: HashParams, previous: &UserStore) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the users file: {e}"),
-        })?;
-        Self::parse_after(path, &text, params, Some(previous))
+        Self::parse_after(path, &read_file(path, "cannot read the users file")?, params, Some(previous))
     }
 
     /// Parses users-file text (see [`UserStore::load`]).
@@ -361,6 +349,16 @@ mod tests {
 
     const SMALL: HashParams = HashParams { m_cost: 64, t_cost: 1, p_cost: 1 };
 
+    /// A verifier that says yes to anything: a test that passes with it
+    /// shows that no hash was asked for.
+    #[derive(Debug)]
+    struct Yes;
+    impl PasswordVerifier for Yes {
+        fn try_submit(&self, _: VerifyJob) -> Result<crate::hash::Pending, VerifyError> {
+            Ok(crate::hash::Pending::ready(true))
+        }
+    }
+
     #[tokio::test]
     async fn users_file() {
         let alice = hash::hash_password(b"wonderland", SMALL).unwrap();
@@ -412,13 +410,6 @@ mod tests {
         // b's secret is reset; a is unchanged.
         let b2 = Arc::new(StoredHash::parse(&hash::hash_password(b"b-new", SMALL).unwrap()).unwrap());
         let second = ClientSecrets::after(vec![Some(a), Some(b2)], &first);
-        #[derive(Debug)]
-        struct Yes;
-        impl PasswordVerifier for Yes {
-            fn try_submit(&self, _: VerifyJob) -> Result<crate::hash::Pending, VerifyError> {
-                Ok(crate::hash::Pending::ready(true))
-            }
-        }
         // a: still memoised, so no hash is asked for and a wrong secret fails.
         assert_eq!(second.verify(&Yes, ClientIndex(0), "wrong").await, Ok(false));
         assert_eq!(second.verify(&v, ClientIndex(0), "a-secret").await, Ok(true));
@@ -453,13 +444,6 @@ mod tests {
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cret").await, Ok(true));
         assert_eq!(secrets.verify(&v, ClientIndex(0), "s3cres").await, Ok(false));
         // ...and costs no hash: a verifier that would say yes is not asked.
-        #[derive(Debug)]
-        struct Yes;
-        impl PasswordVerifier for Yes {
-            fn try_submit(&self, _: VerifyJob) -> Result<crate::hash::Pending, VerifyError> {
-                Ok(crate::hash::Pending::ready(true))
-            }
-        }
         assert_eq!(secrets.verify(&Yes, ClientIndex(0), "anything").await, Ok(false));
         assert_eq!(secrets.verify(&v, ClientIndex(1), "s3cret").await, Ok(false));
     }

@@ -342,16 +342,20 @@ impl Locator<'_> {
     }
 }
 
+/// The text of `path`; an error says `what` went wrong and names the file.
+pub fn read_file(path: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: None,
+        key: String::new(),
+        message: format!("{what}: {e}"),
+    })
+}
+
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        })?;
-        Self::parse(path, &source)
+        Self::parse(path, &read_file(path, "cannot read the file")?)
     }
 
     /// Reads and validates the config file at `path` as the successor of
@@ -360,13 +364,7 @@ impl Config {
     /// ones leave retired slots that are never reused. New scopes and
     /// clients take the next free indices.
     pub fn load_after(path: &Path, previous: &Config) -> Result<Config, ConfigError> {
-        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        })?;
-        Self::parse_after(path, &source, Some(&previous.engine))
+        Self::parse_after(path, &read_file(path, "cannot read the file")?, Some(&previous.engine))
     }
 
     /// Validates `source` as if read from `path`.

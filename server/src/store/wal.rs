@@ -382,7 +382,7 @@ impl Wal {
             (q.batch, lead)
         };
         if lead {
-            self.write_batches(BATCHES_PER_WRITER);
+            self.write_batches();
         }
         loop {
             let notified = self.batches.notify.notified();
@@ -411,31 +411,13 @@ impl Wal {
         }
     }
 
-    /// Writes queued batches, at most `limit`; hands the rest, if any, to a
-    /// task (see [`BATCHES_PER_WRITER`]).
-    fn write_batches(&self, limit: usize) {
-        for _ in 0..limit {
-            let (bytes, entries, id) = {
-                let mut q = self.batches.queue.lock();
-                if q.bytes.is_empty() {
-                    q.writing = false;
-                    return;
-                }
-                let id = q.batch;
-                q.batch += 1;
-                (std::mem::take(&mut q.bytes), std::mem::take(&mut q.entries), id)
-            };
-            let ok = self.write(&bytes, entries);
-            if !ok {
-                let mut failed = self.batches.failed.lock();
-                failed.insert(id);
-                while failed.len() > 4096 {
-                    failed.pop_first();
-                }
-                self.batches.any_failed.store(true, Ordering::Release);
+    /// Writes queued batches, at most [`BATCHES_PER_WRITER`]; hands the
+    /// rest, if any, to a task that yields between batches.
+    fn write_batches(&self) {
+        for _ in 0..BATCHES_PER_WRITER {
+            if !self.write_queued() {
+                return;
             }
-            self.batches.done.store(id, Ordering::Release);
-            self.batches.notify.notify_waiters();
         }
         // Still more: a task carries on, so that this request can answer.
         let handoff = Wal {
@@ -448,7 +430,37 @@ impl Wal {
             compact_min: self.compact_min,
             stats: Arc::clone(&self.stats),
         };
-        tokio::spawn(async move { handoff.write_batches(usize::MAX) });
+        tokio::spawn(async move {
+            while handoff.write_queued() {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+
+    /// Writes what is queued as one batch and wakes its waiters; false (and
+    /// nobody writing any more) when nothing was queued.
+    fn write_queued(&self) -> bool {
+        let (bytes, entries, id) = {
+            let mut q = self.batches.queue.lock();
+            if q.bytes.is_empty() {
+                q.writing = false;
+                return false;
+            }
+            let id = q.batch;
+            q.batch += 1;
+            (std::mem::take(&mut q.bytes), std::mem::take(&mut q.entries), id)
+        };
+        if !self.write(&bytes, entries) {
+            let mut failed = self.batches.failed.lock();
+            failed.insert(id);
+            while failed.len() > 4096 {
+                failed.pop_first();
+            }
+            self.batches.any_failed.store(true, Ordering::Release);
+        }
+        self.batches.done.store(id, Ordering::Release);
+        self.batches.notify.notify_waiters();
+        true
     }
 
     /// Writes one batch: one `write(2)`. A failed write is cut off the

@@ -10,7 +10,6 @@ use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
-use crate::store::portable::Portable;
 use crate::store::redis::RedisStore;
 use crate::store::wal::{restore_into, snapshot_of, Entry, SnapshotFn, Wal};
 use crate::store::{Commit, ShardedTokenMap, StoreError, TokenStore};
@@ -785,8 +784,20 @@ impl App {
         }
         let commit = self.store.commit(issued).await?;
         if commit == Commit::Stored {
-            let retire = issued.retire.map(|key| Entry::Retire(key, issued.access.1.issued_at.max(1)));
-            self.log(live, issued, retire).await?;
+            let at = issued.access.1.issued_at.max(1);
+            let retire = issued.retire.map(|key| Entry::Retire(key, at));
+            if let Err(e) = self.log(live, issued, retire).await {
+                // Not durable, so not done: undo it, so that the client's
+                // retry with the same refresh token is not taken for a replay.
+                if let Some(old) = &issued.retire {
+                    self.store.unretire(old, at);
+                }
+                self.store.remove_now(&issued.access.0);
+                if let Some((key, _)) = &issued.refresh {
+                    self.store.remove_now(key);
+                }
+                return Err(e);
+            }
         }
         Ok(commit)
     }
@@ -803,12 +814,19 @@ impl App {
     /// memory store keeps a log. Map first, then log: see [`crate::store::wal`].
     async fn log(&self, live: &Live, issued: &Issued, retire: Option<Entry>) -> Result<(), StoreError> {
         let Some(wal) = &self.wal else { return Ok(()) };
-        let mut entries = Vec::with_capacity(2);
-        entries.extend(retire);
-        if let Some((key, record)) = &issued.refresh {
-            entries.push(Entry::Put(*key, Portable::from_record(record, live).ok_or(StoreError)?));
+        let mut bytes = Vec::with_capacity(256);
+        let mut count = 0;
+        if let Some(retire) = retire {
+            bytes.extend_from_slice(&retire.frame());
+            count += 1;
         }
-        wal.append(&entries).await
+        if let Some((key, record)) = &issued.refresh {
+            if !Entry::frame_put(&mut bytes, key, record, live) {
+                return Err(StoreError);
+            }
+            count += 1;
+        }
+        wal.append_framed(bytes, count).await
     }
 
     async fn remove_record(&self, key: &TokenKey) -> Result<(), StoreError> {
@@ -827,7 +845,9 @@ impl App {
         if let Some(redis) = &self.redis {
             return redis.revoke_family(family, until).await;
         }
-        self.store.revoke_family(family, until).await?;
+        // Log the revocation as long as the map keeps it (it may outlast
+        // `until`), so that a restart does not end it early.
+        let until = self.store.revoke_family_now(family, until);
         match &self.wal {
             Some(wal) => wal.append(&[Entry::RevokeFamily(family.0, until)]).await,
             None => Ok(()),

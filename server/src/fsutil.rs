@@ -6,48 +6,132 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 #[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents` atomically. A new file gets `mode`; an
 /// existing file keeps its permissions.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    // A random suffix, not only the pid: in a container the server is
-    // always pid 1, and a temp file left by a crash must not block every
-    // later write.
-    let mut suffix = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
-        .map_err(|_| io::Error::other("the system random source failed"))?;
-    let tmp =
-        dir.join(format!(".{}.tmp{}-{:016x}", name.to_string_lossy(), std::process::id(), u64::from_le_bytes(suffix)));
-    #[cfg(unix)]
-    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(mode);
-    let result = (|| {
+    let mut staged = Staged::new(path, mode)?;
+    staged.file().write_all(contents)?;
+    staged.commit().map(drop)
+}
+
+/// A replacement for a file, written beside it under a temporary name and
+/// put in its place by [`Staged::commit`]; removed if dropped uncommitted.
+/// The file is open for appending, and stays usable after the commit (the
+/// descriptor then belongs to the file at `path`).
+#[derive(Debug)]
+pub struct Staged {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Creates the temporary file beside `path`, with `path`'s permissions
+    /// if it exists, else `mode`.
+    pub fn new(path: &Path, mode: u32) -> io::Result<Staged> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+        // A random suffix, not only the pid: in a container the server is
+        // always pid 1, and a temp file left by a crash must not block every
+        // later write.
+        let mut suffix = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+            .map_err(|_| io::Error::other("the system random source failed"))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}-{:016x}",
+            name.to_string_lossy(),
+            std::process::id(),
+            u64::from_le_bytes(suffix)
+        ));
+        #[cfg(unix)]
+        let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(mode);
         let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
+        options.append(true).create_new(true);
         #[cfg(unix)]
         options.mode(mode);
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
+        #[cfg(not(unix))]
+        let _ = mode;
+        let file = options.open(&tmp)?;
+        Ok(Staged { file, tmp, path: path.to_owned(), dir, committed: false })
+    }
+
+    /// The temporary file, to write to.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Syncs the file, renames it over the target and syncs the directory;
+    /// returns the file, now the target.
+    pub fn commit(mut self) -> io::Result<File> {
+        self.file.sync_all()?;
+        let file = self.file.try_clone()?;
+        fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
         // Make the rename itself durable.
-        if let Ok(d) = File::open(dir) {
+        if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        Ok(file)
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    result
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An exclusive `flock` on a file's lock file, released when dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+/// `<path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// The exclusive lock on `path`'s lock file (created if missing, never
+/// deleted: removing it would let two holders lock different files).
+/// With `wait`, waits for it; without, fails with `WouldBlock` if held.
+#[cfg(unix)]
+pub fn lock(path: &Path, wait: bool) -> io::Result<FileLock> {
+    use std::os::unix::io::AsRawFd;
+    // flock needs only a readable descriptor: open read-only, so that a
+    // lock file created by another user (`sudo ropc user add`) still works;
+    // create it world-readable (it holds nothing) when missing.
+    let lock = lock_path(path);
+    let file = match File::open(&lock) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(&lock)?
+        }
+        Err(e) => return Err(e),
+    };
+    let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(FileLock { _file: file });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 #[cfg(test)]

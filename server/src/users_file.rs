@@ -10,49 +10,16 @@
 //!   [`update`], so neither loses the other's lines.
 
 use crate::fsutil::write_atomic;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// An exclusive lock on a users file, released when dropped.
-#[derive(Debug)]
-pub struct FileLock {
-    _file: File,
-}
+use crate::fsutil::lock_path;
+pub use crate::fsutil::FileLock;
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    path.with_file_name(name)
-}
-
-/// Waits for the exclusive lock on `path`'s lock file (created if missing,
-/// never deleted: removing it would let two writers lock different files).
+/// Waits for the exclusive lock on `path`'s lock file (see
+/// [`crate::fsutil::lock`]).
 pub fn lock(path: &Path) -> io::Result<FileLock> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    // flock needs only a readable descriptor: open read-only, so that a
-    // lock file created by another user (`sudo ropc user add`) still works;
-    // create it world-readable (it holds nothing) when missing.
-    let lock = lock_path(path);
-    let file = match File::open(&lock) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(&lock)?
-        }
-        Err(e) => return Err(e),
-    };
-    loop {
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(FileLock { _file: file });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::fsutil::lock(path, true)
 }
 
 /// Under the lock, reads `path` (empty if missing), lets `edit` change its

@@ -88,3 +88,20 @@ async fn every_refresh_token_a_client_received_survives_a_kill_9_under_load() {
         assert_eq!(r.status, 200, "a refresh token the client received was lost: {}", r.body);
     }
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_log_refuses_to_start() {
+    let server = Server::start(&standard_config(""), &standard_users());
+    let out = crate::support::ropc()
+        .arg("serve")
+        .arg("--config")
+        .arg(server.dir.path().join("ropc.toml"))
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("another ropc process uses this token log"), "{stderr}");
+    // The first one is unharmed.
+    assert_eq!(server.token_basic("legacy", "legacy-secret", ALICE).await.status, 200);
+}

@@ -150,25 +150,48 @@ impl ShardedTokenMap {
     }
 
     /// Revokes every record of `family` until `until`.
-    pub fn revoke_family_now(&self, family: FamilyId, until: u64) {
+    /// Returns until when it is revoked now (at least `until`; longer to
+    /// cover every token ever stored).
+    pub fn revoke_family_now(&self, family: FamilyId, until: u64) -> u64 {
         let until = until.max(self.latest_expiry.load(Ordering::Relaxed));
         let mut revoked = self.revoked.write();
         let entry = revoked.entry(family).or_insert(until);
         *entry = (*entry).max(until);
+        let until = *entry;
         self.revoked_count.store(revoked.len(), Ordering::Release);
+        until
     }
 
     /// Calls `f` with every record (expired ones not yet swept included),
     /// one shard at a time.
     pub fn for_each(&self, mut f: impl FnMut(TokenKey, TokenRecord)) {
+        let mut items = Vec::new();
         for shard in self.shards.iter() {
-            shard.for_each(|k, v| {
+            // Copy the shard under its lock; call `f` after releasing it.
+            items.clear();
+            shard.for_each(|k, v| items.push((*k, *v)));
+            for (k, v) in &items {
                 let mut key = [0u8; TokenKey::LEN];
                 key[..8].copy_from_slice(&k[0].to_le_bytes());
                 key[8..].copy_from_slice(&k[1].to_le_bytes());
                 f(TokenKey(key), unpack(v));
-            });
+            }
         }
+    }
+
+    /// Undoes [`ShardedTokenMap::commit_now`]'s retirement of `key` at `at`
+    /// (when what follows it failed). The issue time, which a retired record
+    /// does not keep, becomes `at`.
+    pub fn unretire(&self, key: &TokenKey, at: u64) {
+        let k = words(key);
+        self.shard(&k).update(&k, |v| {
+            let mut record = unpack(&v);
+            (record.retired_at == at.max(1)).then(|| {
+                record.retired_at = 0;
+                record.issued_at = at;
+                pack(&record)
+            })
+        });
     }
 
     /// The revoked families and until when.

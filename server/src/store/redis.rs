@@ -67,13 +67,13 @@ local function window(key, now, len)
   local ws = tonumber(redis.call('HGET', key, 'ws') or '0')
   local wc = tonumber(redis.call('HGET', key, 'wc') or '0')
   local wp = tonumber(redis.call('HGET', key, 'wp') or '0')
-  local elapsed = now - ws
+  local elapsed = math.max(now - ws, 0)
   if elapsed >= 2 * len then ws = now - now % len; wc = 0; wp = 0
   elseif elapsed >= len then ws = ws + len; wp = wc; wc = 0 end
   return ws, wc, wp
 end
 local function estimate(ws, wc, wp, now, len)
-  local into = math.min(now - ws, len)
+  local into = math.max(math.min(now - ws, len), 0)
   return wc + math.floor(wp * (len - into) / len + 0.5)
 end
 ";
@@ -268,7 +268,9 @@ impl RedisStore {
             let client = redis::cluster::ClusterClient::builder(self.config.nodes.clone())
                 .connection_timeout(self.config.connect_timeout)
                 .response_timeout(self.config.command_timeout)
-                .retries(1)
+                // No retry by the client library: a resent compare-and-set
+                // that had already run would read as a replay.
+                .retries(0)
                 .build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         } else {
@@ -290,6 +292,15 @@ impl RedisStore {
         if Instant::now() < *self.next_attempt.lock() || self.connecting.swap(true, Ordering::Acquire) {
             return Err(StoreError);
         }
+        // Cleared however this ends, also when the request is dropped
+        // mid-connect (a reset stream, a shutdown).
+        struct Connecting<'a>(&'a AtomicBool);
+        impl Drop for Connecting<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _connecting = Connecting(&self.connecting);
         let attempt = tokio::time::timeout(self.config.connect_timeout, self.connect()).await;
         let result = match attempt {
             Ok(Ok(c)) => {
@@ -307,7 +318,6 @@ impl RedisStore {
             self.went_down(&e);
             StoreError
         });
-        self.connecting.store(false, Ordering::Release);
         result
     }
 
@@ -469,9 +479,13 @@ impl RedisStore {
     /// Revokes `family` until `until`: every instance's next read of any of
     /// its tokens sees it.
     pub async fn revoke_family(&self, family: FamilyId, until: u64) -> Result<(), StoreError> {
-        let until = until.max(self.latest_expiry.load(Ordering::Relaxed));
-        let cmd = redis::cmd("SET").arg(self.family_key(family)).arg(1).arg("EXAT").arg(until.max(1)).clone();
-        self.batch(vec![cmd]).await.map(drop)
+        let until = until.max(self.latest_expiry.load(Ordering::Relaxed)).max(1);
+        let key = self.family_key(family);
+        // Never shorten a revocation another instance (or an earlier one)
+        // made: create it, or push its expiry later, never earlier.
+        let create = redis::cmd("SET").arg(&key).arg(1).arg("EXAT").arg(until).arg("NX").clone();
+        let extend = redis::cmd("EXPIREAT").arg(&key).arg(until).arg("GT").clone();
+        self.batch(vec![create, extend]).await.map(drop)
     }
 
     fn user_keys(&self, user: &str, ip: IpAddr) -> (String, String) {

@@ -30,7 +30,7 @@ use crate::app::Live;
 use crossbeam_channel::{Receiver, Sender};
 use ropc_core::{FamilyId, TokenKey, TokenKind};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,12 +94,22 @@ impl Entry {
 
     /// The framed bytes: length, checksum, payload.
     pub fn frame(&self) -> Vec<u8> {
-        let payload = self.payload();
-        let mut out = Vec::with_capacity(8 + payload.len());
-        out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
+        let mut out = Vec::with_capacity(160);
+        frame_into(&mut out, |o| o.extend_from_slice(&self.payload()));
         out
+    }
+
+    /// The framed `Put` of `record` under `key`, appended to `out`, straight
+    /// from the record (see [`Portable::encode_record`]); false if its
+    /// client or user is no longer configured.
+    pub fn frame_put(out: &mut Vec<u8>, key: &TokenKey, record: &ropc_core::TokenRecord, live: &Live) -> bool {
+        let mut ok = true;
+        frame_into(out, |o| {
+            o.push(PUT);
+            o.extend_from_slice(&key.0);
+            ok = Portable::encode_record(record, live, o);
+        });
+        ok
     }
 
     fn parse(payload: &[u8]) -> Option<Entry> {
@@ -117,8 +127,21 @@ impl Entry {
     }
 }
 
-/// Reads framed entries until the end or the first torn or corrupt one.
-/// Returns them and how many bytes were valid.
+/// Appends one frame: `payload` writes the payload, then its length and
+/// checksum are filled in before it.
+fn frame_into(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    payload(out);
+    let len = u32::try_from(out.len() - start - 8).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Reads framed entries until the end or the first torn or corrupt frame
+/// (whole frames of an unknown kind are skipped). Returns them and how many
+/// bytes were valid.
 pub fn read_entries(bytes: &[u8]) -> (Vec<Entry>, usize) {
     let mut entries = Vec::new();
     let mut at = 0;
@@ -132,8 +155,11 @@ pub fn read_entries(bytes: &[u8]) -> (Vec<Entry>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Some(entry) = Entry::parse(payload) else { break };
-        entries.push(entry);
+        // A whole frame this version cannot read (a newer kind of entry) is
+        // skipped; the ones after it still count.
+        if let Some(entry) = Entry::parse(payload) {
+            entries.push(entry);
+        }
         at += 8 + len;
     }
     (entries, at)
@@ -221,8 +247,10 @@ struct Batches {
     queue: parking_lot::Mutex<Queue>,
     /// The last batch written (or failed).
     done: AtomicU64,
-    /// Batches whose write failed (rare; trimmed).
+    /// Batches whose write failed (rare; trimmed, and every batch up to
+    /// `failed_floor` counts as failed once trimmed ones are forgotten).
     failed: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
+    failed_floor: AtomicU64,
     any_failed: std::sync::atomic::AtomicBool,
     notify: tokio::sync::Notify,
 }
@@ -256,6 +284,7 @@ struct Inner {
     broken: bool,
     /// The file's length after the last whole write.
     good_len: u64,
+    _lock: crate::fsutil::FileLock,
 }
 
 /// Counters for `/metrics`.
@@ -291,6 +320,17 @@ impl Wal {
         compact_min: u64,
         mode: Sync,
     ) -> io::Result<Wal> {
+        // One process per log: another's renames would strand our writes.
+        let lock = crate::fsutil::lock(path, false).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::other(format!(
+                    "another ropc process uses this token log (it holds {}); give each instance its own [token_store] file",
+                    crate::fsutil::lock_path(path).display()
+                ))
+            } else {
+                e
+            }
+        })?;
         let now = crate::app::now();
         let mut bytes = Vec::new();
         match File::open(path) {
@@ -302,10 +342,15 @@ impl Wal {
         }
         let (entries, valid) = read_entries(&bytes);
         if valid < bytes.len() {
+            // A crash mid-write leaves a short torn tail; anything longer is
+            // damage: keep a copy before the log is rewritten.
+            let copy = path.with_extension("corrupt");
+            let kept = bytes.len() - valid > MAX_ENTRY + 8 && std::fs::write(&copy, &bytes).is_ok();
             tracing::warn!(
                 file = %path.display(),
                 ignored_bytes = bytes.len() - valid,
-                "the token log ends in a torn or corrupt entry (a crash mid-write); ignored from there"
+                copy = %if kept { copy.display().to_string() } else { String::new() },
+                "the token log ends in a torn or corrupt entry; ignored from there"
             );
         }
         let mut state = Replayed::default();
@@ -313,8 +358,9 @@ impl Wal {
         state.expire(now);
         restore(state);
         let snap = snapshot();
-        crate::fsutil::write_atomic(path, &snap, 0o600)?;
-        let file = OpenOptions::new().append(true).open(path)?;
+        let mut staged = crate::fsutil::Staged::new(path, 0o600)?;
+        staged.file().write_all(&snap)?;
+        let file = staged.commit()?;
         let stats = Arc::new(Stats::default());
         stats.bytes.store(snap.len() as u64, Ordering::Relaxed);
         let inner = Arc::new(parking_lot::Mutex::new(Inner {
@@ -326,6 +372,7 @@ impl Wal {
             last_snapshot: snap.len() as u64,
             broken: false,
             good_len: snap.len() as u64,
+            _lock: lock,
         }));
         let waiters = match mode {
             Sync::Always => {
@@ -366,17 +413,22 @@ impl Wal {
     /// Appends `entries`; returns once they are durable as the [`Sync`]
     /// mode says.
     pub async fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
         let mut bytes = Vec::with_capacity(entries.len() * 128);
         for e in entries {
             bytes.extend_from_slice(&e.frame());
         }
+        self.append_framed(bytes, entries.len() as u64).await
+    }
+
+    /// Appends `count` entries already framed into `bytes`.
+    pub async fn append_framed(&self, bytes: Vec<u8>, count: u64) -> Result<(), StoreError> {
+        if count == 0 {
+            return Ok(());
+        }
         let (batch, lead) = {
             let mut q = self.batches.queue.lock();
             q.bytes.extend_from_slice(&bytes);
-            q.entries += entries.len() as u64;
+            q.entries += count;
             let lead = !q.writing;
             q.writing = true;
             (q.batch, lead)
@@ -393,11 +445,14 @@ impl Wal {
             }
             notified.await;
         }
-        if self.batches.any_failed.load(Ordering::Acquire) && self.batches.failed.lock().contains(&batch) {
+        if self.batches.any_failed.load(Ordering::Acquire)
+            && (batch <= self.batches.failed_floor.load(Ordering::Acquire)
+                || self.batches.failed.lock().contains(&batch))
+        {
             return Err(StoreError);
         }
-        let seq = self.inner.lock().written;
         let Some(waiters) = &self.waiters else { return Ok(()) };
+        let seq = self.inner.lock().written;
         let (done, wait) = tokio::sync::oneshot::channel();
         let msg = (seq, done);
         if let Err(crossbeam_channel::TrySendError::Full(msg)) = waiters.try_send(msg) {
@@ -454,7 +509,9 @@ impl Wal {
             let mut failed = self.batches.failed.lock();
             failed.insert(id);
             while failed.len() > 4096 {
-                failed.pop_first();
+                if let Some(trimmed) = failed.pop_first() {
+                    self.batches.failed_floor.fetch_max(trimmed, Ordering::Release);
+                }
             }
             self.batches.any_failed.store(true, Ordering::Release);
         }
@@ -467,6 +524,17 @@ impl Wal {
     /// file again, so that no torn entry sits before later ones.
     fn write(&self, bytes: &[u8], entries: u64) -> bool {
         let mut inner = self.inner.lock();
+        if inner.broken {
+            // After a failed write: only append once the torn bytes are cut
+            // off, or replay would stop before what follows.
+            let good = inner.good_len;
+            let whole = inner.file.set_len(good).and_then(|()| inner.file.metadata()).is_ok_and(|m| m.len() == good);
+            if !whole {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            inner.broken = false;
+        }
         if let Err(e) = inner.file.write_all(bytes) {
             let good = inner.good_len;
             let _ = inner.file.set_len(good);
@@ -495,9 +563,18 @@ impl Wal {
         let (snapshot, weak, path, stats) =
             (Arc::clone(&self.snapshot), Arc::downgrade(&self.inner), self.path.clone(), Arc::clone(&self.stats));
         let spawned = std::thread::Builder::new().name("ropc-token-snapshot".into()).spawn(move || {
-            let snap = snapshot();
+            // The snapshot is built, written and synced without the lock;
+            // appends go on meanwhile and are copied into `compacting`.
+            let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| snapshot()))
+                .map_err(|_| io::Error::other("the snapshot panicked"))
+                .and_then(|snap| {
+                    let mut staged = crate::fsutil::Staged::new(&path, 0o600)?;
+                    staged.file().write_all(&snap)?;
+                    staged.file().sync_data()?;
+                    Ok((staged, snap.len() as u64))
+                });
             if let Some(inner) = weak.upgrade() {
-                finish_compaction(&mut inner.lock(), &path, snap, &stats);
+                finish_compaction(&mut inner.lock(), &path, staged, &stats);
             }
         });
         if let Err(e) = spawned {
@@ -513,28 +590,32 @@ impl Wal {
     }
 }
 
-/// Replaces the log with `snap` followed by what was appended since the
-/// snapshot began; appends wait meanwhile (they hold the same lock).
-fn finish_compaction(inner: &mut Inner, path: &Path, mut snap: Vec<u8>, stats: &Stats) {
+/// Appends what was written since the snapshot began to the staged
+/// snapshot and puts it in the log's place; appends wait meanwhile (they
+/// hold the same lock), for that tail's write and sync and the rename only.
+fn finish_compaction(inner: &mut Inner, path: &Path, staged: io::Result<(crate::fsutil::Staged, u64)>, stats: &Stats) {
     let Some(since) = inner.compacting.take() else { return };
-    let snap_len = snap.len() as u64;
-    snap.extend_from_slice(&since);
-    let result =
-        crate::fsutil::write_atomic(path, &snap, 0o600).and_then(|()| OpenOptions::new().append(true).open(path));
+    let result = staged.and_then(|(mut staged, snap_len)| {
+        staged.file().write_all(&since)?;
+        // commit() syncs the file, renames it and syncs the directory; the
+        // descriptor is the log from then on.
+        Ok((staged.commit()?, snap_len))
+    });
     match result {
-        Ok(file) => {
-            // The new file is synced by the atomic replace.
+        Ok((file, snap_len)) => {
+            let total = snap_len + since.len() as u64;
             inner.file = file;
-            inner.good_len = snap.len() as u64;
+            inner.good_len = total;
+            inner.broken = false;
             inner.synced = inner.written;
             inner.last_snapshot = snap_len;
             inner.since_snapshot = since.len() as u64;
-            stats.bytes.store(snap.len() as u64, Ordering::Relaxed);
+            stats.bytes.store(total, Ordering::Relaxed);
             stats.compactions.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = %path.display(), bytes = snap.len(), "token log compacted");
+            tracing::info!(file = %path.display(), bytes = total, "token log compacted");
         }
         Err(e) => {
-            // The old log is intact (the replace is atomic); try later.
+            // Nothing was renamed: the log in use is whole. Try again later.
             inner.since_snapshot = 0;
             tracing::error!(file = %path.display(), error = %e, "cannot compact the token log");
         }
@@ -665,13 +746,24 @@ mod tests {
         let path = dir.path().join("tokens.wal");
         let fake = Arc::new(Fake::default());
         let open = |fake: &Arc<Fake>| {
-            let (f1, f2) = (Arc::clone(fake), Arc::clone(fake));
-            let restore = move |state: Replayed| *f1.records.lock() = state.records;
-            let snapshot: SnapshotFn = Box::new(move || {
-                let records = f2.records.lock().clone();
-                records.into_iter().flat_map(|(k, p)| Entry::Put(TokenKey(k), p).frame()).collect()
-            });
-            Wal::open(&path, restore, snapshot, 4096, mode).unwrap()
+            // The previous handle's threads let go of the log's lock soon
+            // after it is dropped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let (f1, f2) = (Arc::clone(fake), Arc::clone(fake));
+                let restore = move |state: Replayed| *f1.records.lock() = state.records;
+                let snapshot: SnapshotFn = Box::new(move || {
+                    let records = f2.records.lock().clone();
+                    records.into_iter().flat_map(|(k, p)| Entry::Put(TokenKey(k), p).frame()).collect()
+                });
+                match Wal::open(&path, restore, snapshot, 4096, mode) {
+                    Ok(wal) => break wal,
+                    Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("another ropc") => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
         };
         let wal = Arc::new(open(&fake));
         let far = crate::app::now() + 3600;

@@ -434,6 +434,11 @@ impl Wal {
             (q.batch, lead)
         };
         if lead {
+            // Let the other requests that are ready run first: on a busy
+            // core they append their entries meanwhile, and one write then
+            // carries them all (without this, one core serving many
+            // connections writes one grant at a time).
+            tokio::task::yield_now().await;
             self.write_batches();
         }
         loop {

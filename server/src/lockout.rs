@@ -246,6 +246,9 @@ impl Lockout {
             e.last_seen = now;
             let trusted = e.trusted.iter().any(|(t, at)| *t == Some(ip) && at.saturating_add(trusted_for) > now);
             if trusted {
+                // Counted in flight like any other, so that its `finish`
+                // releases its own slot, not another attempt's.
+                e.pending += 1;
                 return Gate::Open;
             }
             if e.locked_until > now {
@@ -506,6 +509,23 @@ mod tests {
         }
         assert_eq!(check(&l, "alice", B, 1_002), Gate::UserLocked);
         assert_eq!(check(&l, "alice", A, 1_002), Gate::Open, "the owner's usual IP still gets in");
+    }
+
+    #[test]
+    fn a_trusted_login_releases_only_its_own_slot() {
+        let l = Lockout::new(policy());
+        l.success("alice", A, 1_000);
+        l.failure("alice", B, 1_001);
+        // One failure: two more guesses may be in flight from B...
+        for _ in 0..2 {
+            assert_eq!(l.begin("alice", B, 1_002), Gate::Open);
+        }
+        assert_eq!(l.begin("alice", B, 1_002), Gate::UserLocked);
+        // ...and the owner's attempt from A, ending without an answer (a
+        // full hash queue), does not free one of them.
+        assert_eq!(l.begin("alice", A, 1_002), Gate::Open);
+        l.finish("alice", A, 1_002, None);
+        assert_eq!(l.begin("alice", B, 1_002), Gate::UserLocked);
     }
 
     #[test]

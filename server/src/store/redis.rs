@@ -82,15 +82,20 @@ end
 /// ARGV: now, max_failures, window, clean burst, idle TTL.
 const USER_BEGIN: &str = r"
 local now, maxf, len, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
+-- attempts in flight left behind by a crashed instance stop counting
+if now - tonumber(redis.call('HGET', KEYS[1], 'pt') or '0') > 60 then pe = 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  -- a trusted IP passes, counted in flight so that its finish releases its own slot
+  redis.call('HSET', KEYS[1], 'pe', pe + 1, 'pt', now)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return 0
+end
 local lu = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
 if lu > now then return 1 end
 local ws, wc, wp = window(KEYS[1], now, len)
 local failures = estimate(ws, wc, wp, now, len)
 local cl = tonumber(redis.call('HGET', KEYS[1], 'cl') or '0')
-local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
--- attempts in flight left behind by a crashed instance stop counting
-if now - tonumber(redis.call('HGET', KEYS[1], 'pt') or '0') > 60 then pe = 0 end
 local cap = maxf * burst
 if failures > 0 or cl > 0 then cap = maxf end
 if failures + pe >= cap then return 1 end

@@ -26,7 +26,7 @@ async fn brute_force_locks_the_account_then_releases_it() {
     assert!(server.log_shows("event=\"account_locked\""), "{}", server.logs());
     // Locked: even the right password gets the wrong-password answer, byte
     // for byte, and no hash is spent on it.
-    let metric = |text: &str, name: &str| crate::operations::sample(text, name).unwrap();
+    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
     let before = server.get("/metrics").await.body;
     let locked = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
     assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));

@@ -1,17 +1,12 @@
 //! The memory store's write-ahead log: refresh tokens survive `kill -9`.
 
-use crate::support::{standard_config, standard_users, Server};
-use serde_json::Value;
+use crate::support::{s, standard_config, standard_users, Reply, Server};
 use std::time::Duration;
 
 const ALICE: &str = "grant_type=password&username=alice&password=wonderland";
 
-fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
-}
-
-async fn refresh(server: &Server, rt: &str) -> crate::support::Reply {
-    server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await
+async fn refresh(server: &Server, rt: &str) -> Reply {
+    crate::support::refresh(server, "legacy", "legacy-secret", rt).await
 }
 
 #[tokio::test]

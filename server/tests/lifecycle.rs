@@ -1,7 +1,7 @@
 //! Token lifecycle over HTTP: rotation with reuse detection, revocation
 //! (RFC 7009), introspection (RFC 7662), metadata (RFC 8414), expiry.
 
-use crate::support::{standard_config, standard_users, Reply, Server};
+use crate::support::{refresh, s, standard_config, standard_users, Reply, Server};
 use serde_json::Value;
 
 const LOGIN: &str = "grant_type=password&username=alice&password=wonderland&scope=read+write";
@@ -10,10 +10,6 @@ async fn login(server: &Server, client: &str, secret: &str) -> Value {
     let r = server.token_basic(client, secret, LOGIN).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
-}
-
-async fn refresh(server: &Server, client: &str, secret: &str, rt: &str) -> Reply {
-    server.token_basic(client, secret, &format!("grant_type=refresh_token&refresh_token={rt}")).await
 }
 
 async fn introspect(server: &Server, token: &str) -> Value {
@@ -27,10 +23,6 @@ async fn introspect(server: &Server, token: &str) -> Value {
 async fn revoke(server: &Server, client: &str, secret: &str, body: &str) -> Reply {
     let auth = ropc_core::basic::encode(client, secret);
     server.post("/oauth/v2/oauth-revoke", body, &[("authorization", &auth)]).await
-}
-
-fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }
 
 #[tokio::test]

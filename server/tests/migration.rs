@@ -2,7 +2,7 @@
 //! users file logs in, and after its first successful login each is
 //! replaced with argon2id at the configured cost, in memory and in the file.
 
-use crate::operations::sample;
+use crate::support::sample;
 use crate::support::*;
 use std::time::{Duration, Instant};
 

@@ -1,13 +1,7 @@
 //! Operations: the metrics endpoint and the admin listener.
 
-use crate::support::{standard_config, standard_users, wait_for, Server};
+use crate::support::{sample, standard_config, standard_users, wait_for, wait_until_hashes_submitted, Server};
 use std::time::Duration;
-
-/// The value of an unlabelled (or fully labelled) sample in a scrape.
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
 
 #[tokio::test]
 async fn metrics_count_requests_hashes_and_tokens() {
@@ -84,19 +78,7 @@ async fn sigterm_with_requests_in_flight_loses_none() {
     // then queued, being hashed, or hashed (one more hash: the client
     // secret's first verification). A connection whose request the server
     // has not read yet is not in flight: a graceful shutdown closes it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = server.get("/metrics").await.body;
-        let submitted = ["ropc_hash_completed_total", "ropc_hash_queue_length", "ropc_hash_busy_workers"]
-            .iter()
-            .map(|s| sample(&m, s).unwrap_or(0.0))
-            .sum::<f64>();
-        if submitted >= 21.0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the requests never arrived:\n{m}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until_hashes_submitted(&server, 21.0).await;
     server.signal_term();
     let mut statuses = Vec::new();
     for r in in_flight {

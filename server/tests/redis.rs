@@ -2,9 +2,9 @@
 //! and brute-force counters are shared; Redis going away gives quick 503s
 //! and its return brings full service back without a restart.
 
-use crate::operations::sample;
-use crate::support::{hash, redis_cluster_config, redis_config, Redis, RedisCluster, Server};
-use serde_json::Value;
+use crate::support::{
+    hash, introspect, redis_cluster_config, redis_config, s, sample, Redis, RedisCluster, Reply, Server,
+};
 use std::time::{Duration, Instant};
 
 const ALICE: &str = "grant_type=password&username=alice&password=wonderland";
@@ -13,19 +13,12 @@ fn users() -> String {
     format!("alice:{}\nbob:{}\n", hash("wonderland"), hash("builder"))
 }
 
-fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
-}
-
-async fn refresh(server: &Server, rt: &str) -> crate::support::Reply {
-    server.token_basic("legacy", "legacy-secret", &format!("grant_type=refresh_token&refresh_token={rt}")).await
+async fn refresh(server: &Server, rt: &str) -> Reply {
+    crate::support::refresh(server, "legacy", "legacy-secret", rt).await
 }
 
 async fn active(server: &Server, token: &str) -> bool {
-    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let r = server.post("/oauth/v2/oauth-introspect", &format!("token={token}"), &[("authorization", &auth)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["active"].as_bool().unwrap()
+    introspect(server, token).await["active"].as_bool().unwrap()
 }
 
 #[tokio::test]

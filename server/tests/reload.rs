@@ -2,23 +2,12 @@
 //! and the users file, validate them, and swap them in; a broken config
 //! keeps the old one serving.
 
-use crate::operations::sample;
-use crate::support::{hash, ropc, standard_config, standard_users, Server};
-use serde_json::Value;
+use crate::support::{
+    hash, introspect, refresh, ropc, s, sample, standard_config, standard_users, wait_until_hashes_submitted, Server,
+};
 use std::time::{Duration, Instant};
 
 const LOGIN: &str = "grant_type=password&username=alice&password=wonderland";
-
-async fn introspect(server: &Server, token: &str) -> Value {
-    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let r = server.post("/oauth/v2/oauth-introspect", &format!("token={token}"), &[("authorization", &auth)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
-fn s(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_else(|| panic!("no {key} in {v}")).to_owned()
-}
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -110,36 +99,18 @@ async fn a_commit_applies_clients_scopes_and_users_and_keeps_tokens() {
     let info = introspect(&server, &s(&legacy, "access_token")).await;
     assert_eq!((info["active"].as_bool(), info["scope"].as_str()), (Some(true), Some("write")), "{info}");
     assert_eq!(info["username"], "alice");
-    let refreshed = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={}", s(&legacy, "refresh_token")),
-        )
-        .await;
+    let refreshed = refresh(&server, "legacy", "legacy-secret", &s(&legacy, "refresh_token")).await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     assert_eq!(refreshed.json()["scope"], "write");
 
     // A removed client: its tokens are dead and it cannot authenticate.
     assert_eq!(introspect(&server, &s(&other, "access_token")).await, serde_json::json!({"active": false}));
-    let r = server
-        .token_basic(
-            "other",
-            "other-secret",
-            &format!("grant_type=refresh_token&refresh_token={}", s(&other, "refresh_token")),
-        )
-        .await;
+    let r = refresh(&server, "other", "other-secret", &s(&other, "refresh_token")).await;
     assert_eq!((r.status, r.error()), (401, "invalid_client".to_owned()));
 
     // A removed user: their tokens are dead and they cannot log in.
     assert_eq!(introspect(&server, &s(&jorg, "access_token")).await, serde_json::json!({"active": false}));
-    let r = server
-        .token_basic(
-            "legacy",
-            "legacy-secret",
-            &format!("grant_type=refresh_token&refresh_token={}", s(&jorg, "refresh_token")),
-        )
-        .await;
+    let r = refresh(&server, "legacy", "legacy-secret", &s(&jorg, "refresh_token")).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant".to_owned()));
 
     // New users, clients and scopes work.
@@ -225,21 +196,7 @@ async fn requests_in_flight_finish_on_the_old_config() {
     }
     // Wait until the server has read all 12: each is then queued, being
     // hashed or hashed (2 hashes before: the warm-up's secret and password).
-    let in_server = |m: &str| {
-        ["ropc_hash_completed_total", "ropc_hash_queue_length", "ropc_hash_busy_workers"]
-            .iter()
-            .map(|s| sample(m, s).unwrap_or(0.0))
-            .sum::<f64>()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = server.get("/metrics").await.body;
-        if in_server(&m) >= 14.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the requests never arrived:\n{m}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until_hashes_submitted(&server, 14.0).await;
     // alice leaves, and access tokens now last 60 s: requests already
     // running still see her and the old lifetime.
     std::fs::write(server.dir.path().join("users.htpasswd"), "").unwrap();

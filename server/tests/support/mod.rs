@@ -581,3 +581,46 @@ impl RedisCluster {
 pub fn redis_cluster_config(cluster: &RedisCluster) -> String {
     format!("{}\n[token_store]\nkind = \"redis\"\ncluster_nodes = {}\n", standard_config(""), cluster.nodes_toml())
 }
+
+/// The value of an unlabelled (or fully labelled) sample in a scrape.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+/// Waits until the server has handed at least `n` password hashes to its
+/// pool (queued, being hashed or hashed): every request counted is read and
+/// in flight.
+pub async fn wait_until_hashes_submitted(server: &Server, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = server.get("/metrics").await.body;
+        let submitted = ["ropc_hash_completed_total", "ropc_hash_queue_length", "ropc_hash_busy_workers"]
+            .iter()
+            .map(|s| sample(&m, s).unwrap_or(0.0))
+            .sum::<f64>();
+        if submitted >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the requests never arrived:\n{m}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The string member `k` of a JSON answer.
+pub fn s(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+/// A refresh grant with HTTP Basic client authentication.
+pub async fn refresh(server: &Server, client: &str, secret: &str, rt: &str) -> Reply {
+    server.token_basic(client, secret, &format!("grant_type=refresh_token&refresh_token={rt}")).await
+}
+
+/// Introspects `token` as the client `legacy`; the answer must be 200.
+pub async fn introspect(server: &Server, token: &str) -> serde_json::Value {
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let r = server.post("/oauth/v2/oauth-introspect", &format!("token={token}"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}

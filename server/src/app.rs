@@ -206,9 +206,6 @@ pub struct App {
     /// The configuration the server started with: its listeners, limits
     /// and hash pool stay in force until a restart.
     boot: Config,
-    /// Whether `[server] admin_listen` was set at start: then `/metrics` is
-    /// served there only (listeners do not change until a restart).
-    pub admin_listener: bool,
     /// One commit at a time.
     reloading: parking_lot::Mutex<()>,
     /// Commits refused since the start.
@@ -302,7 +299,6 @@ impl App {
             TokenStoreConfig::Redis(c) => Some(RedisStore::new(c.clone())),
             TokenStoreConfig::Memory { .. } => None,
         };
-        let admin_listener = config.admin_listen.is_some();
         let boot = config.clone();
         let live = Live::build(config, &boot, bound_port, None, 1)?;
         warn_weak_hashes(&live.users);
@@ -332,7 +328,6 @@ impl App {
             wal,
             bound_port,
             boot,
-            admin_listener,
             reloading: parking_lot::Mutex::new(()),
             reloads_failed: AtomicU64::new(0),
             verifier: pool.clone(),

@@ -47,7 +47,8 @@ pub async fn handle(
     // meanwhile.
     let live = app.live();
     let metrics_here = match listener {
-        Listener::Main => !app.admin_listener,
+        // Listeners are set at start: the start-up config says.
+        Listener::Main => app.boot().admin_listen.is_none(),
         Listener::Admin => true,
     };
     if path == "/metrics" && metrics_here {

@@ -62,17 +62,10 @@ struct Fields {
     expires_at: u64,
 }
 
-fn hex16(out: &mut Vec<u8>, v: u64) {
+/// `v` as `digits` lowercase hex digits (its low bits).
+fn push_hex(out: &mut Vec<u8>, v: u64, digits: u32) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize]);
-    }
-}
-
-fn hex4(out: &mut Vec<u8>, len: usize) {
-    let v = len.min(0xffff) as u64;
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..4).rev() {
+    for shift in (0..digits).rev() {
         out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize]);
     }
 }
@@ -81,17 +74,17 @@ fn hex4(out: &mut Vec<u8>, len: usize) {
 /// longer ones are cut at 0xffff, which decodes as garbage and is refused
 /// there.
 fn write_encoded(out: &mut Vec<u8>, f: &Fields, client: &str, scope: &str, user: &str) {
-    hex16(out, f.family);
+    push_hex(out, f.family, 16);
     out.push(match f.kind {
         TokenKind::Access => b'a',
         TokenKind::Refresh => b'r',
     });
-    hex16(out, f.retired_at);
-    hex16(out, f.issued_at);
-    hex16(out, f.expires_at);
-    hex4(out, client.len());
+    push_hex(out, f.retired_at, 16);
+    push_hex(out, f.issued_at, 16);
+    push_hex(out, f.expires_at, 16);
+    push_hex(out, client.len().min(0xffff) as u64, 4);
     out.extend_from_slice(client.as_bytes());
-    hex4(out, scope.len());
+    push_hex(out, scope.len().min(0xffff) as u64, 4);
     out.extend_from_slice(scope.as_bytes());
     out.extend_from_slice(user.as_bytes());
 }

@@ -61,8 +61,11 @@ return 1
 ";
 
 /// The sliding window of the in-memory lockout, in Lua: `roll` then
-/// `estimate` over hash fields ws (start), wc (current), wp (previous).
-const WINDOW: &str = r"
+/// `estimate` over hash fields ws (start), wc (current), wp (previous);
+/// put before each script that uses it, at compile time.
+macro_rules! lua_window {
+    () => {
+        r"
 local function window(key, now, len)
   local ws = tonumber(redis.call('HGET', key, 'ws') or '0')
   local wc = tonumber(redis.call('HGET', key, 'wc') or '0')
@@ -76,11 +79,15 @@ local function estimate(ws, wc, wp, now, len)
   local into = math.max(math.min(now - ws, len), 0)
   return wc + math.floor(wp * (len - into) / len + 0.5)
 end
-";
+"
+    };
+}
 
 /// Starts a password attempt: 0 open, 1 locked. KEYS: user, trust.
 /// ARGV: now, max_failures, window, clean burst, idle TTL.
-const USER_BEGIN: &str = r"
+const USER_BEGIN: &str = concat!(
+    lua_window!(),
+    r"
 local now, maxf, len, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
 -- attempts in flight left behind by a crashed instance stop counting
@@ -102,13 +109,16 @@ if failures + pe >= cap then return 1 end
 redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp, 'pe', pe + 1, 'pt', now)
 redis.call('EXPIRE', KEYS[1], ttl)
 return 0
-";
+"
+);
 
 /// Ends an attempt. KEYS: user, trust. ARGV: now, outcome (0 none, 1
 /// failed, 2 success), max_failures, window, lock_time, max_lock_time,
 /// idle TTL, trust TTL. Returns the lock's seconds when this failure
 /// locked the user, else 0.
-const USER_FINISH: &str = r"
+const USER_FINISH: &str = concat!(
+    lua_window!(),
+    r"
 local now, outcome, maxf, len = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local lock_time, max_lock, ttl, trust_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
@@ -132,12 +142,15 @@ elseif outcome == 2 then
 end
 redis.call('EXPIRE', KEYS[1], ttl)
 return locked
-";
+"
+);
 
 /// Counts a failure against an IP. KEYS: ip. ARGV: now, ip_max_failures,
 /// window, idle TTL. Returns the throttle's seconds when this failure
 /// started one, else 0.
-const IP_FAILURE: &str = r"
+const IP_FAILURE: &str = concat!(
+    lua_window!(),
+    r"
 local now, maxf, len, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ws, wc, wp = window(KEYS[1], now, len)
 wc = wc + 1
@@ -150,7 +163,8 @@ end
 redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp)
 redis.call('EXPIRE', KEYS[1], ttl)
 return started
-";
+"
+);
 
 /// A connection to one node or to a cluster.
 #[derive(Clone)]
@@ -517,9 +531,8 @@ impl RedisStore {
         if p.max_failures != 0 {
             let (ukey, tkey) = self.user_keys(user, ip);
             let burst = u64::from(crate::lockout::CLEAN_BURST);
-            let script = format!("{WINDOW}{USER_BEGIN}");
             cmds.push(Self::eval(
-                &script,
+                USER_BEGIN,
                 &[&ukey, &tkey],
                 &[now, u64::from(p.max_failures), p.window, burst, idle_ttl(p)],
             ));
@@ -552,10 +565,9 @@ impl RedisStore {
         let mut cmds = Vec::with_capacity(2);
         if p.max_failures != 0 {
             let (ukey, tkey) = self.user_keys(user, ip);
-            let script = format!("{WINDOW}{USER_FINISH}");
             let trust_ttl = p.trusted_ip_days.saturating_mul(86_400);
             cmds.push(Self::eval(
-                &script,
+                USER_FINISH,
                 &[&ukey, &tkey],
                 &[
                     now,
@@ -583,8 +595,7 @@ impl RedisStore {
     }
 
     fn ip_failure_cmd(&self, p: &LockoutPolicy, ip: IpAddr, now: u64) -> Cmd {
-        let script = format!("{WINDOW}{IP_FAILURE}");
-        Self::eval(&script, &[&self.ip_key(ip)], &[now, u64::from(p.ip_max_failures), p.window, idle_ttl(p)])
+        Self::eval(IP_FAILURE, &[&self.ip_key(ip)], &[now, u64::from(p.ip_max_failures), p.window, idle_ttl(p)])
     }
 
     /// Counts a failed client authentication against `ip`; returns the

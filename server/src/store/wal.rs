@@ -223,7 +223,9 @@ pub enum Sync {
 /// Builds a snapshot: every live refresh record and revocation, framed.
 pub type SnapshotFn = Box<dyn Fn() -> Vec<u8> + Send + std::marker::Sync>;
 
-/// The log's handle: append entries, durable as [`Sync`] says.
+/// The log's handle: append entries, durable as [`Sync`] says. Clones
+/// share the log.
+#[derive(Clone)]
 pub struct Wal {
     inner: Arc<parking_lot::Mutex<Inner>>,
     /// Appends waiting to be written, and who writes them.
@@ -480,16 +482,7 @@ impl Wal {
             }
         }
         // Still more: a task carries on, so that this request can answer.
-        let handoff = Wal {
-            inner: Arc::clone(&self.inner),
-            batches: Arc::clone(&self.batches),
-            path: self.path.clone(),
-            mode: self.mode,
-            waiters: None,
-            snapshot: Arc::clone(&self.snapshot),
-            compact_min: self.compact_min,
-            stats: Arc::clone(&self.stats),
-        };
+        let handoff = self.clone();
         tokio::spawn(async move {
             while handoff.write_queued() {
                 tokio::task::yield_now().await;

@@ -160,6 +160,10 @@ pub struct Report {
     /// Latency apart by outcome: `success`, or the HTTP status of the
     /// error responses (for example how fast a `503` came back).
     pub latency_by_outcome_us: BTreeMap<String, Latency>,
+    /// Open loop: how late the load generator sent each request after its
+    /// intended time (included in the latencies above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<Latency>,
     /// Per-second timeline.
     pub timeline: Vec<Second>,
 }
@@ -259,6 +263,7 @@ impl Report {
                     (key, Latency::from_histogram(h))
                 })
                 .collect(),
+            send_lag_us: (!r.send_lag.is_empty()).then(|| Latency::from_histogram(&r.send_lag)),
             timeline,
         }
     }
@@ -306,6 +311,16 @@ impl Report {
             ms(l.max),
             l.mean / 1000.0
         );
+        if let Some(l) = &self.send_lag_us {
+            let _ = writeln!(
+                out,
+                "  send lag ms  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  (after the intended time; in the latencies)",
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.p99_9),
+                ms(l.max)
+            );
+        }
         if let Some(g) = &self.load_generator {
             let _ = writeln!(
                 out,

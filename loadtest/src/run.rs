@@ -20,7 +20,7 @@ use http::{Request, Uri};
 use http_body_util::Full;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -87,6 +87,8 @@ pub struct Finished {
 /// How many setup requests run at once: password grants are expensive, and
 /// a server with a bounded hash queue would refuse a burst.
 const SETUP_CONCURRENCY: usize = 8;
+/// How many connections [`preconnect`] opens at once.
+const PRECONNECT_CONCURRENCY: usize = 64;
 /// Setup requests answered `503` are retried this many times.
 const SETUP_RETRIES: u32 = 20;
 /// A virtual user whose connection attempt failed waits this long before
@@ -106,6 +108,9 @@ struct Shared {
     new_connection: bool,
     load: Load,
     connections: u64,
+    /// Open loop: one permit per request that is due, per virtual user,
+    /// released by the pacer thread at the request's intended send time.
+    due: Vec<Semaphore>,
 }
 
 impl Shared {
@@ -186,6 +191,10 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         new_connection: spec.new_connection,
         load: spec.load,
         connections: connections as u64,
+        due: match spec.load {
+            Load::Closed => Vec::new(),
+            Load::Open { .. } => (0..connections).map(|_| Semaphore::new(0)).collect(),
+        },
     };
     let users = setup(&shared, connections, spec.progress).await?;
     let cpu_before = process_cpu_time();
@@ -193,6 +202,15 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
     shared.deadline = shared.start + spec.duration;
     let shared = Arc::new(shared);
 
+    let stop = Arc::new(AtomicBool::new(false));
+    let pacer = match spec.load {
+        Load::Closed => None,
+        Load::Open { rate } => {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            let pacer = std::thread::Builder::new().name("pacer".into()).spawn(move || pace(&shared, rate, &stop));
+            Some(pacer.map_err(|e| format!("cannot start the pacer thread: {e}"))?)
+        }
+    };
     let progress = spec.progress.then(|| tokio::spawn(progress(Arc::clone(&shared))));
     let tasks: Vec<_> = users
         .into_iter()
@@ -205,6 +223,11 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         }
     }
     let end = Instant::now().min(shared.deadline);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(pacer) = pacer {
+        // It sleeps at most PACER_MAX_SLEEP at a time.
+        let _ = pacer.join();
+    }
     let cpu = process_cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     if let Some(progress) = progress {
         progress.abort();
@@ -230,6 +253,9 @@ async fn setup(
         shared.workload.setup(&mut probe).is_some()
     };
     if !needs_setup {
+        if !shared.new_connection {
+            preconnect(shared, &mut users).await;
+        }
         return Ok(users);
     }
     if progress {
@@ -275,6 +301,27 @@ async fn setup(
     Ok(users)
 }
 
+/// Keep-alive runs with nothing to set up still open every virtual user's
+/// connection before the clock starts, as the scenarios with a setup do, so
+/// that connection set-up is not part of the first requests' latency. A
+/// connection that cannot be opened now is left to the measured phase,
+/// which retries it and counts the failure.
+async fn preconnect(shared: &Shared, users: &mut [(VirtualUser, Option<Conn>)]) {
+    let permits = Semaphore::new(PRECONNECT_CONCURRENCY);
+    let jobs = users.iter_mut().map(|(_, conn)| {
+        let permits = &permits;
+        async move {
+            if let Ok(_permit) = permits.acquire().await {
+                *conn = shared.target.connect().await.ok();
+            }
+        }
+    });
+    join_all(jobs.collect()).await;
+    for shard in &shared.shards {
+        shard.lock().unwrap_or_else(|e| e.into_inner()).connects = 0;
+    }
+}
+
 fn setup_failure(vu: usize, kind: Kind, outcome: &Outcome) -> String {
     let what = match outcome {
         Outcome::Success => "succeeded".to_owned(),
@@ -309,6 +356,40 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     outputs.into_iter().flatten().collect()
 }
 
+/// The longest the pacer sleeps before it looks at the stop flag again.
+const PACER_MAX_SLEEP: Duration = Duration::from_millis(20);
+
+/// The open loop's clock, on a thread of its own: releases request `n` of
+/// the run (virtual user `n % connections`, its request `n / connections`)
+/// at its intended send time, until the deadline or `stop`.
+///
+/// The runtime's timer cannot do this: it has a resolution of one
+/// millisecond and wakes up to two milliseconds late, and since latency is
+/// measured from the intended send time, that lateness would be counted as
+/// the server's. A thread sleeping on the OS's high-resolution timer wakes
+/// within tens of microseconds; how late each request actually went out
+/// is recorded as the report's send lag.
+fn pace(shared: &Shared, rate: f64, stop: &AtomicBool) {
+    let connections = shared.due.len().max(1) as u64;
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let vu = (n % connections) as usize;
+        let at = shared.intended(rate, vu, n / connections);
+        if at >= shared.deadline {
+            break;
+        }
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep((at - now).min(PACER_MAX_SLEEP));
+            continue;
+        }
+        shared.due[vu].add_permits(1);
+        n += 1;
+    }
+    // Nothing more is due: wake every virtual user still waiting.
+    shared.due.iter().for_each(Semaphore::close);
+}
+
 /// One virtual user's measured loop.
 async fn virtual_user(shared: Arc<Shared>, index: usize, mut vu: VirtualUser, mut conn: Option<Conn>) {
     let deadline = sleep_until(shared.deadline);
@@ -323,8 +404,12 @@ async fn virtual_user(shared: Arc<Shared>, index: usize, mut vu: VirtualUser, mu
                 if at >= shared.deadline {
                     break;
                 }
-                if at > Instant::now() {
-                    sleep_until(at).await;
+                // The pacer releases one permit per request of this virtual
+                // user at its intended time (permits pile up while it is
+                // behind), or closes the semaphore when the run ends.
+                match shared.due[index].acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
                 }
                 Some(at)
             }
@@ -333,7 +418,11 @@ async fn virtual_user(shared: Arc<Shared>, index: usize, mut vu: VirtualUser, mu
             break;
         }
         let (kind, request) = shared.workload.next(&mut vu);
-        let began = intended.unwrap_or_else(Instant::now);
+        let sent = Instant::now();
+        if let Some(at) = intended {
+            shared.shard(index).record_send_lag(sent.saturating_duration_since(at));
+        }
+        let began = intended.unwrap_or(sent);
         let result = tokio::select! {
             biased;
             () = &mut deadline => {

@@ -103,6 +103,10 @@ pub struct Recorder {
     /// HTTP status of an error response (at most [`MAX_STATUSES`] statuses;
     /// further ones are not kept apart).
     pub latency_by_status: BTreeMap<u16, Histogram<u64>>,
+    /// Open loop: how late each request was sent, in microseconds after its
+    /// intended send time (the load generator's own delay, which the
+    /// latencies above include; see [`Recorder::record_send_lag`]).
+    pub send_lag: Histogram<u64>,
 }
 
 /// The key of successes in [`Recorder::latency_by_status`].
@@ -130,7 +134,16 @@ impl Recorder {
             connects: 0,
             timeline: Vec::new(),
             latency_by_status: BTreeMap::new(),
+            send_lag: latency_histogram(3),
         }
+    }
+
+    /// Records that an open-loop request went out `lag` after its intended
+    /// send time. Latencies are measured from the intended time whatever
+    /// the lag (no coordinated omission); this tells how much of them the
+    /// load generator itself added by waking up late.
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// Records one completed request of `kind`, which took `latency` and
@@ -224,6 +237,7 @@ impl Recorder {
                 None => {}
             }
         }
+        let _ = self.send_lag.add(&other.send_lag);
         self.cancelled += other.cancelled;
         self.connects += other.connects;
         if other.timeline.len() > self.timeline.len() {

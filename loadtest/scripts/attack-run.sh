@@ -76,7 +76,7 @@ attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
   wait $VP
   echo "attack end $(date -u +%T) $(uptime)" >> $D/times
 }
-./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
+fresh_store lt; ./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
 case $ORDER in AB) baseline; attack;; BA) attack; baseline;; AL) baseline; attack_late;; esac

@@ -24,8 +24,10 @@ print(f"saturation: {sat['success_rps']:.1f} logins/s; {hashes:.0f} hashes, mean
 
 idle, refresh = load("idle"), load("refresh")
 ms = lambda us: us / 1000
+lag = lambda r: (f"; send lag p50 {ms(r['send_lag_us']['p50']):.3f} p99 {ms(r['send_lag_us']['p99']):.3f} ms"
+                 if r.get("send_lag_us") else "")
 print(f"refresh idle: {idle['throughput_rps']:.1f}/s, errors {idle['errors']}, "
-      f"p50 {ms(idle['latency_us']['p50']):.3f} p99 {ms(idle['latency_us']['p99']):.3f} ms")
+      f"p50 {ms(idle['latency_us']['p50']):.3f} p99 {ms(idle['latency_us']['p99']):.3f} ms{lag(idle)}")
 # The refresh run's seconds that lie inside the overload (it starts 1.5 s
 # before the overload): the worst per-second p99 there, and the whole run's.
 tl = refresh["timeline"]
@@ -34,7 +36,8 @@ worst = max(s["latency_us"]["p99"] for s in inside)
 print(f"refresh under overload: {refresh['throughput_rps']:.1f}/s, errors {refresh['errors']}, "
       f"p50 {ms(refresh['latency_us']['p50']):.3f} p99 {ms(refresh['latency_us']['p99']):.3f} ms; "
       f"worst per-second p99 in seconds 2..{len(tl)-2}: {ms(worst):.3f} ms; "
-      f"ratio p99 {refresh['latency_us']['p99']/idle['latency_us']['p99']:.2f}, worst second {worst/idle['latency_us']['p99']:.2f}")
+      f"ratio p99 {refresh['latency_us']['p99']/idle['latency_us']['p99']:.2f}, worst second {worst/idle['latency_us']['p99']:.2f}"
+      f"{lag(refresh)}")
 def overload(name, label):
     o = load(name)
     tl = o["timeline"]
@@ -47,6 +50,10 @@ def overload(name, label):
     for k, l in o["latency_by_outcome_us"].items():
         print(f"  {k}: {l['count']} answers, p50 {ms(l['p50']):.3f} p99 {ms(l['p99']):.3f} "
               f"p99.9 {ms(l['p99_9']):.3f} max {ms(l['max']):.3f} ms")
+    lag = o.get("send_lag_us")
+    if lag:
+        print(f"  send lag (in the latencies): p50 {ms(lag['p50']):.3f} p99 {ms(lag['p99']):.3f} "
+              f"p99.9 {ms(lag['p99_9']):.3f} max {ms(lag['max']):.3f} ms")
 
 overload("alone", "overload alone")
 overload("overload", "overload with refresh")

@@ -22,7 +22,7 @@ URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
 LT="./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
 scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store)' > $1; date -u +%T.%N >> $1; }
-./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
+fresh_store $C; ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
 $LT --connections 16 --duration 3 > /dev/null   # warm-up: every worker has its memory

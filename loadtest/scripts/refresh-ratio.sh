@@ -16,7 +16,7 @@ cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; ROUNDS=${2:-3}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 BURL=http://127.0.0.1:18080/oauth/v2/oauth-token
-start_ropc() { taskset -c 1 ./ropc serve --config $1/ropc.toml > $D/server-$2.log 2>&1 & SP=$!
+start_ropc() { fresh_store $1; taskset -c 1 ./ropc serve --config $1/ropc.toml > $D/server-$2.log 2>&1 & SP=$!
   until curl -s -o /dev/null http://127.0.0.1:18443/metrics; do sleep 0.1; done; }
 stop() { kill $1; wait $1 2>/dev/null; }
 for r in $(seq $ROUNDS); do

@@ -10,7 +10,7 @@ cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; C=$2; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
-taskset -c 1 ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
+fresh_store $C; taskset -c 1 ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
 idle_wait

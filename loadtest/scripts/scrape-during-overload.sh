@@ -5,11 +5,12 @@
 #   the hash pool and the token endpoint before, 5 s and 10 s into it, and after.
 #   $BENCH_DIR (default /tmp/bench) holds ropc, ropc-loadtest and lt/.
 set -u
+. "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; RATE=${2:-480}; D=runs/$L; mkdir -p $D
 M=http://127.0.0.1:18443/metrics
 scrape() { echo "# $1 $(date -u +%T.%N)"; curl -s $M | grep -E '^ropc_(hash_|requests_total\{endpoint="token")' | grep -v '_bucket'; }
-./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
+fresh_store lt; ./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
 scrape before > $D/scrapes.txt

@@ -119,18 +119,7 @@ impl Server {
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
 
-        let sweeper = {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(app.sweep_interval(Duration::from_secs(10)));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    app.sweep_step();
-                }
-            })
-        };
-
+        let sweeper = Sweeper::start(Arc::clone(&app));
         let mut accept_loops = Vec::new();
         let all = listeners
             .into_iter()
@@ -181,7 +170,7 @@ impl Server {
         for l in accept_loops {
             let _ = l.await;
         }
-        sweeper.abort();
+        drop(sweeper);
         drop(builder);
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
@@ -303,5 +292,47 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Sweeps expired records and lockout counters, one shard per step, on a
+/// thread of its own: a step scans a whole shard under its writers' lock,
+/// which takes longer the larger the store, and on a request thread it would
+/// hold up every request queued behind it. Stops when dropped.
+struct Sweeper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sweeper {
+    fn start(app: Arc<App>) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let interval = app.sweep_interval(Duration::from_secs(10));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ropc-sweeper".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(interval);
+                    if !flag.load(Ordering::Relaxed) {
+                        app.sweep_step();
+                    }
+                }
+            })
+            .map_err(
+                |e| tracing::error!(error = %e, "cannot start the sweeper thread; expired records stay until restart"),
+            )
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }

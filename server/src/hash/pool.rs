@@ -8,13 +8,24 @@
 //!   allocation and page faults per hash).
 //! - Workers measure their hash time, so `Retry-After` is estimated as
 //!   queue length × hash time ÷ workers.
+//! - A submitter never waits for a worker, even for an instant. The hash
+//!   workers run at a lower priority than the request threads, and a
+//!   low-priority thread can be kept off the CPU for a long time: a request
+//!   thread spinning until such a worker finished taking a job would stall
+//!   every request queued on it. (A bounded crossbeam channel does spin so:
+//!   when it is full and a worker has claimed the oldest slot but not yet
+//!   released it, `try_send` spins until it does, and with the workers at
+//!   a low priority "until" has no bound.) So admission is an
+//!   atomic counter, the jobs wait in a `SegQueue`, whose `push` waits for
+//!   nothing but other pushers, and a submitter wakes a sleeping worker with
+//!   `unpark`, which waits for nothing.
 
 use super::{hash_password, HashJob, PasswordVerifier, Pending, PendingHash, VerifyError, VerifyJob};
 use crate::metrics::Histogram;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread;
+use crossbeam_queue::SegQueue;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -33,10 +44,99 @@ struct Stats {
     hash_time: Histogram,
 }
 
+/// The jobs admitted and not yet taken by a worker, and the workers that
+/// sleep until there is one.
+struct Queue {
+    jobs: SegQueue<Job>,
+    /// Jobs admitted and not yet taken: at most `capacity`.
+    len: AtomicUsize,
+    capacity: usize,
+    workers: Vec<Worker>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Worker {
+    /// Set (by the worker itself) when it starts.
+    thread: OnceLock<Thread>,
+    /// The worker found the queue empty and sleeps, or is about to.
+    sleeping: AtomicBool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("len", &self.len).field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Admits `job` unless `capacity` jobs wait already; wakes a sleeping
+    /// worker for it. Waits for nothing the workers hold.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(job);
+        }
+        if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            return Err(job);
+        }
+        self.jobs.push(job);
+        // Pairs with the fence in `pop_or_sleep`: either this sees the
+        // worker's `sleeping` flag, or the worker's second look sees the job.
+        fence(Ordering::SeqCst);
+        for worker in &self.workers {
+            if worker.sleeping.load(Ordering::Relaxed) && worker.sleeping.swap(false, Ordering::AcqRel) {
+                if let Some(thread) = worker.thread.get() {
+                    thread.unpark();
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next job for worker `me`, sleeping until there is one; `None`
+    /// once the pool is closed.
+    fn pop_or_sleep(&self, me: &Worker) -> Option<Job> {
+        loop {
+            if let Some(job) = self.jobs.pop() {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                return Some(job);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            me.sleeping.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if let Some(job) = self.jobs.pop() {
+                me.sleeping.store(false, Ordering::Relaxed);
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                return Some(job);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            // An unpark that came first makes this return at once; a
+            // spurious return just looks again.
+            thread::park();
+            me.sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for worker in &self.workers {
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
+
 /// A bounded pool of hash worker threads.
 #[derive(Debug)]
 pub struct HashPool {
-    sender: Sender<Job>,
+    queue: Arc<Queue>,
     workers: usize,
     capacity: usize,
     stats: Arc<Stats>,
@@ -49,19 +149,27 @@ impl HashPool {
     pub fn new(workers: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
         let workers = if workers == 0 { thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
         let capacity = if queue == 0 { workers * 64 } else { queue };
-        let (sender, receiver) = bounded::<Job>(capacity);
+        let queue = Arc::new(Queue {
+            jobs: SegQueue::new(),
+            len: AtomicUsize::new(0),
+            capacity,
+            workers: (0..workers).map(|_| Worker::default()).collect(),
+            closed: AtomicBool::new(false),
+        });
         let stats = Arc::new(Stats::default());
         for i in 0..workers {
-            let receiver = receiver.clone();
+            let queue = Arc::clone(&queue);
             let stats = Arc::clone(&stats);
             thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
                 if let Err(e) = lower_priority(nice) {
                     tracing::warn!(nice, error = %e, "cannot lower the hash worker's priority");
                 }
-                work(receiver, stats)
+                let me = &queue.workers[i];
+                let _ = me.thread.set(thread::current());
+                work(&queue, me, &stats)
             })?;
         }
-        Ok(Self { sender, workers, capacity, stats })
+        Ok(Self { queue, workers, capacity, stats })
     }
 
     /// The number of worker threads.
@@ -100,19 +208,19 @@ impl HashPool {
     }
 
     fn submit(&self, job: Job) -> Result<(), VerifyError> {
-        match self.sender.try_send(job) {
+        match self.queue.push(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
+            Err(_) if self.queue.closed.load(Ordering::Relaxed) => Err(VerifyError::Unavailable),
+            Err(_) => {
                 self.stats.shed.fetch_add(1, Ordering::Relaxed);
                 Err(VerifyError::Overloaded { retry_after: self.retry_after() })
             }
-            Err(TrySendError::Disconnected(_)) => Err(VerifyError::Unavailable),
         }
     }
 
     fn retry_after(&self) -> Duration {
         let per_hash = self.mean_hash_time().max(Duration::from_millis(1));
-        let queued = u32::try_from(self.sender.len() + self.workers).unwrap_or(u32::MAX);
+        let queued = u32::try_from(self.queue_len() + self.workers).unwrap_or(u32::MAX);
         per_hash.saturating_mul(queued) / u32::try_from(self.workers.max(1)).unwrap_or(1)
     }
 }
@@ -131,7 +239,14 @@ impl PasswordVerifier for HashPool {
     }
 
     fn queue_len(&self) -> usize {
-        self.sender.len()
+        self.queue.len.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HashPool {
+    /// The workers finish the jobs already queued, then exit.
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -164,9 +279,9 @@ pub fn lower_priority(nice: i32) -> std::io::Result<()> {
     }
 }
 
-fn work(receiver: Receiver<Job>, stats: Arc<Stats>) {
+fn work(queue: &Queue, me: &Worker, stats: &Stats) {
     let mut memory = Vec::new();
-    while let Ok(job) = receiver.recv() {
+    while let Some(job) = queue.pop_or_sleep(me) {
         // The client may have gone away while the job waited: skip the hash.
         let closed = match &job {
             Job::Verify(_, reply) => reply.is_closed(),
@@ -244,5 +359,43 @@ mod tests {
         for p in accepted {
             assert!(p.await.unwrap());
         }
+    }
+
+    /// Workers go to sleep between bursts and must be woken for every job:
+    /// a lost wake-up would leave a job waiting forever (caught by the
+    /// timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_job_is_taken_after_the_workers_slept() {
+        let params = HashParams { m_cost: 8, t_cost: 1, p_cost: 1 };
+        let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
+        let pool = Arc::new(HashPool::new(3, 6, 0).unwrap());
+        for round in 0..200 {
+            let submitters: Vec<_> = (0..4)
+                .map(|_| {
+                    let (pool, hash) = (Arc::clone(&pool), Arc::clone(&hash));
+                    tokio::spawn(async move {
+                        let mut done = 0;
+                        for _ in 0..2 {
+                            if let Ok(p) = pool.try_submit(job(&hash, "pw")) {
+                                let answer = tokio::time::timeout(Duration::from_secs(10), p).await;
+                                assert!(answer.expect("a job was never taken").unwrap());
+                                done += 1;
+                            }
+                        }
+                        done
+                    })
+                })
+                .collect();
+            let mut done = 0;
+            for s in submitters {
+                done += s.await.unwrap();
+            }
+            assert!(done > 0, "round {round}: nothing was admitted");
+            // Let every worker find the queue empty and go to sleep.
+            if round % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert_eq!(pool.queue_len(), 0);
     }
 }

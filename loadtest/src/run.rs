@@ -203,6 +203,7 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
     let shared = Arc::new(shared);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_pacer = StopOnDrop(Arc::clone(&stop));
     let pacer = match spec.load {
         Load::Closed => None,
         Load::Open { rate } => {
@@ -312,7 +313,8 @@ async fn preconnect(shared: &Shared, users: &mut [(VirtualUser, Option<Conn>)]) 
         let permits = &permits;
         async move {
             if let Ok(_permit) = permits.acquire().await {
-                *conn = shared.target.connect().await.ok();
+                let connect = tokio::time::timeout(shared.timeout, shared.target.connect());
+                *conn = connect.await.ok().and_then(Result::ok);
             }
         }
     });
@@ -386,8 +388,18 @@ fn pace(shared: &Shared, rate: f64, stop: &AtomicBool) {
         shared.due[vu].add_permits(1);
         n += 1;
     }
-    // Nothing more is due: wake every virtual user still waiting.
-    shared.due.iter().for_each(Semaphore::close);
+    // No virtual user waits for a permit that is not released here: each
+    // stops by itself at its first request due at or after the deadline.
+}
+
+/// Sets the pacer's stop flag when dropped, so that a run that ends early
+/// (an error, or its future dropped) does not leave the pacer running.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One virtual user's measured loop.
@@ -406,7 +418,7 @@ async fn virtual_user(shared: Arc<Shared>, index: usize, mut vu: VirtualUser, mu
                 }
                 // The pacer releases one permit per request of this virtual
                 // user at its intended time (permits pile up while it is
-                // behind), or closes the semaphore when the run ends.
+                // behind).
                 match shared.due[index].acquire().await {
                     Ok(permit) => permit.forget(),
                     Err(_) => break,

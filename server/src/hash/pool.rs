@@ -57,7 +57,8 @@ struct Queue {
 
 #[derive(Default)]
 struct Worker {
-    /// Set (by the worker itself) when it starts.
+    /// Set by `HashPool::new` once the thread is spawned, so before any
+    /// submitter exists.
     thread: OnceLock<Thread>,
     /// The worker found the queue empty and sleeps, or is about to.
     sleeping: AtomicBool,
@@ -71,11 +72,10 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Admits `job` unless `capacity` jobs wait already; wakes a sleeping
-    /// worker for it. Waits for nothing the workers hold.
+    /// worker for it. Waits for nothing the workers hold. (A refused push
+    /// raises `len` above `capacity` for an instant, which can refuse a
+    /// concurrent one too: the queue is full either way.)
     fn push(&self, job: Job) -> Result<(), Job> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(job);
-        }
         if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.len.fetch_sub(1, Ordering::AcqRel);
             return Err(job);
@@ -158,16 +158,23 @@ impl HashPool {
         });
         let stats = Arc::new(Stats::default());
         for i in 0..workers {
-            let queue = Arc::clone(&queue);
-            let stats = Arc::clone(&stats);
-            thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
+            let (for_worker, stats) = (Arc::clone(&queue), Arc::clone(&stats));
+            let spawned = thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
                 if let Err(e) = lower_priority(nice) {
                     tracing::warn!(nice, error = %e, "cannot lower the hash worker's priority");
                 }
-                let me = &queue.workers[i];
-                let _ = me.thread.set(thread::current());
-                work(&queue, me, &stats)
-            })?;
+                work(&for_worker, &for_worker.workers[i], &stats)
+            });
+            match spawned {
+                Ok(handle) => {
+                    let _ = queue.workers[i].thread.set(handle.thread().clone());
+                }
+                Err(e) => {
+                    // The workers already started would otherwise sleep forever.
+                    queue.close();
+                    return Err(e);
+                }
+            }
         }
         Ok(Self { queue, workers, capacity, stats })
     }
@@ -210,7 +217,6 @@ impl HashPool {
     fn submit(&self, job: Job) -> Result<(), VerifyError> {
         match self.queue.push(job) {
             Ok(()) => Ok(()),
-            Err(_) if self.queue.closed.load(Ordering::Relaxed) => Err(VerifyError::Unavailable),
             Err(_) => {
                 self.stats.shed.fetch_add(1, Ordering::Relaxed);
                 Err(VerifyError::Overloaded { retry_after: self.retry_after() })

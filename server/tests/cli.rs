@@ -163,3 +163,87 @@ async fn user_add_replaces_atomically() {
     assert_eq!(server.token_basic("legacy", "legacy-secret", &login("alice", "new-alice")).await.status, 200);
     assert_eq!(server.token_basic("legacy", "legacy-secret", &login("alice", "wonderland")).await.status, 400);
 }
+
+/// `ropc user add` killed with SIGKILL at random points of its rewrite of a
+/// large users file: afterwards the file is always one whole version, the
+/// old one or the new one, and the server's parser accepts it.
+#[test]
+fn kill_9_during_a_rewrite_leaves_the_old_or_the_new_file() {
+    let _cpu = crate::support::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.htpasswd");
+    // About 1 MB, so that writing and syncing it takes a while.
+    let line = format!("{}\n", crate::support::hash("pw"));
+    let mut many = String::from("# many users\n");
+    for i in 0..10_000 {
+        many.push_str(&format!("user{i}:{line}"));
+    }
+    std::fs::write(&users, &many).unwrap();
+    let config = dir.path().join("ropc.toml");
+    std::fs::write(&config, standard_config("")).unwrap();
+    let (u, c) = (users.to_str().unwrap(), config.to_str().unwrap());
+    let params = ropc_server::hash::HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
+    // How long one whole run takes here (debug or release, loaded or not),
+    // to spread the kills over it.
+    let started = std::time::Instant::now();
+    let out = run(&["user", "add", "first", "--users", u, "--config", c], "secret\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = started.elapsed().as_micros() as u64;
+    let (mut old, mut new, mut mid_write) = (0, 0, 0);
+    let mut expected = 10_001;
+    for round in 0..24u64 {
+        let name = format!("added{round}");
+        let mut child = ropc()
+            .args(["user", "add", &name, "--users", u, "--config", c])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+        if round % 2 == 0 {
+            // Spread the kills over start-up, hashing, writing and renaming.
+            std::thread::sleep(std::time::Duration::from_micros(whole * (round * 7 % 24) / 12));
+        } else {
+            // Kill while the new version is being written: once its
+            // temporary file appears beside the users file.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_micros(2 * whole);
+            while !staging(dir.path()) && child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(round * 131 % 1_000));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if staging(dir.path()) {
+            // Killed mid-rewrite: the temporary file is left behind.
+            mid_write += 1;
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let e = e.unwrap();
+                if e.file_name().to_string_lossy().starts_with(".users.htpasswd.tmp") {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
+        }
+        let now = std::fs::read_to_string(&users).unwrap();
+        let store = ropc_server::credentials::UserStore::parse(&users, &now, params)
+            .unwrap_or_else(|e| panic!("round {round}: the users file does not parse: {e}"));
+        if store.len() == expected + 1 {
+            assert!(now.contains(&format!("\n{name}:$argon2id$")), "round {round}: the new user is whole");
+            new += 1;
+            expected += 1;
+        } else {
+            assert_eq!(store.len(), expected, "round {round}: neither the old nor the new file");
+            old += 1;
+        }
+    }
+    // Kills landed both before and after the new version was in place.
+    eprintln!("kills that left the old file: {old}, the new one: {new}; killed while writing: {mid_write}");
+    assert!(old > 0 && new > 0, "old {old}, new {new}: the kills did not spread");
+    assert!(mid_write > 0, "no kill landed while the new version was being written");
+}
+
+/// Whether a temporary users file (a rewrite in progress) is in `dir`.
+fn staging(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".users.htpasswd.tmp"))
+}

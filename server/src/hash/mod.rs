@@ -15,7 +15,7 @@ pub use pool::{lower_priority, HashPool};
 
 /// The hash workers' default nice value (`[hash_pool] nice`); see
 /// [`lower_priority`] and BENCHMARKS.md for the measurement behind it.
-pub const DEFAULT_NICE: i32 = 5;
+pub const DEFAULT_NICE: i32 = 19;
 
 use std::fmt;
 use std::future::Future;

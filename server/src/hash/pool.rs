@@ -107,18 +107,14 @@ impl Queue {
                 return None;
             }
             me.sleeping.store(true, Ordering::Relaxed);
+            // Pairs with the fence in `push`: a job pushed before the flag
+            // was seen is seen here, and the loop takes it.
             fence(Ordering::SeqCst);
-            if let Some(job) = self.jobs.pop() {
-                me.sleeping.store(false, Ordering::Relaxed);
-                self.len.fetch_sub(1, Ordering::AcqRel);
-                return Some(job);
+            if self.jobs.is_empty() && !self.closed.load(Ordering::Acquire) {
+                // An unpark that came first makes this return at once; a
+                // spurious return just looks again.
+                thread::park();
             }
-            if self.closed.load(Ordering::Acquire) {
-                return None;
-            }
-            // An unpark that came first makes this return at once; a
-            // spurious return just looks again.
-            thread::park();
             me.sleeping.store(false, Ordering::Relaxed);
         }
     }
@@ -137,8 +133,6 @@ impl Queue {
 #[derive(Debug)]
 pub struct HashPool {
     queue: Arc<Queue>,
-    workers: usize,
-    capacity: usize,
     stats: Arc<Stats>,
 }
 
@@ -176,17 +170,17 @@ impl HashPool {
                 }
             }
         }
-        Ok(Self { queue, workers, capacity, stats })
+        Ok(Self { queue, stats })
     }
 
     /// The number of worker threads.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.queue.workers.len()
     }
 
     /// The queue's capacity.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.queue.capacity
     }
 
     /// Workers hashing right now.
@@ -226,8 +220,9 @@ impl HashPool {
 
     fn retry_after(&self) -> Duration {
         let per_hash = self.mean_hash_time().max(Duration::from_millis(1));
-        let queued = u32::try_from(self.queue_len() + self.workers).unwrap_or(u32::MAX);
-        per_hash.saturating_mul(queued) / u32::try_from(self.workers.max(1)).unwrap_or(1)
+        let workers = self.workers();
+        let queued = u32::try_from(self.queue_len() + workers).unwrap_or(u32::MAX);
+        per_hash.saturating_mul(queued) / u32::try_from(workers.max(1)).unwrap_or(1)
     }
 }
 

@@ -121,6 +121,14 @@ impl Shared {
         shard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Connections opened before the clock starts are not part of the
+    /// measurement.
+    fn forget_connects(&self) {
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).connects = 0;
+        }
+    }
+
     /// Takes one request from the budget.
     fn take_ticket(&self) -> bool {
         let n = self.started.fetch_add(1, Ordering::Relaxed);
@@ -295,10 +303,7 @@ async fn setup(
     if shared.new_connection {
         users.iter_mut().for_each(|(_, conn)| *conn = None);
     }
-    // Setup connections are not part of the measurement.
-    for shard in &shared.shards {
-        shard.lock().unwrap_or_else(|e| e.into_inner()).connects = 0;
-    }
+    shared.forget_connects();
     Ok(users)
 }
 
@@ -319,9 +324,7 @@ async fn preconnect(shared: &Shared, users: &mut [(VirtualUser, Option<Conn>)]) 
         }
     });
     join_all(jobs.collect()).await;
-    for shard in &shared.shards {
-        shard.lock().unwrap_or_else(|e| e.into_inner()).connects = 0;
-    }
+    shared.forget_connects();
 }
 
 fn setup_failure(vu: usize, kind: Kind, outcome: &Outcome) -> String {
@@ -372,11 +375,10 @@ const PACER_MAX_SLEEP: Duration = Duration::from_millis(20);
 /// within tens of microseconds; how late each request actually went out
 /// is recorded as the report's send lag.
 fn pace(shared: &Shared, rate: f64, stop: &AtomicBool) {
-    let connections = shared.due.len().max(1) as u64;
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let vu = (n % connections) as usize;
-        let at = shared.intended(rate, vu, n / connections);
+        let vu = (n % shared.connections) as usize;
+        let at = shared.intended(rate, vu, n / shared.connections);
         if at >= shared.deadline {
             break;
         }

@@ -340,7 +340,7 @@ impl App {
             lockout,
             upgraded: Arc::new(AtomicU64::new(0)),
             verify_latency_ns: AtomicU64::new(verify_latency_seed),
-            delays: Delays::new(4096).map_err(|e| format!("cannot start the delay thread: {e}"))?,
+            delays: Delays::new(),
             requests: RequestMetrics::default(),
             open_connections: AtomicUsize::new(0),
         })

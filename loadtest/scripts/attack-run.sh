@@ -19,8 +19,13 @@ cpu() { # per-thread CPU ticks of the server, then the machine's /proc/stat cpu 
   grep '^cpu ' /proc/stat >> $1; }
 val() { grep -F "$1" "$2" | awk '{print $2}'; }
 start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s (pid in AP); scrapes
-  # as soon as ropc_lockout_locks_total rises ("lock") and 3 s later ("locked")
+  # as soon as ropc_lockout_locks_total rises ("lock") and 3 s later ("locked").
+  # The attacker's own latency is not measured, and its CPU comes off the
+  # server's two cores (a real attacker's would not): one runtime thread and
+  # the runtime's timer (--pacer runtime) keep its wake-ups, and so its
+  # share, small.
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
+    --threads 1 --pacer runtime \
     --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
     --quiet --json $D/attacker.json > $D/attacker.txt &
   AP=$!

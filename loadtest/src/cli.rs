@@ -3,7 +3,7 @@
 use crate::fixture::{self, FixtureSpec};
 use crate::form::Secret;
 use crate::report::{duration_from_secs, Report};
-use crate::run::{self, Load, RunSpec};
+use crate::run::{self, Load, Pacer, RunSpec};
 use crate::scenario::{ClientAuth, Kind, Scenario, Users, WorkloadSpec};
 use crate::svg;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +53,12 @@ enum AuthArg {
     Basic,
     /// client_id and client_secret in the form body.
     Body,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PacerArg {
+    Thread,
+    Runtime,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +121,13 @@ struct RunArgs {
     /// Without it, closed loop.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: what times the requests. `thread`: a thread on the OS's
+    /// high-resolution timer, within tens of microseconds. `runtime`: the
+    /// async runtime's timer, about a millisecond late but with no thread
+    /// of its own, for load whose own latency does not matter (an attacker
+    /// beside the measured load, whose CPU comes off the server's).
+    #[arg(long, value_enum, default_value_t = PacerArg::Thread)]
+    pacer: PacerArg,
     /// A new connection for each request instead of keep-alive.
     #[arg(long)]
     new_connection: bool,
@@ -252,6 +265,10 @@ impl RunArgs {
             },
             connections: self.connections as usize,
             load,
+            pacer: match self.pacer {
+                PacerArg::Thread => Pacer::Thread,
+                PacerArg::Runtime => Pacer::Runtime,
+            },
             new_connection: self.new_connection,
             duration: duration_from_secs(self.duration, "--duration")?,
             requests: self.requests,

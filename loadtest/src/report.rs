@@ -2,7 +2,7 @@
 //! HTTP status, OAuth `error` code and transport failure, and the per-second
 //! timeline. Rendered as text for the terminal, and as JSON (`--json`).
 
-use crate::run::{Finished, Load, RunSpec};
+use crate::run::{Finished, Load, Pacer, RunSpec};
 use crate::scenario::{ClientAuth, Kind};
 use crate::stats::{KindCounts, Recorder};
 use hdrhistogram::Histogram;
@@ -61,6 +61,9 @@ pub struct LoadReport {
     /// Requests per second asked for (open loop).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// What timed the requests (open loop): `thread` or `runtime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacer: Option<&'static str>,
     /// Virtual users, each with one connection.
     pub connections: usize,
     /// Whether each request had a new connection.
@@ -223,6 +226,10 @@ impl Report {
             load: LoadReport {
                 model,
                 rate,
+                pacer: rate.map(|_| match spec.pacer {
+                    Pacer::Thread => "thread",
+                    Pacer::Runtime => "runtime",
+                }),
                 connections: spec.connections,
                 new_connection: spec.new_connection,
                 bind: spec.bind.map(|ip| ip.to_string()),
@@ -405,6 +412,7 @@ pub(crate) mod tests {
             },
             connections: 4,
             load: Load::Closed,
+            pacer: Pacer::Thread,
             new_connection: false,
             duration: Duration::from_secs(2),
             requests: None,

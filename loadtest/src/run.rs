@@ -40,6 +40,22 @@ pub enum Load {
     },
 }
 
+/// What times an open loop's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Pacer {
+    /// A thread of its own on the OS's high-resolution timer (see [`pace`]):
+    /// sends within tens of microseconds of the intended time, for a
+    /// wake-up of that thread and one of a runtime thread per request.
+    #[default]
+    Thread,
+    /// Each virtual user sleeps on the runtime's timer: about a millisecond
+    /// late (the report's send lag says how late, and the latencies include
+    /// it), with no thread of its own. For load whose own latencies do not
+    /// matter, such as an attacker beside the load being measured, where
+    /// the generator's CPU comes off the server's cores.
+    Runtime,
+}
+
 /// Everything a run needs.
 #[derive(Clone, Debug)]
 pub struct RunSpec {
@@ -56,6 +72,8 @@ pub struct RunSpec {
     pub connections: usize,
     /// Closed or open loop.
     pub load: Load,
+    /// What times the open loop's requests.
+    pub pacer: Pacer,
     /// A new connection for each request instead of keep-alive.
     pub new_connection: bool,
     /// How long the measured phase lasts at most.
@@ -108,8 +126,9 @@ struct Shared {
     new_connection: bool,
     load: Load,
     connections: u64,
-    /// Open loop: one permit per request that is due, per virtual user,
-    /// released by the pacer thread at the request's intended send time.
+    /// Open loop with [`Pacer::Thread`]: one permit per request that is
+    /// due, per virtual user, released by the pacer thread at the request's
+    /// intended send time. Empty otherwise.
     due: Vec<Semaphore>,
 }
 
@@ -199,9 +218,9 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         new_connection: spec.new_connection,
         load: spec.load,
         connections: connections as u64,
-        due: match spec.load {
-            Load::Closed => Vec::new(),
-            Load::Open { .. } => (0..connections).map(|_| Semaphore::new(0)).collect(),
+        due: match (spec.load, spec.pacer) {
+            (Load::Open { .. }, Pacer::Thread) => (0..connections).map(|_| Semaphore::new(0)).collect(),
+            _ => Vec::new(),
         },
     };
     let users = setup(&shared, connections, spec.progress).await?;
@@ -212,9 +231,9 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_pacer = StopOnDrop(Arc::clone(&stop));
-    let pacer = match spec.load {
-        Load::Closed => None,
-        Load::Open { rate } => {
+    let pacer = match (spec.load, spec.pacer) {
+        (Load::Closed, _) | (Load::Open { .. }, Pacer::Runtime) => None,
+        (Load::Open { rate }, Pacer::Thread) => {
             let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
             let pacer = std::thread::Builder::new().name("pacer".into()).spawn(move || pace(&shared, rate, &stop));
             Some(pacer.map_err(|e| format!("cannot start the pacer thread: {e}"))?)
@@ -418,12 +437,16 @@ async fn virtual_user(shared: Arc<Shared>, index: usize, mut vu: VirtualUser, mu
                 if at >= shared.deadline {
                     break;
                 }
-                // The pacer releases one permit per request of this virtual
-                // user at its intended time (permits pile up while it is
-                // behind).
-                match shared.due[index].acquire().await {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => break,
+                match shared.due.get(index) {
+                    // The pacer releases one permit per request of this
+                    // virtual user at its intended time (permits pile up
+                    // while it is behind).
+                    Some(due) => match due.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => break,
+                    },
+                    // Pacer::Runtime.
+                    None => sleep_until(at).await,
                 }
                 Some(at)
             }

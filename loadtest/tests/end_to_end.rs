@@ -5,7 +5,7 @@ use crate::token_server::{self, CLIENT_ID, CLIENT_SECRET};
 use http::Uri;
 use ropc_loadtest::form::Secret;
 use ropc_loadtest::report::Report;
-use ropc_loadtest::run::{run, Load, RunSpec};
+use ropc_loadtest::run::{run, Load, Pacer, RunSpec};
 use ropc_loadtest::scenario::{ClientAuth, Kind, Scenario, Users, WorkloadSpec};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +28,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
         },
         connections,
         load: Load::Closed,
+        pacer: Pacer::Thread,
         new_connection: false,
         // Generous: these runs end by their request budget.
         duration: Duration::from_secs(60),
@@ -133,19 +134,29 @@ async fn new_connection_per_request() {
 
 #[tokio::test]
 async fn open_loop_accounts_for_every_due_request() {
+    for pacer in [Pacer::Thread, Pacer::Runtime] {
+        open_loop_accounts_for_every_due_request_with(pacer).await;
+    }
+}
+
+async fn open_loop_accounts_for_every_due_request_with(pacer: Pacer) {
     let addr = token_server::start().await;
     let mut spec = spec(addr, Scenario::ClientCredentials, 4, 1_000_000);
     spec.requests = None;
     spec.load = Load::Open { rate: 200.0 };
+    spec.pacer = pacer;
     spec.duration = Duration::from_millis(500);
     let report = run_and_check(&spec).await;
+    let expected = if pacer == Pacer::Thread { "thread" } else { "runtime" };
+    assert_eq!(report.load.pacer, Some(expected));
     // 100 requests are due in 0.5 s: each was answered, cut off at the
     // deadline, or never sent.
     assert_eq!(report.requests + report.cancelled_at_deadline + report.unsent, 100);
     assert_eq!(report.errors, 0);
     assert!(report.requests > 0);
-    // The pacer released every request that went out, and each one's lag
-    // behind its intended time was recorded.
+    // Every request that went out was released (by the pacer, or by its
+    // virtual user's timer), and its lag behind its intended time was
+    // recorded.
     let lag = report.send_lag_us.expect("an open loop records its send lag");
     assert_eq!(lag.count, report.requests + report.cancelled_at_deadline);
 }

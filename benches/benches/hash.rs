@@ -13,7 +13,7 @@
 //! `RUSTFLAGS="-C target-cpu=native" cargo bench -p ropc-benches --bench hash -- verify_reused`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ropc_server::hash::{hash_password, HashParams, HashPool, PasswordVerifier, StoredHash, VerifyJob};
+use ropc_server::hash::{hash_password, HashParams, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyJob};
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for workers in (1..=cores).filter(|w| *w == 1 || *w == cores) {
         let in_flight = 8 * workers;
-        let pool = HashPool::new(workers, in_flight, 0).unwrap();
+        let pool = HashPool::new(workers, in_flight, HashPriority::Nice(0)).unwrap();
         g.throughput(Throughput::Elements(in_flight as u64));
         g.bench_function(BenchmarkId::new("pool", format!("{workers}_workers")), |b| {
             b.iter(|| {

@@ -6,7 +6,7 @@ use crate::config::TokenStoreConfig;
 use crate::config::{Config, JwtKeySource};
 use crate::credentials::{ClientSecrets, UserStore};
 use crate::delay::Delays;
-use crate::hash::{HashJob, HashPool, PasswordVerifier, StoredHash, VerifyError};
+use crate::hash::{HashJob, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
 use crate::lockout::{Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
@@ -291,7 +291,7 @@ impl App {
     /// pool. `bound_port` is the port actually listened on.
     pub fn new(config: Config, bound_port: Option<u16>) -> Result<Self, String> {
         let pool = Arc::new(
-            HashPool::new(config.hash_workers, config.hash_queue, config.hash_nice)
+            HashPool::new(config.hash_workers, config.hash_queue, config.hash_priority)
                 .map_err(|e| format!("cannot start the hash pool: {e}"))?,
         );
         let lockout = Lockout::new(config.lockout);
@@ -1114,7 +1114,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.header_read_timeout != new.header_read_timeout, "server.header_read_timeout");
     check(old.hash_workers != new.hash_workers, "hash_pool.workers");
     check(old.hash_queue != new.hash_queue, "hash_pool.queue");
-    check(old.hash_nice != new.hash_nice, "hash_pool.nice");
+    let (was, is) = (old.hash_priority, new.hash_priority);
+    check(matches!((was, is), (HashPriority::Nice(a), HashPriority::Nice(b)) if a != b), "hash_pool.nice");
+    check(std::mem::discriminant(&was) != std::mem::discriminant(&is), "hash_pool.policy");
     check(old.token_store != new.token_store, "token_store");
     keys
 }

@@ -6,7 +6,7 @@
 //! checks meaning (scopes defined, secrets are hashes, TTLs positive) and
 //! builds the core's [`Engine`].
 
-use crate::hash::{HashParams, StoredHash};
+use crate::hash::{HashParams, HashPriority, StoredHash};
 use crate::lockout::LockoutPolicy;
 use ropc_core::client::Client;
 use ropc_core::scope::{ScopeRegistry, ScopeSet};
@@ -148,9 +148,9 @@ pub struct Config {
     pub hash_workers: usize,
     /// Hash queue length (0 = derived).
     pub hash_queue: usize,
-    /// The hash workers' nice value (0 to 19): how far below the request
-    /// threads the OS schedules them.
-    pub hash_nice: i32,
+    /// How far below the request threads the OS schedules the hash
+    /// workers: a nice value, or `SCHED_IDLE`.
+    pub hash_priority: HashPriority,
     /// The core engine: policy, clients, scopes.
     pub engine: Arc<Engine>,
     /// JWT access token settings.
@@ -427,6 +427,11 @@ impl Config {
         let hash_nice = match &raw.hash_pool.nice {
             Some(nice) => bounded(nice, "hash_pool.nice", 0..=19, "")?,
             None => u64::from(crate::hash::DEFAULT_NICE.unsigned_abs()),
+        };
+        let hash_priority = match raw.hash_pool.policy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("normal", _)) => HashPriority::Nice(i32::try_from(hash_nice).unwrap_or(0)),
+            Some(("idle", _)) => HashPriority::Idle,
+            Some((_, span)) => return Err(loc.at(span, "hash_pool.policy", "must be \"normal\" or \"idle\"")),
         };
 
         let ts = raw.token_service;
@@ -721,7 +726,7 @@ impl Config {
             lockout,
             hash_workers: raw.hash_pool.workers,
             hash_queue: raw.hash_pool.queue,
-            hash_nice: i32::try_from(hash_nice).unwrap_or(0),
+            hash_priority,
             engine: Arc::new(engine),
             client_secrets,
             dir,

@@ -229,6 +229,7 @@ pub(super) struct RawHashPool {
     #[serde(default)]
     pub(super) queue: usize,
     pub(super) nice: Option<Spanned<u64>>,
+    pub(super) policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,16 @@ default_scopes = ["read"]
 }
 
 #[test]
+fn hash_pool_policy_and_nice() {
+    use crate::hash::{HashPriority, DEFAULT_NICE};
+    let with = |pool: &str| config(&good().replacen("[server]", &format!("[hash_pool]\n{pool}\n[server]"), 1));
+    assert_eq!(config(&good()).unwrap().hash_priority, HashPriority::Nice(DEFAULT_NICE));
+    assert_eq!(with("nice = 5").unwrap().hash_priority, HashPriority::Nice(5));
+    assert_eq!(with("policy = \"normal\"\nnice = 0").unwrap().hash_priority, HashPriority::Nice(0));
+    assert_eq!(with("policy = \"idle\"").unwrap().hash_priority, HashPriority::Idle);
+}
+
+#[test]
 fn accepts_the_contract_example() {
     let c = config(&good()).unwrap();
     assert_eq!(c.users_file.as_deref(), Some(Path::new("/etc/ropc/users.htpasswd")));
@@ -98,6 +108,14 @@ fn errors_name_line_and_key() {
             "token_service.access_token_ttl",
             "invalid type",
         ),
+        (
+            "[server]",
+            "[hash_pool]\npolicy = \"batch\"\n[server]",
+            Some(2),
+            "hash_pool.policy",
+            "\"normal\" or \"idle\"",
+        ),
+        ("[server]", "[hash_pool]\nnice = 20\n[server]", Some(2), "hash_pool.nice", "between 0"),
     ];
     for &(from, to, line, key, message) in cases {
         let body = good().replacen(from, to, 1);

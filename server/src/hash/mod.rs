@@ -17,6 +17,17 @@ pub use pool::{lower_priority, HashPool};
 /// [`lower_priority`] and BENCHMARKS.md for the measurement behind it.
 pub const DEFAULT_NICE: i32 = 19;
 
+/// How the OS schedules the hash workers against the request threads
+/// (`[hash_pool] policy` and `nice`); see [`lower_priority`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashPriority {
+    /// The normal policy at this nice value (0 leaves the threads alone).
+    Nice(i32),
+    /// `SCHED_IDLE`: the workers run on the cycles no other thread wants,
+    /// and a waking request thread always preempts them at once.
+    Idle,
+}
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

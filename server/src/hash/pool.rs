@@ -20,7 +20,7 @@
 //!   nothing but other pushers, and a submitter wakes a sleeping worker with
 //!   `unpark`, which waits for nothing.
 
-use super::{hash_password, HashJob, PasswordVerifier, Pending, PendingHash, VerifyError, VerifyJob};
+use super::{hash_password, HashJob, HashPriority, PasswordVerifier, Pending, PendingHash, VerifyError, VerifyJob};
 use crate::metrics::Histogram;
 use crossbeam_queue::SegQueue;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -138,9 +138,9 @@ pub struct HashPool {
 
 impl HashPool {
     /// Starts `workers` threads (0: one per core) behind a queue of
-    /// `queue` jobs (0: 64 per worker), each at nice value `nice` (see
+    /// `queue` jobs (0: 64 per worker), each scheduled at `priority` (see
     /// [`lower_priority`]).
-    pub fn new(workers: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
+    pub fn new(workers: usize, queue: usize, priority: HashPriority) -> std::io::Result<Self> {
         let workers = if workers == 0 { thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
         let capacity = if queue == 0 { workers * 64 } else { queue };
         let queue = Arc::new(Queue {
@@ -154,8 +154,8 @@ impl HashPool {
         for i in 0..workers {
             let (for_worker, stats) = (Arc::clone(&queue), Arc::clone(&stats));
             let spawned = thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
-                if let Err(e) = lower_priority(nice) {
-                    tracing::warn!(nice, error = %e, "cannot lower the hash worker's priority");
+                if let Err(e) = lower_priority(priority) {
+                    tracing::warn!(?priority, error = %e, "cannot lower the hash worker's priority");
                 }
                 work(&for_worker, &for_worker.workers[i], &stats)
             });
@@ -251,24 +251,37 @@ impl Drop for HashPool {
     }
 }
 
-/// Sets the calling thread's nice value to `nice` (0 leaves it alone).
+/// Lowers the calling thread's scheduling priority to `priority`
+/// (`Nice(0)` leaves it alone).
 ///
 /// Hash workers run below the async request threads so that refresh,
 /// client-credentials, introspection and revocation, which never queue for a
-/// hash, do not wait for a core behind one either: when a request thread
-/// wakes up, the scheduler lets it preempt a hash worker at once, and the
-/// hash workers still get every cycle the request threads leave. On Linux
-/// the nice value is per thread (`setpriority(PRIO_PROCESS, tid)`), and
-/// raising it needs no privilege.
-pub fn lower_priority(nice: i32) -> std::io::Result<()> {
-    if nice == 0 {
+/// hash, do not wait for a core behind one either: a waking request thread
+/// preempts a hash worker, and the hash workers still get every cycle the
+/// request threads leave. At nice 19 a hash worker weighs 15 against a
+/// request thread's 1024; under `SCHED_IDLE` it weighs 3 and any waking
+/// thread of the normal policy preempts it. On Linux both are per thread
+/// (`setpriority(PRIO_PROCESS, tid)`, `sched_setscheduler(0)`) and need no
+/// privilege.
+pub fn lower_priority(priority: HashPriority) -> std::io::Result<()> {
+    if priority == HashPriority::Nice(0) {
         return Ok(());
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread's own id; no
-        // memory is passed.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        let rc = match priority {
+            // SAFETY: a plain system call on the calling thread's own id;
+            // no memory is passed.
+            HashPriority::Nice(nice) => unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice)
+            },
+            HashPriority::Idle => {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: pid 0 is the calling thread; `param` is a valid
+                // sched_param that outlives the call.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }
+            }
+        };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -330,6 +343,28 @@ mod tests {
     use super::*;
     use zeroize::Zeroizing;
 
+    /// Each priority reaches the calling thread only, as the OS reports it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_priority_lowers_the_calling_thread_only() {
+        let on_a_thread = |priority| {
+            thread::spawn(move || {
+                lower_priority(priority).unwrap();
+                // SAFETY: plain queries of the calling thread.
+                let policy = unsafe { libc::sched_getscheduler(0) };
+                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+                (policy, nice)
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(on_a_thread(HashPriority::Nice(7)), (libc::SCHED_OTHER, 7));
+        assert_eq!(on_a_thread(HashPriority::Idle).0, libc::SCHED_IDLE);
+        // The test's own thread kept its policy and nice value.
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
+
     fn job(hash: &Arc<StoredHash>, password: &str) -> VerifyJob {
         VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash: Arc::clone(hash) }
     }
@@ -338,7 +373,7 @@ mod tests {
     async fn verifies_and_sheds() {
         let params = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
         let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
-        let pool = HashPool::new(1, 2, 0).unwrap();
+        let pool = HashPool::new(1, 2, HashPriority::Nice(0)).unwrap();
         assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());
         assert!(!pool.try_submit(job(&hash, "nope")).unwrap().await.unwrap());
         // Flood the queue: with one worker and room for two jobs, some
@@ -369,7 +404,7 @@ mod tests {
     async fn every_job_is_taken_after_the_workers_slept() {
         let params = HashParams { m_cost: 8, t_cost: 1, p_cost: 1 };
         let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
-        let pool = Arc::new(HashPool::new(3, 6, 0).unwrap());
+        let pool = Arc::new(HashPool::new(3, 6, HashPriority::Nice(0)).unwrap());
         for round in 0..200 {
             let submitters: Vec<_> = (0..4)
                 .map(|_| {

@@ -45,6 +45,11 @@ impl Delays {
         let late = Duration::from_nanos(self.lateness_ns.load(Ordering::Relaxed));
         let target = duration.saturating_sub(late);
         tokio::time::sleep_until((start + target).into()).await;
+        if target.is_zero() {
+            // Nothing was left to wait (the correction ate it all): this
+            // end says nothing about the timer's lateness.
+            return;
+        }
         let late_now = u64::try_from(start.elapsed().saturating_sub(target).as_nanos()).unwrap_or(u64::MAX);
         let mean = crate::metrics::moving_mean(self.lateness_ns.load(Ordering::Relaxed), late_now, 8);
         let max = u64::try_from(MAX_CORRECTION.as_nanos()).unwrap_or(u64::MAX);

@@ -35,6 +35,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 const FLUSH_BYTES: usize = 64 * 1024;
 /// A buffer this full makes request threads wait for the writer.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How long dropping the guard waits for the last lines to be written
+/// (stderr may be a pipe that nobody reads).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Installs the global subscriber. Safe to call once per process. Keep the
 /// returned guard until the process ends: dropping it writes the lines not
@@ -68,7 +71,7 @@ pub struct LogGuard {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when the writer empties the buffer.
+    /// Signalled when the writer empties the buffer, and when it stops.
     space: Condvar,
     /// The writer thread, set by the thread itself before it first sleeps.
     writer: OnceLock<Thread>,
@@ -84,7 +87,9 @@ struct State {
     kicked: bool,
     /// The guard was dropped: write what is left, then stop.
     closed: bool,
-    /// No writer thread (it could not start, or it stopped): write in place.
+    /// No writer thread (it could not start, or it stopped): write in
+    /// place. Set by the thread once the buffer is empty after `closed`,
+    /// so a line never overtakes one buffered before it.
     direct: bool,
 }
 
@@ -114,11 +119,12 @@ impl BatchWriter {
 
     fn append(&self, line: &[u8]) {
         let mut state = self.shared.state.lock();
-        while state.buf.len() >= self.shared.max_bytes && !state.closed && !state.direct {
+        while state.buf.len() >= self.shared.max_bytes && !state.direct {
             self.shared.space.wait(&mut state);
         }
-        if state.closed || state.direct {
-            // Past shutdown, a line goes straight out (stderr is unbuffered).
+        if state.direct {
+            // No writer any more: the line goes straight out (stderr is
+            // unbuffered).
             drop(state);
             let _ = std::io::stderr().write_all(line);
             return;
@@ -172,13 +178,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
 /// buffer was empty).
 fn write_batches(shared: &Shared, mut sink: impl Write) {
     let _ = shared.writer.set(std::thread::current());
+    // However this thread ends (a panic included), request threads must
+    // not wait for it any more.
+    let _stopped = Stopped(shared);
     let mut out = Vec::new();
     loop {
         let closed = {
             let mut state = shared.state.lock();
             if state.buf.is_empty() {
                 if state.closed {
-                    state.direct = true;
                     return;
                 }
                 state.idle = true;
@@ -196,18 +204,41 @@ fn write_batches(shared: &Shared, mut sink: impl Write) {
             // the lines than drop them, as a direct write would.
         }
         out.clear();
+        if out.capacity() > 16 * FLUSH_BYTES {
+            // After a burst: do not keep a burst-sized buffer for good.
+            out.shrink_to(FLUSH_BYTES);
+        }
         if !closed {
             std::thread::park_timeout(FLUSH_INTERVAL);
         }
     }
 }
 
+/// Switches request threads to writing in place when the writer stops.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().direct = true;
+        self.0.space.notify_all();
+    }
+}
+
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.shared.state.lock().closed = true;
-        self.shared.space.notify_all();
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
+            // Wait for the last lines, but not forever: a stalled stderr
+            // must not keep the process from exiting.
+            let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+            let mut state = self.shared.state.lock();
+            while !state.direct {
+                if self.shared.space.wait_until(&mut state, deadline).timed_out() {
+                    return;
+                }
+            }
+            drop(state);
             let _ = thread.join();
         }
     }
@@ -264,6 +295,35 @@ mod tests {
             lines += 1;
         }
         assert_eq!(lines, 80_000);
+    }
+
+    /// A sink whose first write panics, as a bug in the writer would.
+    struct Panics;
+
+    impl Write for Panics {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            panic!("the log sink fails (on purpose, in a test)");
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_that_dies_does_not_leave_request_threads_waiting() {
+        // 64 bytes fill the buffer: without the writer's stop guard, the
+        // second batch of lines would wait for a writer that is gone.
+        let (writer, guard) = BatchWriter::start(Panics, 64);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for i in 0..12 {
+                let mut w = tracing_subscriber::fmt::MakeWriter::make_writer(&writer);
+                w.write_all(format!("ropc test {i:02}\n").as_bytes()).unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        finished.recv_timeout(Duration::from_secs(30)).expect("a request thread is stuck");
+        drop(guard);
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl RequestMetrics {
 
 /// An exponentially weighted moving mean: `sample` moves it by 1/`n` of the
 /// difference (the first sample, when `old` is 0, sets it). For the hash
-/// time, the verification latency and the delay thread's lateness.
+/// time, the verification latency and the delays' lateness.
 pub fn moving_mean(old: u64, sample: u64, n: u64) -> u64 {
     if old == 0 {
         sample

@@ -125,9 +125,10 @@ struct RunArgs {
     /// high-resolution timer, within tens of microseconds. `runtime`: the
     /// async runtime's timer, about a millisecond late but with no thread
     /// of its own, for load whose own latency does not matter (an attacker
-    /// beside the measured load, whose CPU comes off the server's).
-    #[arg(long, value_enum, default_value_t = PacerArg::Thread)]
-    pacer: PacerArg,
+    /// beside the measured load, whose CPU comes off the server's). Needs
+    /// --rate.
+    #[arg(long, value_enum, requires = "rate")]
+    pacer: Option<PacerArg>,
     /// A new connection for each request instead of keep-alive.
     #[arg(long)]
     new_connection: bool,
@@ -266,8 +267,8 @@ impl RunArgs {
             connections: self.connections as usize,
             load,
             pacer: match self.pacer {
-                PacerArg::Thread => Pacer::Thread,
-                PacerArg::Runtime => Pacer::Runtime,
+                None | Some(PacerArg::Thread) => Pacer::Thread,
+                Some(PacerArg::Runtime) => Pacer::Runtime,
             },
             new_connection: self.new_connection,
             duration: duration_from_secs(self.duration, "--duration")?,

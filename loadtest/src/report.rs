@@ -286,7 +286,10 @@ impl Report {
         let mut out = String::new();
         let load = &self.load;
         let model = match load.rate {
-            Some(rate) => format!("open loop at {rate} requests/s"),
+            Some(rate) => match load.pacer {
+                Some("runtime") => format!("open loop at {rate} requests/s (runtime timer)"),
+                _ => format!("open loop at {rate} requests/s"),
+            },
             None => "closed loop".to_owned(),
         };
         let connection = if load.new_connection { "a new connection per request" } else { "keep-alive" };

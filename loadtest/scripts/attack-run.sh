@@ -1,12 +1,16 @@
 #!/bin/bash
-# usage: attack-run.sh LABEL AB|BA|AL
-#   One fresh `ropc serve --config lt/ropc.toml` for both phases. A = baseline
-#   (valid logins alone), B = valid logins and the attacker starting together,
+# usage: attack-run.sh LABEL AB|BA|ABA|AL
+#   One fresh `ropc serve --config lt/ropc.toml` for all phases. A = baseline
+#   (valid logins alone; the second A of ABA goes to baseline2.json, so that
+#   the attack is compared with the mean of a baseline before and after it,
+#   which cancels a steady drift of the machine's speed),
+#   B = valid logins and the attacker starting together,
 #   L = valid logins for 25 s with the attacker joining 5 s in. Results go to
 #   runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds `ropc` and
 #   `ropc-loadtest` (copied from target/release) and the fixture lt/ written by
 #   `ropc-loadtest fixture --dir lt --users 200 --listen 127.0.0.1:18443`.
-#   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL... (run in $BENCH_DIR).
+#   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL...,
+#   attack-ratio.py LABEL... (run in $BENCH_DIR).
 set -u
 . "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
@@ -42,13 +46,14 @@ start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s (pid in 
   scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
   echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
 }
-baseline() {
+baseline() { # $1: output name (default baseline)
+  local B=${1:-baseline}
   idle_wait
-  echo "baseline start $(date -u +%T) $(uptime)" >> $D/times
-  cpu $D/cpu-baseline-start.txt
+  echo "$B start $(date -u +%T) $(uptime)" >> $D/times
+  cpu $D/cpu-$B-start.txt
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
-    --connections 16 --duration 20 --quiet --json $D/baseline.json > $D/baseline.txt
-  cpu $D/cpu-baseline-end.txt
+    --connections 16 --duration 20 --quiet --json $D/$B.json > $D/$B.txt
+  cpu $D/cpu-$B-end.txt
 }
 attack() {
   idle_wait
@@ -84,5 +89,10 @@ attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
 fresh_store lt; ./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
-case $ORDER in AB) baseline; attack;; BA) attack; baseline;; AL) baseline; attack_late;; esac
+case $ORDER in
+  AB) baseline; attack;;
+  BA) attack; baseline;;
+  ABA) baseline; attack; baseline baseline2;;
+  AL) baseline; attack_late;;
+esac
 kill $SP; wait $SP

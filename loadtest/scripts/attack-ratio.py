@@ -3,7 +3,8 @@
 20 s, and over seconds 2-19 of the per-second timelines (without the first
 two seconds, in which the attacker's first guesses are hashed and the lock
 comes). With an ABA run, "alone" is the mean of the baselines before and
-after the attack.
+after the attack. For AB, BA and ABA runs (not AL, whose valid load runs
+25 s with the attacker joining at 5 s).
 usage: python3 attack-ratio.py LABEL... (in $BENCH_DIR)"""
 import json, os, statistics, sys
 

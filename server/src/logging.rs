@@ -187,6 +187,9 @@ fn write_batches(shared: &Shared, mut sink: impl Write) {
             let mut state = shared.state.lock();
             if state.buf.is_empty() {
                 if state.closed {
+                    // Under the lock: a line appended after this goes
+                    // straight out instead of into a buffer nobody reads.
+                    state.direct = true;
                     return;
                 }
                 state.idle = true;
@@ -214,12 +217,20 @@ fn write_batches(shared: &Shared, mut sink: impl Write) {
     }
 }
 
-/// Switches request threads to writing in place when the writer stops.
+/// Switches request threads to writing in place when the writer stops,
+/// after writing what is still buffered (if the writer died with lines in
+/// it), under the lock so that no line overtakes them.
 struct Stopped<'a>(&'a Shared);
 
 impl Drop for Stopped<'_> {
     fn drop(&mut self) {
-        self.0.state.lock().direct = true;
+        let mut state = self.0.state.lock();
+        if !state.buf.is_empty() {
+            let _ = std::io::stderr().write_all(&state.buf);
+            state.buf = Vec::new();
+        }
+        state.direct = true;
+        drop(state);
         self.0.space.notify_all();
     }
 }

@@ -206,6 +206,12 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
     let workload = Workload::new(spec.workload.clone(), target.host.clone())?;
     let connections = spec.connections.max(1);
     let shards = spec.shards.clamp(1, connections);
+    // The pacer thread's rate, when it is the pacer thread that times the
+    // requests.
+    let thread_rate = match (spec.load, spec.pacer) {
+        (Load::Open { rate }, Pacer::Thread) => Some(rate),
+        _ => None,
+    };
     let mut shared = Shared {
         target,
         workload,
@@ -218,9 +224,9 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         new_connection: spec.new_connection,
         load: spec.load,
         connections: connections as u64,
-        due: match (spec.load, spec.pacer) {
-            (Load::Open { .. }, Pacer::Thread) => (0..connections).map(|_| Semaphore::new(0)).collect(),
-            _ => Vec::new(),
+        due: match thread_rate {
+            Some(_) => (0..connections).map(|_| Semaphore::new(0)).collect(),
+            None => Vec::new(),
         },
     };
     let users = setup(&shared, connections, spec.progress).await?;
@@ -231,9 +237,9 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_pacer = StopOnDrop(Arc::clone(&stop));
-    let pacer = match (spec.load, spec.pacer) {
-        (Load::Closed, _) | (Load::Open { .. }, Pacer::Runtime) => None,
-        (Load::Open { rate }, Pacer::Thread) => {
+    let pacer = match thread_rate {
+        None => None,
+        Some(rate) => {
             let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
             let pacer = std::thread::Builder::new().name("pacer".into()).spawn(move || pace(&shared, rate, &stop));
             Some(pacer.map_err(|e| format!("cannot start the pacer thread: {e}"))?)

@@ -514,8 +514,8 @@ impl App {
         peer: IpAddr,
     ) -> Result<PasswordOutcome, Refused> {
         let now = now();
-        let gate = match &self.redis {
-            None => self.lockout.begin(username, peer, now),
+        let (gate, lock_signal) = match &self.redis {
+            None => self.lockout.begin_watched(username, peer, now),
             Some(redis) => {
                 let gate = redis
                     .begin(&self.lockout.policy(), username, peer, now)
@@ -524,7 +524,7 @@ impl App {
                 if gate != Gate::Open {
                     self.lockout.note_refused();
                 }
-                gate
+                (gate, None)
             }
         };
         match gate {
@@ -542,7 +542,30 @@ impl App {
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
-        let outcome = match live.users.verify(&*self.verifier, username, password).await {
+        let verified = live.users.verify(&*self.verifier, username, password);
+        let verified = match &lock_signal {
+            None => verified.await,
+            Some(signal) => tokio::select! {
+                biased;
+                verified = verified => verified,
+                () = signal.fired() => {
+                    // The username was locked while this attempt waited
+                    // (a burst of guesses): dropping the verification
+                    // drops its queued hash, which the pool then skips (a
+                    // hash already running finishes unread). The answer is
+                    // a locked user's, whatever the password, as it would
+                    // be for an attempt arriving now.
+                    self.finish_attempt(username, peer, now, None).await;
+                    self.lockout.note_refused();
+                    let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+                    if let Some(rest) = typical.checked_sub(started.elapsed()) {
+                        self.delays.sleep(rest).await;
+                    }
+                    return Ok(PasswordOutcome::Locked);
+                }
+            },
+        };
+        let outcome = match verified {
             Ok(outcome) => outcome,
             Err(e) => {
                 self.finish_attempt(username, peer, now, None).await;
@@ -921,6 +944,13 @@ impl App {
                 pool.capacity(),
             );
             write_value(w, "ropc_hash_completed_total", "counter", "Password hashes computed.", pool.completed());
+            write_value(
+                w,
+                "ropc_hash_skipped_total",
+                "counter",
+                "Queued hashes dropped unhashed: their answer was no longer awaited.",
+                pool.skipped(),
+            );
             write_value(
                 w,
                 "ropc_hash_shed_total",

@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Thresholds, from `[credential_manager.lockout]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +99,9 @@ struct UserEntry {
     consecutive_locks: u32,
     /// Attempts let through and not finished yet.
     pending: u32,
+    /// Fired when this username is locked, for the attempts in flight that
+    /// watch it ([`Lockout::begin_watched`]); dropped when none is left.
+    signal: Option<Arc<LockSignal>>,
     trusted: [(Option<IpAddr>, u64); 4],
     last_seen: u64,
 }
@@ -121,6 +125,33 @@ pub enum Gate {
         /// Seconds until the IP may try again.
         retry_after: u64,
     },
+}
+
+/// Fired once, when a username is locked, for its password attempts still
+/// in flight: one whose hash has not started yet need not spend it (the
+/// answer is the locked user's, whatever the password).
+#[derive(Debug, Default)]
+pub struct LockSignal {
+    fired: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl LockSignal {
+    fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the username is locked (at once if it already is).
+    pub async fn fired(&self) {
+        // A `Notified` hears every `notify_waiters` from its creation on, so
+        // a lock between the check and the wait is not missed.
+        let notified = self.notify.notified();
+        if self.fired.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
 }
 
 const SHARDS: usize = 16;
@@ -233,12 +264,24 @@ impl Lockout {
     /// [`Lockout::finish`], so that a burst of concurrent guesses cannot
     /// slip past the threshold while the hashes run.
     pub fn begin(&self, user: &str, ip: IpAddr, now: u64) -> Gate {
+        self.gate(user, ip, now, false).0
+    }
+
+    /// [`Lockout::begin`], and for an `Open` attempt that the user's lock
+    /// applies to (not from a trusted IP), a signal fired if the username is
+    /// locked while the attempt is in flight: a burst of guesses queued
+    /// behind the hashes that lock the account then spends no more hashes.
+    pub fn begin_watched(&self, user: &str, ip: IpAddr, now: u64) -> (Gate, Option<Arc<LockSignal>>) {
+        self.gate(user, ip, now, true)
+    }
+
+    fn gate(&self, user: &str, ip: IpAddr, now: u64, watch: bool) -> (Gate, Option<Arc<LockSignal>>) {
         let p = self.policy();
         if let Some(retry_after) = self.ip_throttled(ip, now) {
-            return Gate::IpThrottled { retry_after };
+            return (Gate::IpThrottled { retry_after }, None);
         }
         if p.max_failures == 0 {
-            return Gate::Open;
+            return (Gate::Open, None);
         }
         let trusted_for = p.trusted_ip_days.saturating_mul(86_400);
         let rank = |e: &UserEntry| (e.locked_until > now || e.pending > 0, e.last_seen);
@@ -249,10 +292,10 @@ impl Lockout {
                 // Counted in flight like any other, so that its `finish`
                 // releases its own slot, not another attempt's.
                 e.pending += 1;
-                return Gate::Open;
+                return (Gate::Open, None);
             }
             if e.locked_until > now {
-                return Gate::UserLocked;
+                return (Gate::UserLocked, None);
             }
             e.failures.roll(now, p.window);
             let failures = e.failures.estimate(now, p.window);
@@ -262,20 +305,22 @@ impl Lockout {
             // burst of guesses cannot outrun the threshold.
             // A clean record still caps attempts in flight, at a few times
             // the threshold, so the first burst of guesses hashes at most
-            // that many before the first failure is known.
+            // that many before the first failure is known (and, watched,
+            // fewer: those still queued when the lock comes spend none).
             let suspect = failures > 0 || e.consecutive_locks > 0;
             let cap = if suspect { p.max_failures } else { p.max_failures.saturating_mul(CLEAN_BURST) };
             if failures.saturating_add(e.pending) >= cap {
-                return Gate::UserLocked;
+                return (Gate::UserLocked, None);
             }
             e.pending += 1;
-            Gate::Open
+            let signal = watch.then(|| Arc::clone(e.signal.get_or_insert_with(Default::default)));
+            (Gate::Open, signal)
         });
-        let gate = gate.unwrap_or(Gate::Open);
+        let (gate, signal) = gate.unwrap_or((Gate::Open, None));
         if gate == Gate::UserLocked {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        gate
+        (gate, signal)
     }
 
     /// Ends an attempt that [`Lockout::begin`] let through. `failed`: a wrong
@@ -285,6 +330,9 @@ impl Lockout {
         // the lockout on or off since `begin` counted this attempt.
         self.users.peek_mut(&self.key(user), |e| {
             e.pending = e.pending.saturating_sub(1);
+            if e.pending == 0 {
+                e.signal = None;
+            }
         });
         match failed {
             Some(true) => self.failure(user, ip, now),
@@ -312,6 +360,9 @@ impl Lockout {
                 let seconds = p.lock_time.saturating_mul(backoff).min(p.max_lock_time);
                 e.locked_until = now.saturating_add(seconds);
                 e.failures = Window::default();
+                if let Some(signal) = e.signal.take() {
+                    signal.fire();
+                }
                 self.locks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     event = "account_locked",
@@ -509,6 +560,48 @@ mod tests {
         }
         assert_eq!(check(&l, "alice", B, 1_002), Gate::UserLocked);
         assert_eq!(check(&l, "alice", A, 1_002), Gate::Open, "the owner's usual IP still gets in");
+    }
+
+    #[test]
+    fn a_lock_fires_the_signal_of_the_attempts_in_flight_only() {
+        let l = Lockout::new(policy());
+        l.success("alice", A, 1_000);
+        let (gate, trusted) = l.begin_watched("alice", A, 1_001);
+        assert_eq!((gate, trusted.is_some()), (Gate::Open, false), "the user's lock does not apply from A");
+        let (gate, first) = l.begin_watched("alice", B, 1_001);
+        let (_, second) = l.begin_watched("alice", B, 1_001);
+        assert_eq!(gate, Gate::Open);
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert!(Arc::ptr_eq(&first, &second), "one signal per username");
+        assert!(!first.fired.load(Ordering::SeqCst));
+        // Failures below the threshold fire nothing; the one that locks does.
+        l.failure("alice", B, 1_001);
+        l.failure("alice", B, 1_001);
+        assert!(!first.fired.load(Ordering::SeqCst));
+        l.failure("alice", B, 1_001);
+        assert!(first.fired.load(Ordering::SeqCst));
+        for ip in [A, B, B] {
+            l.finish("alice", ip, 1_001, None);
+        }
+        // Once the lock has passed, a new attempt watches a new signal.
+        let (gate, next) = l.begin_watched("alice", B, 1_011);
+        assert_eq!(gate, Gate::Open);
+        assert!(!next.unwrap().fired.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_signal_fired_before_the_wait_is_not_missed() {
+        let signal = LockSignal::default();
+        signal.fire();
+        tokio::time::timeout(std::time::Duration::from_secs(5), signal.fired()).await.expect("already fired");
+        let signal = Arc::new(LockSignal::default());
+        let waiter = tokio::spawn({
+            let signal = Arc::clone(&signal);
+            async move { signal.fired().await }
+        });
+        tokio::task::yield_now().await;
+        signal.fire();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woken").unwrap();
     }
 
     #[test]

@@ -65,6 +65,57 @@ async fn brute_force_locks_the_account_then_releases_it() {
 }
 
 #[tokio::test]
+async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
+    // One worker and a dummy hash (an unknown user) of a few milliseconds,
+    // so that the burst waits in the queue behind the hashes that lock it.
+    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 2")
+        + "\n[hash_pool]\nworkers = 1\n"
+        + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 60\nip_max_failures = 1000\n";
+    let server = Server::start(&config, &standard_users());
+    // The client's secret is verified (and remembered) before the burst.
+    let wrong = token_from(&server, ATTACKER, &login("nobody", "guess"), LEGACY).await;
+    assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant".into()));
+    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
+    let before = server.get("/metrics").await.body;
+    // A clean record admits 4 x max_failures = 12 attempts at once.
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let (addr, body) = (server.addr, login("ghost", "guess"));
+            tokio::spawn(async move { crate::support::token_to(addr, ATTACKER, &body, LEGACY).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for r in burst {
+        replies.push(r.await.unwrap());
+    }
+    for r in &replies {
+        assert_eq!((r.status, &r.body), (wrong.status, &wrong.body), "every answer is the wrong password's");
+    }
+    // The job taken before the lock may still be hashing, and the skipped
+    // ones are counted as the worker reaches them: wait for an idle pool.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = server.get("/metrics").await.body;
+        if metric(&m, "ropc_hash_busy_workers") == 0.0 && metric(&m, "ropc_hash_queue_length") == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool never went idle:\n{m}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = server.get("/metrics").await.body;
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    assert_eq!(metric(&after, "ropc_lockout_locks_total"), 1.0);
+    // Three failures lock the account, and the worker has taken the fourth
+    // job by then. Without the lock signal all twelve would be hashed.
+    let (hashed, skipped) = (delta("ropc_hash_completed_total"), delta("ropc_hash_skipped_total"));
+    assert!((3.0..=5.0).contains(&hashed), "{hashed} hashes for a burst that locked after 3");
+    assert!(skipped >= 6.0, "{skipped} queued hashes skipped");
+    assert!(hashed + skipped <= 12.0, "{hashed} + {skipped}: a job counted twice");
+    assert!(delta("ropc_lockout_refused_total") >= skipped, "the abandoned attempts count as refused");
+}
+
+#[tokio::test]
 async fn the_owners_usual_ip_gets_through_a_lock() {
     let server = Server::start(&format!("{}{LOCKOUT}", standard_config("")), &standard_users());
     assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);

@@ -41,6 +41,8 @@ struct Stats {
     busy: AtomicUsize,
     completed: AtomicU64,
     shed: AtomicU64,
+    /// Jobs dropped unhashed: nobody awaited the answer any more.
+    skipped: AtomicU64,
     hash_time: Histogram,
 }
 
@@ -193,6 +195,13 @@ impl HashPool {
         self.stats.shed.load(Ordering::Relaxed)
     }
 
+    /// Jobs dropped without hashing because their answer was no longer
+    /// awaited (the client went away, or its username was locked while the
+    /// job waited).
+    pub fn skipped(&self) -> u64 {
+        self.stats.skipped.load(Ordering::Relaxed)
+    }
+
     /// Jobs completed.
     pub fn completed(&self) -> u64 {
         self.stats.completed.load(Ordering::Relaxed)
@@ -296,12 +305,14 @@ pub fn lower_priority(priority: HashPriority) -> std::io::Result<()> {
 fn work(queue: &Queue, me: &Worker, stats: &Stats) {
     let mut memory = Vec::new();
     while let Some(job) = queue.pop_or_sleep(me) {
-        // The client may have gone away while the job waited: skip the hash.
+        // The client may have gone away, or its attempt been abandoned,
+        // while the job waited: skip the hash.
         let closed = match &job {
             Job::Verify(_, reply) => reply.is_closed(),
             Job::Hash(_, reply) => reply.is_closed(),
         };
         if closed {
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         stats.busy.fetch_add(1, Ordering::Relaxed);

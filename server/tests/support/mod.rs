@@ -399,12 +399,17 @@ pub async fn connect_from(addr: SocketAddr, from: Option<std::net::IpAddr>) -> T
 
 /// A form POST to the token endpoint from another loopback address.
 pub async fn token_from(server: &Server, from: std::net::IpAddr, body: &str, basic: (&str, &str)) -> Reply {
+    token_to(server.addr, from, body, basic).await
+}
+
+/// [`token_from`] for a task that does not hold the server.
+pub async fn token_to(addr: SocketAddr, from: std::net::IpAddr, body: &str, basic: (&str, &str)) -> Reply {
     let auth = ropc_core::basic::encode(basic.0, basic.1);
     let request = format!(
         "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let text = raw(server.addr, Some(from), request.as_bytes(), Duration::from_secs(10)).await;
+    let text = raw(addr, Some(from), request.as_bytes(), Duration::from_secs(10)).await;
     parse_reply(&text)
 }
 

@@ -196,6 +196,28 @@ impl Live {
     }
 }
 
+/// A password attempt that the memory lockout counts in flight
+/// ([`Lockout::begin`]): released without an outcome when dropped armed,
+/// which happens only if the request itself is dropped before the attempt
+/// ends (its client went away while the hash waited). Otherwise the slot
+/// would stay taken, and a few such disconnects would lock the username
+/// out for good.
+struct InFlight<'a> {
+    lockout: &'a Lockout,
+    user: &'a str,
+    ip: IpAddr,
+    now: u64,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.lockout.finish(self.user, self.ip, self.now, None);
+        }
+    }
+}
+
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct App {
@@ -538,10 +560,21 @@ impl App {
             }
             Gate::Open => {}
         }
+        // The memory lockout counts this attempt in flight until it ends;
+        // if the request goes away first (its client disconnected while
+        // the hash waited), the guard releases the slot.
+        let mut in_flight =
+            InFlight { lockout: &self.lockout, user: username, ip: peer, now, armed: self.redis.is_none() };
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
+        // When the answer would come if this job is hashed in turn behind
+        // the queue it joins (for an attempt abandoned below).
+        let in_turn = self.pool.as_ref().map(|pool| {
+            let rounds = pool.queue_len() / pool.workers().max(1) + 1;
+            pool.mean_hash_time().saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+        });
         let verified = live.users.verify(&*self.verifier, username, password);
         let verified = match &lock_signal {
             None => verified.await,
@@ -554,11 +587,14 @@ impl App {
                     // drops its queued hash, which the pool then skips (a
                     // hash already running finishes unread). The answer is
                     // a locked user's, whatever the password, as it would
-                    // be for an attempt arriving now.
-                    self.finish_attempt(username, peer, now, None).await;
-                    self.lockout.note_refused();
+                    // be for an attempt arriving now; it still counts
+                    // against the IP, as the guess it replaces would have.
+                    in_flight.armed = false;
+                    self.lockout.abandon(username, peer, now);
+                    // It comes when the hash would have answered, so that
+                    // the rest of a burst is not answered all at once.
                     let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
-                    if let Some(rest) = typical.checked_sub(started.elapsed()) {
+                    if let Some(rest) = in_turn.unwrap_or(typical).checked_sub(started.elapsed()) {
                         self.delays.sleep(rest).await;
                     }
                     return Ok(PasswordOutcome::Locked);
@@ -568,6 +604,7 @@ impl App {
         let outcome = match verified {
             Ok(outcome) => outcome,
             Err(e) => {
+                in_flight.armed = false;
                 self.finish_attempt(username, peer, now, None).await;
                 return Err(Refused::Verify(e));
             }
@@ -588,6 +625,7 @@ impl App {
             }
         }
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
+        in_flight.armed = false;
         self.finish_attempt(username, peer, now, Some(failed)).await;
         if let PasswordOutcome::Valid(user) = outcome {
             self.upgrade_later(live, user, password);

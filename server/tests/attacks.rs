@@ -66,9 +66,9 @@ async fn brute_force_locks_the_account_then_releases_it() {
 
 #[tokio::test]
 async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
-    // One worker and a dummy hash (an unknown user) of a few milliseconds,
+    // One worker and a dummy hash (an unknown user) of tens of milliseconds,
     // so that the burst waits in the queue behind the hashes that lock it.
-    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 2")
+    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
         + "\n[hash_pool]\nworkers = 1\n"
         + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 60\nip_max_failures = 1000\n";
     let server = Server::start(&config, &standard_users());
@@ -113,6 +113,65 @@ async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
     assert!(skipped >= 6.0, "{skipped} queued hashes skipped");
     assert!(hashed + skipped <= 12.0, "{hashed} + {skipped}: a job counted twice");
     assert!(delta("ropc_lockout_refused_total") >= skipped, "the abandoned attempts count as refused");
+}
+
+#[tokio::test]
+async fn clients_that_hang_up_while_their_hash_waits_do_not_lock_the_user() {
+    // max_failures = 1: a clean record admits 4 attempts at once. Four
+    // clients that hang up while their hashes wait must not keep those
+    // slots taken (if they did, every later attempt would be refused).
+    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+        + "\n[hash_pool]\nworkers = 1\n"
+        + "\n[credential_manager.lockout]\nmax_failures = 1\nlock_time = 60\nip_max_failures = 1000\n";
+    let server = Server::start(&config, &standard_users());
+    // The client's secret is verified (and remembered) first.
+    assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
+    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
+    let hashed = metric(&server.get("/metrics").await.body, "ropc_hash_completed_total");
+    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
+    let body = login("alice", "guess");
+    let request = format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Two slow guesses at an unknown user keep the one worker busy, so that
+    // alice's four (her hash is fast) wait in the queue.
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, body) = (server.addr, login("ghost", "x"));
+            tokio::spawn(async move { crate::support::token_to(addr, HOME, &body, LEGACY).await })
+        })
+        .collect();
+    crate::support::wait_until_hashes_submitted(&server, hashed + 2.0).await;
+    let mut hung_up = Vec::new();
+    for _ in 0..4 {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        hung_up.push(stream);
+    }
+    crate::support::wait_until_hashes_submitted(&server, hashed + 6.0).await;
+    drop(hung_up);
+    for b in blockers {
+        assert_eq!(b.await.unwrap().status, 400);
+    }
+    // Wait until the pool has dealt with all four (hashed or skipped).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = server.get("/metrics").await.body;
+        if metric(&m, "ropc_hash_busy_workers") == 0.0 && metric(&m, "ropc_hash_queue_length") == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool never went idle:\n{m}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // alice has no failures and nothing in flight: her password works
+    // from an IP she never logged in from.
+    let m = server.get("/metrics").await.body;
+    assert!(metric(&m, "ropc_hash_skipped_total") >= 4.0, "the hung-up clients' hashes were skipped:\n{m}");
+    assert!(!server.log_shows("event=\"account_locked\" user=\"alice\""), "{}", server.logs());
+    let r = token_from(&server, BOTNET, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 #[tokio::test]

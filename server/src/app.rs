@@ -196,14 +196,14 @@ impl Live {
     }
 }
 
-/// A password attempt that the memory lockout counts in flight
-/// ([`Lockout::begin`]): released without an outcome when dropped armed,
-/// which happens only if the request itself is dropped before the attempt
-/// ends (its client went away while the hash waited). Otherwise the slot
-/// would stay taken, and a few such disconnects would lock the username
-/// out for good.
+/// A password attempt that the lockout counts in flight ([`Lockout::begin`],
+/// or the shared counters in Redis): released without an outcome when
+/// dropped armed, which happens only if the request itself is dropped
+/// before the attempt ends (its client went away while the hash waited).
+/// Otherwise the slot would stay taken, and a few such hang-ups would lock
+/// the username out of every untrusted IP.
 struct InFlight<'a> {
-    lockout: &'a Lockout,
+    app: &'a App,
     user: &'a str,
     ip: IpAddr,
     now: u64,
@@ -212,9 +212,21 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            self.lockout.finish(self.user, self.ip, self.now, None);
+        if !self.armed {
+            return;
         }
+        let Some(redis) = &self.app.redis else {
+            return self.app.lockout.finish(self.user, self.ip, self.now, None);
+        };
+        // Redis is reached asynchronously: release the slot from a task of
+        // its own (a shared counter left behind stops counting after 60 s
+        // anyway, see USER_BEGIN).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (redis, policy, user, ip, now) =
+            (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);
+        runtime.spawn(async move {
+            let _ = redis.finish(&policy, &user, ip, now, None).await;
+        });
     }
 }
 
@@ -243,7 +255,7 @@ pub struct App {
     pub wal: Option<Wal>,
     /// Token records and brute-force counters shared through Redis
     /// (`[token_store] kind = "redis"`); `store` is then unused.
-    pub redis: Option<RedisStore>,
+    pub redis: Option<Arc<RedisStore>>,
     /// Randomness for tokens.
     pub random: BufferedRandom,
     /// Token digest.
@@ -318,7 +330,7 @@ impl App {
         );
         let lockout = Lockout::new(config.lockout);
         let redis = match &config.token_store {
-            TokenStoreConfig::Redis(c) => Some(RedisStore::new(c.clone())),
+            TokenStoreConfig::Redis(c) => Some(Arc::new(RedisStore::new(c.clone()))),
             TokenStoreConfig::Memory { .. } => None,
         };
         let boot = config.clone();
@@ -560,11 +572,10 @@ impl App {
             }
             Gate::Open => {}
         }
-        // The memory lockout counts this attempt in flight until it ends;
-        // if the request goes away first (its client disconnected while
-        // the hash waited), the guard releases the slot.
-        let mut in_flight =
-            InFlight { lockout: &self.lockout, user: username, ip: peer, now, armed: self.redis.is_none() };
+        // The lockout counts this attempt in flight until it ends; if the
+        // request goes away first (its client disconnected while the hash
+        // waited), the guard releases the slot.
+        let mut in_flight = InFlight { app: self, user: username, ip: peer, now, armed: true };
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);

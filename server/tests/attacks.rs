@@ -117,10 +117,15 @@ async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
 
 #[tokio::test]
 async fn clients_that_hang_up_while_their_hash_waits_do_not_lock_the_user() {
-    // max_failures = 1: a clean record admits 4 attempts at once. Four
-    // clients that hang up while their hashes wait must not keep those
-    // slots taken (if they did, every later attempt would be refused).
-    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+    hang_ups_leave_no_attempt_in_flight(standard_config("")).await;
+}
+
+/// Four clients that hang up while their hashes wait must not keep their
+/// in-flight slots (with `max_failures = 1` a clean record admits 4 at
+/// once; if the slots stayed taken, every later attempt from an untrusted
+/// IP would be refused). `config` is a standard config with any store.
+pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
+    let config = config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
         + "\n[hash_pool]\nworkers = 1\n"
         + "\n[credential_manager.lockout]\nmax_failures = 1\nlock_time = 60\nip_max_failures = 1000\n";
     let server = Server::start(&config, &standard_users());

@@ -142,6 +142,12 @@ async fn shared_suite(config: &str, expected_trips: [f64; 4]) {
 }
 
 #[tokio::test]
+async fn clients_that_hang_up_release_their_slot_in_the_shared_counters() {
+    let redis = Redis::start();
+    crate::attacks::hang_ups_leave_no_attempt_in_flight(redis_config(&redis.url(), "")).await;
+}
+
+#[tokio::test]
 async fn redis_down_gives_quick_503s_and_its_return_brings_service_back() {
     let mut redis = Redis::start();
     let server = Server::start(&redis_config(&redis.url(), ""), &users());

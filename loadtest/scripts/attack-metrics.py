@@ -15,7 +15,7 @@ for r in sys.argv[1:]:
     print(f"== {r}")
     for a,b in [('before','lock'),('lock','locked'),('locked','end'),('before','end')]:
         x,y=s[a],s[b]; g=lambda k:y.get(k,0)-x.get(k,0)
-        print(f"  {a:>6}->{b:<6} hash +{g('hash_completed_total'):5} issued +{g('issued'):5} hash-issued {g('hash_completed_total')-g('issued'):4} invalid_grant +{g('invalid_grant'):5} refused +{g('lockout_refused_total'):5} shed(503) +{g('hash_shed_total'):5} 429 +{g('too_many_failures'):5}")
+        print(f"  {a:>6}->{b:<6} hash +{g('hash_completed_total'):5} issued +{g('issued'):5} hash-issued {g('hash_completed_total')-g('issued'):4} skipped +{g('hash_skipped_total'):4} invalid_grant +{g('invalid_grant'):5} refused +{g('lockout_refused_total'):5} shed(503) +{g('hash_shed_total'):5} 429 +{g('too_many_failures'):5}")
     a=json.load(open(f'runs/{r}/attacker.json'))
     print('  attacker: requests',a['requests'],'cancelled',a['cancelled_at_deadline'],'unsent',a['unsent'],'status',a['errors_by_status'])
     v=json.load(open(f'runs/{r}/valid.json'))

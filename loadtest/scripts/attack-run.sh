@@ -4,7 +4,7 @@
 #   (valid logins alone; the second A of ABA goes to baseline2.json, so that
 #   the attack is compared with the mean of a baseline before and after it,
 #   which cancels a steady drift of the machine's speed),
-#   B = valid logins and the attacker starting together,
+#   B = valid logins and the attacker starting together (the same --start-at),
 #   L = valid logins for 25 s with the attacker joining 5 s in. Results go to
 #   runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds `ropc` and
 #   `ropc-loadtest` (copied from target/release) and the fixture lt/ written by
@@ -17,23 +17,29 @@ cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; ORDER=$2; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
-scrape() { curl -s $M | grep -E '^ropc_(requests_total\{endpoint="token"|hash_completed_total|hash_shed_total|lockout_(locks|refused)_total|lockout_tracked_ips)' ; }
+scrape() { curl -s $M | grep -E '^ropc_(requests_total\{endpoint="token"|hash_completed_total|hash_skipped_total|hash_shed_total|lockout_(locks|refused)_total|lockout_tracked_ips)' ; }
 cpu() { # per-thread CPU ticks of the server, then the machine's /proc/stat cpu line
   for t in /proc/$SP/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done > $1
   grep '^cpu ' /proc/stat >> $1; }
 val() { grep -F "$1" "$2" | awk '{print $2}'; }
-start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s (pid in AP); scrapes
-  # as soon as ropc_lockout_locks_total rises ("lock") and 3 s later ("locked").
+start_at() { # a wall-clock time $1 s from now, for --start-at
+  date +%s.%N | awk -v d="$1" '{printf "%.3f", $1 + d}'; }
+sleep_until() { # the wall-clock time $1
+  sleep "$(date +%s.%N | awk -v t="$1" '{d = t - $1; printf "%.3f", (d > 0 ? d : 0)}')"; }
+start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --start-at $1
+  # (pid in AP); CPU snapshot at $1; scrapes as soon as ropc_lockout_locks_total rises
+  # ("lock") and 3 s later ("locked").
   # The attacker's own latency is not measured, and its CPU comes off the
   # server's two cores (a real attacker's would not): one runtime thread and
   # the runtime's timer (--pacer runtime) keep its wake-ups, and so its
   # share, small.
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
-    --threads 1 --pacer runtime \
+    --threads 1 --pacer runtime --start-at $1 \
     --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
     --quiet --json $D/attacker.json > $D/attacker.txt &
   AP=$!
-  T0=$(date +%s.%N)
+  sleep_until $1
+  cpu $D/cpu-attack-start.txt
   locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
   while :; do
     scrape > $D/poll.txt
@@ -44,7 +50,7 @@ start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s (pid in 
   cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
   sleep 3
   scrape > $D/scrape-locked.txt; date -u +%T.%N >> $D/scrape-locked.txt
-  echo "lock seen after $(echo "$T1 - $T0" | bc) s; locked scrape 3 s later" >> $D/times
+  echo "lock seen $(echo "$T1 - $1" | bc) s after the attack's start; locked scrape 3 s later" >> $D/times
 }
 baseline() { # $1: output name (default baseline)
   local B=${1:-baseline}
@@ -55,15 +61,16 @@ baseline() { # $1: output name (default baseline)
     --connections 16 --duration 20 --quiet --json $D/$B.json > $D/$B.txt
   cpu $D/cpu-$B-end.txt
 }
-attack() {
+attack() { # both loaders measure from the same --start-at, 3 s ahead, whatever
+  # their setups take (the attacker's 512 connections can take a second or two)
   idle_wait
   echo "attack start $(date -u +%T) $(uptime)" >> $D/times
-  cpu $D/cpu-attack-start.txt
   scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
+  T=$(start_at 3)
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
-    --connections 16 --duration 20 --quiet --json $D/valid.json > $D/valid.txt &
+    --start-at $T --connections 16 --duration 20 --quiet --json $D/valid.json > $D/valid.txt &
   VP=$!
-  start_attacker
+  start_attacker $T
   wait $VP $AP
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt
@@ -72,14 +79,15 @@ attack() {
 attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
   idle_wait
   echo "late attack start $(date -u +%T) $(uptime)" >> $D/times
+  T=$(start_at 3)
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
-    --connections 16 --duration 25 --quiet --json $D/valid.json > $D/valid.txt &
+    --start-at $T --connections 16 --duration 25 --quiet --json $D/valid.json > $D/valid.txt &
   VP=$!
-  sleep 5
-  cpu $D/cpu-attack-start.txt
+  TA=$(echo "$T + 5" | bc)
+  sleep_until $(echo "$TA - 3" | bc)
   scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
-  echo "attacker start $(date -u +%T.%N)" >> $D/times
-  start_attacker
+  echo "attacker start $TA" >> $D/times
+  start_attacker $TA
   wait $AP
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt

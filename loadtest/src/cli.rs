@@ -139,6 +139,13 @@ struct RunArgs {
     /// Length of the run in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Start the measured phase at this wall-clock time, in seconds since
+    /// the Unix epoch (such as `$(($(date +%s) + 3))`), once the setup is
+    /// done: load generators started together then measure the same span
+    /// whatever their setups take. If the setup ends later, the run starts
+    /// at once, and the report says how late.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    start_at: Option<f64>,
     /// Stop after this many requests (and at the latest after --duration).
     #[arg(long)]
     requests: Option<u64>,
@@ -276,6 +283,13 @@ impl RunArgs {
             timeout: duration_from_secs(self.timeout, "--timeout")?,
             progress: !self.quiet,
             shards: threads,
+            start_at: match self.start_at {
+                None => None,
+                Some(t) if t.is_finite() && t >= 0.0 && t < 1e11 => {
+                    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t))
+                }
+                Some(_) => return Err("--start-at must be seconds since the Unix epoch".into()),
+            },
         })
     }
 }

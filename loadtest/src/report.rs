@@ -71,6 +71,14 @@ pub struct LoadReport {
     /// The local address connections were made from (`--bind`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    /// `--start-at`: when the measured phase was to start, seconds since
+    /// the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<f64>,
+    /// With `--start-at`: how many seconds late it started (its setup ended
+    /// after that time), else 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_start_s: Option<f64>,
     /// `basic` or `body`.
     pub client_auth: &'static str,
     /// Duration asked for, in seconds.
@@ -233,6 +241,10 @@ impl Report {
                 connections: spec.connections,
                 new_connection: spec.new_connection,
                 bind: spec.bind.map(|ip| ip.to_string()),
+                start_at: spec
+                    .start_at
+                    .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
+                late_start_s: spec.start_at.map(|_| finished.late_start.as_secs_f64()),
                 client_auth: match spec.workload.auth {
                     ClientAuth::Basic => "basic",
                     ClientAuth::Body => "body",
@@ -422,6 +434,7 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(5),
             progress: false,
             shards: 1,
+            start_at: None,
         }
     }
 
@@ -441,7 +454,13 @@ pub(crate) mod tests {
         for _ in 0..3 {
             r.record(Kind::Password, &Outcome::Transport("connect"), Duration::ZERO, Duration::from_millis(1999));
         }
-        Finished { recorder: r, elapsed: Duration::from_secs(2), started: 1003, cpu: Some(Duration::from_millis(500)) }
+        Finished {
+            recorder: r,
+            elapsed: Duration::from_secs(2),
+            started: 1003,
+            cpu: Some(Duration::from_millis(500)),
+            late_start: Duration::ZERO,
+        }
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct RunSpec {
     /// How many recorders the virtual users share (one per runtime thread
     /// keeps lock contention away).
     pub shards: usize,
+    /// When the measured phase starts (wall clock), after the setup; `None`:
+    /// as soon as the setup is done. Lets several load generators measure
+    /// the same span whatever their setups take.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 /// What a run measured.
@@ -100,6 +104,9 @@ pub struct Finished {
     pub started: u64,
     /// CPU time this process used during the measured phase, where known.
     pub cpu: Option<Duration>,
+    /// How long after [`RunSpec::start_at`] the measured phase started,
+    /// when the setup ended after it (zero otherwise).
+    pub late_start: Duration,
 }
 
 /// How many setup requests run at once: password grants are expensive, and
@@ -230,6 +237,16 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         },
     };
     let users = setup(&shared, connections, spec.progress).await?;
+    let mut late_start = Duration::ZERO;
+    if let Some(at) = spec.start_at {
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(late) => {
+                late_start = late.duration();
+                eprintln!("setup ended {:.3} s after --start-at: the run starts now", late_start.as_secs_f64());
+            }
+        }
+    }
     let cpu_before = process_cpu_time();
     shared.start = Instant::now();
     shared.deadline = shared.start + spec.duration;
@@ -270,7 +287,13 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
     for shard in &shared.shards {
         recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
     }
-    Ok(Finished { recorder, elapsed: end - shared.start, started: shared.started.load(Ordering::Relaxed), cpu })
+    Ok(Finished {
+        recorder,
+        elapsed: end - shared.start,
+        started: shared.started.load(Ordering::Relaxed),
+        cpu,
+        late_start,
+    })
 }
 
 /// Creates the virtual users and gets each the token its scenario needs, on

@@ -36,6 +36,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
         timeout: Duration::from_secs(10),
         progress: false,
         shards: 1,
+        start_at: None,
     }
 }
 
@@ -130,6 +131,30 @@ async fn new_connection_per_request() {
     let report = run_and_check(&spec).await;
     assert_eq!(report.successes, 50);
     assert_eq!(report.connections_opened, 50);
+}
+
+#[tokio::test]
+async fn start_at_waits_for_its_time_and_reports_a_late_start() {
+    let addr = token_server::start().await;
+    let mut spec = spec(addr, Scenario::ClientCredentials, 2, 20);
+    let asked = std::time::SystemTime::now();
+    spec.start_at = Some(asked + Duration::from_millis(600));
+    let report = run_and_check(&spec).await;
+    assert!(asked.elapsed().unwrap() >= Duration::from_millis(600), "the run did not wait");
+    assert_eq!(report.successes, 20);
+    assert_eq!(report.load.late_start_s, Some(0.0));
+    let at = report.load.start_at.unwrap();
+    let expected = (asked + Duration::from_millis(600)).duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!((at - expected.as_secs_f64()).abs() < 1e-3, "{at}");
+    // A time already past: the run starts at once and says how late.
+    spec.start_at = Some(std::time::SystemTime::now() - Duration::from_secs(2));
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 20);
+    assert!(report.load.late_start_s.unwrap() >= 2.0, "{:?}", report.load.late_start_s);
+    // Without --start-at neither field is reported.
+    spec.start_at = None;
+    let report = run_and_check(&spec).await;
+    assert_eq!((report.load.start_at, report.load.late_start_s), (None, None));
 }
 
 #[tokio::test]
@@ -251,5 +276,37 @@ fn command_line_writes_json_and_svg() {
     roxmltree::Document::parse(&svg).expect("well-formed SVG");
     for text in [&*stdout, &*stderr, &json, &svg] {
         assert!(!text.contains(CLIENT_SECRET));
+    }
+}
+
+/// `--start-at` reaches the JSON report; a value that is not a time since
+/// the Unix epoch is refused before anything runs.
+#[test]
+fn command_line_start_at() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = runtime.block_on(token_server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let run = |start_at: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"))
+            .args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID, "--quiet"])
+            .args(["--scenario", "client-credentials", "--connections", "2", "--requests", "10"])
+            .arg(format!("--start-at={start_at}"))
+            .arg("--json")
+            .arg(&json)
+            .env("ROPC_LOADTEST_CLIENT_SECRET", CLIENT_SECRET)
+            .output()
+            .unwrap()
+    };
+    let output = run("1");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("after --start-at: the run starts now"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["load"]["start_at"], 1.0);
+    assert!(v["load"]["late_start_s"].as_f64().unwrap() > 1e9);
+    for bad in ["-1", "nan", "1e12"] {
+        let output = run(bad);
+        assert!(!output.status.success(), "{bad}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--start-at"), "{bad}");
     }
 }

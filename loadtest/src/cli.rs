@@ -285,7 +285,7 @@ impl RunArgs {
             shards: threads,
             start_at: match self.start_at {
                 None => None,
-                Some(t) if t.is_finite() && t >= 0.0 && t < 1e11 => {
+                Some(t) if (0.0..1e11).contains(&t) => {
                     Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t))
                 }
                 Some(_) => return Err("--start-at must be seconds since the Unix epoch".into()),

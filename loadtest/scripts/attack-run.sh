@@ -12,6 +12,7 @@
 #   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL...,
 #   attack-ratio.py LABEL... (run in $BENCH_DIR).
 set -u
+export LC_ALL=C   # decimal points for awk and bc
 . "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; ORDER=$2; D=runs/$L; mkdir -p $D
@@ -27,8 +28,8 @@ start_at() { # a wall-clock time $1 s from now, for --start-at
 sleep_until() { # the wall-clock time $1
   sleep "$(date +%s.%N | awk -v t="$1" '{d = t - $1; printf "%.3f", (d > 0 ? d : 0)}')"; }
 start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --start-at $1
-  # (pid in AP); CPU snapshot at $1; scrapes as soon as ropc_lockout_locks_total rises
-  # ("lock") and 3 s later ("locked").
+  # (pid in AP); CPU snapshot and scrape ("before") at $1; scrapes as soon as
+  # ropc_lockout_locks_total rises ("lock") and 3 s later ("locked").
   # The attacker's own latency is not measured, and its CPU comes off the
   # server's two cores (a real attacker's would not): one runtime thread and
   # the runtime's timer (--pacer runtime) keep its wake-ups, and so its
@@ -40,6 +41,7 @@ start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --s
   AP=$!
   sleep_until $1
   cpu $D/cpu-attack-start.txt
+  scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
   locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
   while :; do
     scrape > $D/poll.txt
@@ -65,13 +67,13 @@ attack() { # both loaders measure from the same --start-at, 3 s ahead, whatever
   # their setups take (the attacker's 512 connections can take a second or two)
   idle_wait
   echo "attack start $(date -u +%T) $(uptime)" >> $D/times
-  scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
   T=$(start_at 3)
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 199 --user-offset 1 \
     --start-at $T --connections 16 --duration 20 --quiet --json $D/valid.json > $D/valid.txt &
   VP=$!
   start_attacker $T
   wait $VP $AP
+  grep -h "after --start-at" $D/valid.txt $D/attacker.txt >> $D/times   # a late start, if any
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt
   echo "attack end $(date -u +%T) $(uptime)" >> $D/times
@@ -85,13 +87,13 @@ attack_late() { # the valid load runs 25 s; the attacker joins 5 s in, for 20 s
   VP=$!
   TA=$(echo "$T + 5" | bc)
   sleep_until $(echo "$TA - 3" | bc)
-  scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
   echo "attacker start $TA" >> $D/times
   start_attacker $TA
   wait $AP
   scrape > $D/scrape-end.txt; date -u +%T.%N >> $D/scrape-end.txt
   cpu $D/cpu-attack-end.txt
   wait $VP
+  grep -h "after --start-at" $D/valid.txt $D/attacker.txt >> $D/times   # a late start, if any
   echo "attack end $(date -u +%T) $(uptime)" >> $D/times
 }
 fresh_store lt; ./ropc serve --config lt/ropc.toml > $D/server.log 2>&1 &

@@ -312,6 +312,9 @@ impl Report {
             "  {model}, {} connections{from} ({connection}), client auth {}, {:.2} s",
             load.connections, load.client_auth, self.elapsed_secs
         );
+        if let Some(late) = load.late_start_s.filter(|l| *l > 0.0) {
+            let _ = writeln!(out, "  started {late:.3} s after --start-at (the setup ended late)");
+        }
         let _ = writeln!(out, "  requests    {:>10}  {:>10.1}/s", self.requests, self.throughput_rps);
         let _ = writeln!(out, "  successes   {:>10}  {:>10.1}/s", self.successes, self.success_rps);
         let _ = writeln!(out, "  errors      {:>10}", self.errors);

@@ -151,6 +151,7 @@ async fn start_at_waits_for_its_time_and_reports_a_late_start() {
     let report = run_and_check(&spec).await;
     assert_eq!(report.successes, 20);
     assert!(report.load.late_start_s.unwrap() >= 2.0, "{:?}", report.load.late_start_s);
+    assert!(report.to_text().contains("after --start-at (the setup ended late)"), "{}", report.to_text());
     // Without --start-at neither field is reported.
     spec.start_at = None;
     let report = run_and_check(&spec).await;

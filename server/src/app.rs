@@ -197,11 +197,12 @@ impl Live {
 }
 
 /// A password attempt that the lockout counts in flight ([`Lockout::begin`],
-/// or the shared counters in Redis): released without an outcome when
-/// dropped armed, which happens only if the request itself is dropped
-/// before the attempt ends (its client went away while the hash waited).
-/// Otherwise the slot would stay taken, and a few such hang-ups would lock
-/// the username out of every untrusted IP.
+/// or the shared counters in Redis): when dropped armed, which happens only
+/// if the request itself is dropped before the attempt ends (its client
+/// hung up while the hash waited), the slot is released and the attempt
+/// counts against the IP. Otherwise the slot would stay taken, and a few
+/// such hang-ups would lock the username out of every untrusted IP; and
+/// uncounted, hanging up would make guesses (whose hash may have run) free.
 struct InFlight<'a> {
     app: &'a App,
     user: &'a str,
@@ -216,7 +217,7 @@ impl Drop for InFlight<'_> {
             return;
         }
         let Some(redis) = &self.app.redis else {
-            return self.app.lockout.finish(self.user, self.ip, self.now, None);
+            return self.app.lockout.abandon(self.user, self.ip, self.now);
         };
         // Redis is reached asynchronously: release the slot from a task of
         // its own (a shared counter left behind stops counting after 60 s
@@ -226,6 +227,7 @@ impl Drop for InFlight<'_> {
             (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);
         runtime.spawn(async move {
             let _ = redis.finish(&policy, &user, ip, now, None).await;
+            let _ = redis.ip_failure(&policy, ip, now).await;
         });
     }
 }
@@ -602,6 +604,7 @@ impl App {
                     // against the IP, as the guess it replaces would have.
                     in_flight.armed = false;
                     self.lockout.abandon(username, peer, now);
+                    self.lockout.note_refused();
                     // It comes when the hash would have answered, so that
                     // the rest of a burst is not answered all at once.
                     let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
@@ -621,6 +624,12 @@ impl App {
             }
         };
         let elapsed = started.elapsed();
+        // Counted before any padding below: a client that hangs up while a
+        // wrong password's answer is held back must not take its guess
+        // uncounted.
+        let failed = !matches!(outcome, PasswordOutcome::Valid(_));
+        in_flight.armed = false;
+        self.finish_attempt(username, peer, now, Some(failed)).await;
         let typical_ns = self.verify_latency_ns.load(Ordering::Relaxed);
         let typical = Duration::from_nanos(typical_ns);
         if at_current_cost {
@@ -635,9 +644,6 @@ impl App {
                 self.delays.sleep(rest).await;
             }
         }
-        let failed = !matches!(outcome, PasswordOutcome::Valid(_));
-        in_flight.armed = false;
-        self.finish_attempt(username, peer, now, Some(failed)).await;
         if let PasswordOutcome::Valid(user) = outcome {
             self.upgrade_later(live, user, password);
         }

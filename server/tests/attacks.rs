@@ -139,15 +139,15 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
         "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    // Two slow guesses at an unknown user keep the one worker busy, so that
-    // alice's four (her hash is fast) wait in the queue.
-    let blockers: Vec<_> = (0..2)
+    // Three slow guesses at an unknown user keep the one worker busy, so
+    // that alice's four (her hash is fast) wait in the queue.
+    let blockers: Vec<_> = (0..3)
         .map(|_| {
             let (addr, body) = (server.addr, login("ghost", "x"));
             tokio::spawn(async move { crate::support::token_to(addr, HOME, &body, LEGACY).await })
         })
         .collect();
-    crate::support::wait_until_hashes_submitted(&server, hashed + 2.0).await;
+    crate::support::wait_until_hashes_submitted(&server, hashed + 3.0).await;
     let mut hung_up = Vec::new();
     for _ in 0..4 {
         use tokio::io::AsyncWriteExt;
@@ -155,7 +155,7 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
         stream.write_all(request.as_bytes()).await.unwrap();
         hung_up.push(stream);
     }
-    crate::support::wait_until_hashes_submitted(&server, hashed + 6.0).await;
+    crate::support::wait_until_hashes_submitted(&server, hashed + 7.0).await;
     drop(hung_up);
     for b in blockers {
         assert_eq!(b.await.unwrap().status, 400);
@@ -177,6 +177,40 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
     assert!(!server.log_shows("event=\"account_locked\" user=\"alice\""), "{}", server.logs());
     let r = token_from(&server, BOTNET, &login("alice", "wonderland"), LEGACY).await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A wrong password against a fast legacy hash is held back until a hash at
+/// the configured cost would have answered; a client that hangs up in that
+/// time must not take its guess uncounted.
+#[tokio::test]
+async fn hanging_up_during_a_padded_answer_still_counts_the_guess() {
+    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+        + "\n[credential_manager.lockout]\nmax_failures = 2\nlock_time = 60\nip_max_failures = 1000\n";
+    // {SHA} of "pw-legacy": verified in microseconds.
+    let users = format!("{}sha:{{SHA}}oLisiXhAYHTMampGuEeXZHN8Y1Y=\n", standard_users());
+    let server = Server::start(&config, &users);
+    assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
+    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
+    let body = login("sha", "guess");
+    let request = format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..3 {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // The {SHA} check is done; the answer waits for the padding.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three wrong guesses counted: locked, so even the right password from
+    // an IP the user never logged in from gets the wrong-password answer.
+    let r = token_from(&server, BOTNET, &login("sha", "pw-legacy"), LEGACY).await;
+    assert_eq!(r.status, 400, "the guesses were not counted: {}", r.body);
+    assert_eq!(r.error(), "invalid_grant");
+    assert!(server.log_shows("event=\"account_locked\" user=\"sha\""), "{}", server.logs());
 }
 
 #[tokio::test]

@@ -540,10 +540,16 @@ impl RedisStore {
         let values = self.batch(cmds).await?;
         let mut values = values.into_iter();
         let until: Option<u64> = convert(values.next().unwrap_or(Value::Nil))?;
+        let locked: Option<u64> = convert(values.next().unwrap_or(Value::Nil))?;
         if let Some(until) = until.filter(|u| *u > now) {
+            // The user gate ran in the same pipeline: an attempt it let in
+            // gives its in-flight slot back, or throttled requests would
+            // fill the user's slots.
+            if p.max_failures != 0 && locked == Some(0) {
+                self.finish(p, user, ip, now, None).await?;
+            }
             return Ok(Gate::IpThrottled { retry_after: until - now });
         }
-        let locked: Option<u64> = convert(values.next().unwrap_or(Value::Nil))?;
         Ok(if locked == Some(1) { Gate::UserLocked } else { Gate::Open })
     }
 

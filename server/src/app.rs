@@ -199,10 +199,17 @@ impl Live {
 /// A password attempt that the lockout counts in flight ([`Lockout::begin`],
 /// or the shared counters in Redis): when dropped armed, which happens only
 /// if the request itself is dropped before the attempt ends (its client
-/// hung up while the hash waited), the slot is released and the attempt
-/// counts against the IP. Otherwise the slot would stay taken, and a few
-/// such hang-ups would lock the username out of every untrusted IP; and
-/// uncounted, hanging up would make guesses (whose hash may have run) free.
+/// hung up while the hash waited), the slot is released. Otherwise the slot
+/// would stay taken, and a few such hang-ups would lock the username out of
+/// every untrusted IP.
+///
+/// The hang-up is not counted as a failure, not even against the IP: the
+/// clients that hang up most are legitimate ones timing out while an
+/// overloaded server queues their logins, and an office behind one NAT
+/// must not be throttled for that. A client that hangs up learns nothing
+/// (the attempt ends, and is counted, as soon as its hash answers, before
+/// any padding of the answer), so the most it gains is hashes spent and
+/// not counted, which the queue's capacity and the connection limit bound.
 struct InFlight<'a> {
     app: &'a App,
     user: &'a str,
@@ -217,7 +224,7 @@ impl Drop for InFlight<'_> {
             return;
         }
         let Some(redis) = &self.app.redis else {
-            return self.app.lockout.abandon(self.user, self.ip, self.now);
+            return self.app.lockout.finish(self.user, self.ip, self.now, None);
         };
         // Redis is reached asynchronously: release the slot from a task of
         // its own (a shared counter left behind stops counting after 60 s
@@ -227,7 +234,6 @@ impl Drop for InFlight<'_> {
             (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);
         runtime.spawn(async move {
             let _ = redis.finish(&policy, &user, ip, now, None).await;
-            let _ = redis.ip_failure(&policy, ip, now).await;
         });
     }
 }

@@ -341,10 +341,10 @@ impl Lockout {
         }
     }
 
-    /// Ends an attempt that [`Lockout::begin`] let through and that was
-    /// given up before its answer was read (its username locked meanwhile,
-    /// or its client hung up): it counts against the IP, as the guess would
-    /// have (its hash may have run), not against the user.
+    /// Ends an attempt that [`Lockout::begin_watched`] let through and that
+    /// was given up when its username locked (its hash not read): it counts
+    /// against the IP, as the guess would have (its hash may have run), not
+    /// against the user.
     pub fn abandon(&self, user: &str, ip: IpAddr, now: u64) {
         self.finish(user, ip, now, None);
         self.ip_failure(ip, now, "too many failed logins from one IP");

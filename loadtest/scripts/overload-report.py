@@ -28,14 +28,16 @@ lag = lambda r: (f"; send lag p50 {ms(r['send_lag_us']['p50']):.3f} p99 {ms(r['s
                  if r.get("send_lag_us") else "")
 print(f"refresh idle: {idle['throughput_rps']:.1f}/s, errors {idle['errors']}, "
       f"p50 {ms(idle['latency_us']['p50']):.3f} p99 {ms(idle['latency_us']['p99']):.3f} ms{lag(idle)}")
-# The refresh run's seconds that lie inside the overload (it starts 1.5 s
-# before the overload): the worst per-second p99 there, and the whole run's.
+# The worst per-second p99 of the refresh run, and the whole run's. Runs
+# made before overload-run.sh used --start-at began the refresh load 1.5 s
+# before the overload: only their seconds 2.. lie inside it.
 tl = refresh["timeline"]
-inside = tl[2:len(tl) - 1]
+first = 0 if refresh["load"].get("start_at") else 2
+inside = tl[first:len(tl) - 1]
 worst = max(s["latency_us"]["p99"] for s in inside)
 print(f"refresh under overload: {refresh['throughput_rps']:.1f}/s, errors {refresh['errors']}, "
       f"p50 {ms(refresh['latency_us']['p50']):.3f} p99 {ms(refresh['latency_us']['p99']):.3f} ms; "
-      f"worst per-second p99 in seconds 2..{len(tl)-2}: {ms(worst):.3f} ms; "
+      f"worst per-second p99 in seconds {first}..{len(tl)-2}: {ms(worst):.3f} ms; "
       f"ratio p99 {refresh['latency_us']['p99']/idle['latency_us']['p99']:.2f}, worst second {worst/idle['latency_us']['p99']:.2f}"
       f"{lag(refresh)}")
 def overload(name, label):

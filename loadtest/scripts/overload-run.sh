@@ -9,12 +9,15 @@
 #              connections, 20 s (enough connections that none is still
 #              waiting for its previous answer when its next request is due)
 #     idle     refresh grants alone, open loop at REFRESH_RATE (default 1000)/s, 20 s
-#     overload the same refresh load, and 1.5 s after it starts, the same
-#              password overload for 22 s
+#     overload the same password overload for 22 s and, from 1 s into it, the
+#              same refresh load for 20 s (both timed with --start-at, so the
+#              refresh window holds neither generator's setup, such as the
+#              overload's 2048 connections being opened)
 #   Results go to runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds
 #   `ropc` and `ropc-loadtest` (copied from target/release) and CONFIGDIR.
 #   Summary: overload-report.py runs/LABEL.
 set -u
+export LC_ALL=C   # decimal points for awk and bc
 . "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
@@ -42,12 +45,14 @@ $LT --scenario refresh --rate $RR --connections 64 --duration 20 --json $D/idle.
 idle_wait
 echo "overload start $(date -u +%T) $(uptime)" >> $D/times
 scrape $D/scrape-over-start.txt
-$LT --scenario refresh --rate $RR --connections 64 --duration 20 --json $D/refresh.json > $D/refresh.txt &
-RP=$!
-sleep 1.5
-$LT --rate $RATE --connections 2048 --duration 22 --json $D/overload.json > $D/overload.txt &
+T=$(date +%s.%N | awk '{printf "%.3f", $1 + 4}')
+$LT --rate $RATE --connections 2048 --start-at $T --duration 22 --json $D/overload.json > $D/overload.txt &
 OP=$!
+$LT --scenario refresh --rate $RR --connections 64 --start-at $(echo "$T + 1" | bc) --duration 20 \
+  --json $D/refresh.json > $D/refresh.txt &
+RP=$!
 wait $RP $OP
+grep -h "after --start-at" $D/overload.txt $D/refresh.txt >> $D/times   # a late start, if any
 scrape $D/scrape-over-end.txt
 echo "end $(date -u +%T) $(uptime)" >> $D/times
 grep -c . $D/server.log >> $D/times

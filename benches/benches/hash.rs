@@ -41,7 +41,11 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let pending: Vec<_> = (0..in_flight)
                     .map(|_| {
-                        let job = VerifyJob { password: Zeroizing::new(PASSWORD.to_vec()), hash: Arc::clone(&stored) };
+                        let job = VerifyJob {
+                            password: Zeroizing::new(PASSWORD.to_vec()),
+                            hash: Arc::clone(&stored),
+                            started: None,
+                        };
                         pool.try_submit(job).unwrap()
                     })
                     .collect();

@@ -199,23 +199,27 @@ impl Live {
 /// A password attempt that the lockout counts in flight ([`Lockout::begin`],
 /// or the shared counters in Redis): when dropped armed, which happens only
 /// if the request itself is dropped before the attempt ends (its client
-/// hung up while the hash waited), the slot is released. Otherwise the slot
-/// would stay taken, and a few such hang-ups would lock the username out of
-/// every untrusted IP.
+/// hung up while the hash waited or ran), the slot is released. Otherwise
+/// the slot would stay taken, and a few such hang-ups would lock the
+/// username out of every untrusted IP.
 ///
-/// The hang-up is not counted as a failure, not even against the IP: the
-/// clients that hang up most are legitimate ones timing out while an
-/// overloaded server queues their logins, and an office behind one NAT
-/// must not be throttled for that. A client that hangs up learns nothing
-/// (the attempt ends, and is counted, as soon as its hash answers, before
-/// any padding of the answer), so the most it gains is hashes spent and
-/// not counted, which the queue's capacity and the connection limit bound.
+/// A hang-up after the hash started counts against the IP (not the user):
+/// it cost a hash, and uncounted, one IP could keep the workers busy for
+/// ever by hanging up just before each answer. A hang-up while the job was
+/// still queued (its hash is then skipped) counts nothing: those are mostly
+/// legitimate clients timing out while an overloaded server queues their
+/// logins, and an office behind one NAT must not be throttled for that. A
+/// client that hangs up learns nothing before its guess is counted: the
+/// attempt ends, and counts, as soon as its hash answers, before any
+/// padding of the answer.
 struct InFlight<'a> {
     app: &'a App,
     user: &'a str,
     ip: IpAddr,
     now: u64,
     armed: bool,
+    /// Set when the hash starts.
+    started: Arc<AtomicBool>,
 }
 
 impl Drop for InFlight<'_> {
@@ -223,8 +227,12 @@ impl Drop for InFlight<'_> {
         if !self.armed {
             return;
         }
+        let cost_a_hash = self.started.load(Ordering::Relaxed);
         let Some(redis) = &self.app.redis else {
-            return self.app.lockout.finish(self.user, self.ip, self.now, None);
+            return match cost_a_hash {
+                true => self.app.lockout.abandon(self.user, self.ip, self.now),
+                false => self.app.lockout.finish(self.user, self.ip, self.now, None),
+            };
         };
         // Redis is reached asynchronously: release the slot from a task of
         // its own (a shared counter left behind stops counting after 60 s
@@ -234,6 +242,9 @@ impl Drop for InFlight<'_> {
             (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);
         runtime.spawn(async move {
             let _ = redis.finish(&policy, &user, ip, now, None).await;
+            if cost_a_hash {
+                let _ = redis.ip_failure(&policy, ip, now).await;
+            }
         });
     }
 }
@@ -583,7 +594,7 @@ impl App {
         // The lockout counts this attempt in flight until it ends; if the
         // request goes away first (its client disconnected while the hash
         // waited), the guard releases the slot.
-        let mut in_flight = InFlight { app: self, user: username, ip: peer, now, armed: true };
+        let mut in_flight = InFlight { app: self, user: username, ip: peer, now, armed: true, started: Arc::default() };
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);
@@ -594,7 +605,7 @@ impl App {
             let rounds = pool.queue_len() / pool.workers().max(1) + 1;
             pool.mean_hash_time().saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
         });
-        let verified = live.users.verify(&*self.verifier, username, password);
+        let verified = live.users.verify(&*self.verifier, username, password, Some(Arc::clone(&in_flight.started)));
         let verified = match &lock_signal {
             None => verified.await,
             Some(signal) => tokio::select! {
@@ -831,7 +842,11 @@ impl App {
         let Some(redis) = &self.redis else {
             return self.lockout.finish(username, peer, now, failed);
         };
-        let Ok((locked, throttled)) = redis.finish(&self.lockout.policy(), username, peer, now, failed).await else {
+        // In a task of its own, so that the count is made even if the
+        // request is dropped (its client hung up) while Redis answers.
+        let (store, policy, user) = (Arc::clone(redis), self.lockout.policy(), username.to_owned());
+        let counted = tokio::spawn(async move { store.finish(&policy, &user, peer, now, failed).await });
+        let Ok(Ok((locked, throttled))) = counted.await else {
             return;
         };
         if locked > 0 {

@@ -218,19 +218,21 @@ impl UserStore {
     }
 
     /// Verifies `password` for `username` through `verifier`. An unknown
-    /// user costs one dummy hash, like a wrong password.
+    /// user costs one dummy hash, like a wrong password. `started`, if
+    /// given, is set when the hash starts ([`VerifyJob::started`]).
     pub async fn verify(
         &self,
         verifier: &dyn PasswordVerifier,
         username: &str,
         password: &str,
+        started: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<PasswordOutcome, VerifyError> {
         let user = self.by_name.get(username).copied();
         let hash = match user.and_then(|u| self.hash(u)) {
             Some(hash) => hash,
             None => Arc::clone(&self.dummy),
         };
-        let job = VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash };
+        let job = VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash, started };
         let matched = hash::verify(verifier, job).await?;
         Ok(match (user, matched) {
             (Some(user), true) => PasswordOutcome::Valid(user),
@@ -333,7 +335,8 @@ impl ClientSecrets {
             // who knows a client id from making the server spend hashes.
             return Ok(bool::from(known.ct_eq(&tag)));
         }
-        let job = VerifyJob { password: Zeroizing::new(secret.as_bytes().to_vec()), hash: Arc::clone(hash) };
+        let job =
+            VerifyJob { password: Zeroizing::new(secret.as_bytes().to_vec()), hash: Arc::clone(hash), started: None };
         let ok = hash::verify(verifier, job).await?;
         if ok {
             *memo.lock() = Some(tag);
@@ -366,9 +369,9 @@ mod tests {
         let users = UserStore::parse(Path::new("users"), &text, SMALL).unwrap();
         assert_eq!(users.len(), 2);
         let v = InlineVerifier;
-        assert_eq!(users.verify(&v, "alice", "wonderland").await, Ok(PasswordOutcome::Valid(UserRef(0))));
-        assert_eq!(users.verify(&v, "alice", "nope").await, Ok(PasswordOutcome::WrongPassword));
-        assert_eq!(users.verify(&v, "carol", "wonderland").await, Ok(PasswordOutcome::UnknownUser));
+        assert_eq!(users.verify(&v, "alice", "wonderland", None).await, Ok(PasswordOutcome::Valid(UserRef(0))));
+        assert_eq!(users.verify(&v, "alice", "nope", None).await, Ok(PasswordOutcome::WrongPassword));
+        assert_eq!(users.verify(&v, "carol", "wonderland", None).await, Ok(PasswordOutcome::UnknownUser));
         assert_eq!(users.name(UserRef(1)).map(|s| &**s), Some("bob"));
     }
 
@@ -391,8 +394,8 @@ mod tests {
         assert_eq!(second.len(), 3);
         assert_eq!(second.names().map(|n| &**n).collect::<Vec<_>>(), ["alice", "carol", "dave"]);
         let v = InlineVerifier;
-        assert_eq!(second.verify(&v, "bob", "pw").await, Ok(PasswordOutcome::UnknownUser));
-        assert_eq!(second.verify(&v, "dave", "pw").await, Ok(PasswordOutcome::Valid(UserRef(3))));
+        assert_eq!(second.verify(&v, "bob", "pw", None).await, Ok(PasswordOutcome::UnknownUser));
+        assert_eq!(second.verify(&v, "dave", "pw", None).await, Ok(PasswordOutcome::Valid(UserRef(3))));
         // bob again: a new index, so his old tokens stay dead.
         let third = UserStore::parse_after(Path::new("users"), &format!("bob:{h}\n"), SMALL, Some(&second)).unwrap();
         assert_eq!(third.find("bob"), Some(UserRef(4)));

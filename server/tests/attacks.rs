@@ -180,6 +180,52 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+#[tokio::test]
+async fn a_hang_up_after_the_hash_started_counts_against_the_ip() {
+    hang_up_after_the_hash_started(standard_config("")).await;
+}
+
+/// A client that hangs up once its hash is running has cost a hash: that
+/// counts against its IP (with `ip_max_failures = 1`, it is throttled), not
+/// against the user (ghost, `max_failures = 1`, is not locked).
+pub(crate) async fn hang_up_after_the_hash_started(config: String) {
+    let config = config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+        + "\n[hash_pool]\nworkers = 1\n"
+        + "\n[credential_manager.lockout]\nmax_failures = 1\nip_max_failures = 1\n";
+    let server = Server::start(&config, &standard_users());
+    // The client's secret is verified first (a login that succeeded would
+    // queue a hash upgrade, which the wait below could take for the guess).
+    assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
+    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
+    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
+    let body = login("ghost", "guess");
+    let request = format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    // Hang up once the (slow, dummy) hash is running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server.get("/metrics").await.body, "ropc_hash_busy_workers") < 1.0 {
+        assert!(Instant::now() < deadline, "the hash never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(stream);
+    // A right password from that IP (a success counts nothing) is soon
+    // refused with 429: the hang-up was counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(Instant::now() < deadline, "the hang-up was never counted against the IP:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A wrong password against a fast legacy hash is held back until a hash at
 /// the configured cost would have answered; a client that hangs up in that
 /// time must not take its guess uncounted.
@@ -206,8 +252,8 @@ async fn hanging_up_during_a_padded_answer_still_counts_the_guess() {
         drop(stream);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Three wrong guesses counted: locked, so even the right password from
-    // an IP the user never logged in from gets the wrong-password answer.
+    // The guesses counted (two lock): even the right password from an IP
+    // the user never logged in from gets the wrong-password answer.
     let r = token_from(&server, BOTNET, &login("sha", "pw-legacy"), LEGACY).await;
     assert_eq!(r.status, 400, "the guesses were not counted: {}", r.body);
     assert_eq!(r.error(), "invalid_grant");

@@ -148,6 +148,12 @@ async fn clients_that_hang_up_release_their_slot_in_the_shared_counters() {
 }
 
 #[tokio::test]
+async fn a_hang_up_after_the_hash_started_counts_against_the_ip_in_redis() {
+    let redis = Redis::start();
+    crate::attacks::hang_up_after_the_hash_started(redis_config(&redis.url(), "")).await;
+}
+
+#[tokio::test]
 async fn redis_down_gives_quick_503s_and_its_return_brings_service_back() {
     let mut redis = Redis::start();
     let server = Server::start(&redis_config(&redis.url(), ""), &users());

@@ -10,6 +10,9 @@ pub struct InlineVerifier;
 
 impl PasswordVerifier for InlineVerifier {
     fn try_submit(&self, job: VerifyJob) -> Result<Pending, VerifyError> {
+        if let Some(started) = &job.started {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(Pending::ready(job.hash.verify(&job.password)))
     }
 

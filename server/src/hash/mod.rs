@@ -43,11 +43,19 @@ pub struct VerifyJob {
     pub password: Zeroizing<Vec<u8>>,
     /// The stored hash.
     pub hash: Arc<StoredHash>,
+    /// Set by the verifier when the hash starts (or the job leaves for a
+    /// remote worker), if the caller wants to know: a login whose client
+    /// hangs up after that has cost a hash, and counts against its IP.
+    pub started: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl fmt::Debug for VerifyJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyJob").field("password", &"<redacted>").field("hash", &self.hash).finish()
+        f.debug_struct("VerifyJob")
+            .field("password", &"<redacted>")
+            .field("hash", &self.hash)
+            .field("started", &self.started)
+            .finish()
     }
 }
 

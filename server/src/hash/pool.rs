@@ -315,6 +315,11 @@ fn work(queue: &Queue, me: &Worker, stats: &Stats) {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        if let Job::Verify(work, _) = &job {
+            if let Some(started) = &work.started {
+                started.store(true, Ordering::Relaxed);
+            }
+        }
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         // A panic in a hash (none is known; the legacy schemes already catch
@@ -380,7 +385,7 @@ mod tests {
     }
 
     fn job(hash: &Arc<StoredHash>, password: &str) -> VerifyJob {
-        VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash: Arc::clone(hash) }
+        VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash: Arc::clone(hash), started: None }
     }
 
     #[tokio::test]

@@ -546,7 +546,9 @@ impl RedisStore {
             // gives its in-flight slot back, or throttled requests would
             // fill the user's slots.
             if p.max_failures != 0 && locked == Some(0) {
-                self.finish(p, user, ip, now, None).await?;
+                // A failure here leaves the slot to the 60-s rule of
+                // USER_BEGIN; the answer is still the throttle's.
+                let _ = self.finish(p, user, ip, now, None).await;
             }
             return Ok(Gate::IpThrottled { retry_after: until - now });
         }

@@ -211,7 +211,8 @@ impl Live {
 /// logins, and an office behind one NAT must not be throttled for that. A
 /// client that hangs up learns nothing before its guess is counted: the
 /// attempt ends, and counts, as soon as its hash answers, before any
-/// padding of the answer.
+/// padding of the answer. (A worker that takes the job in the very instant
+/// the request is dropped hashes it uncounted: too narrow to aim at.)
 struct InFlight<'a> {
     app: &'a App,
     user: &'a str,
@@ -593,7 +594,7 @@ impl App {
         }
         // The lockout counts this attempt in flight until it ends; if the
         // request goes away first (its client disconnected while the hash
-        // waited), the guard releases the slot.
+        // waited or ran), the guard releases the slot (see `InFlight`).
         let mut in_flight = InFlight { app: self, user: username, ip: peer, now, armed: true, started: Arc::default() };
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
@@ -842,24 +843,29 @@ impl App {
         let Some(redis) = &self.redis else {
             return self.lockout.finish(username, peer, now, failed);
         };
-        // In a task of its own, so that the count is made even if the
-        // request is dropped (its client hung up) while Redis answers.
+        // In a task of its own, with its audit lines, so that the count
+        // and the lines are made even if the request is dropped (its
+        // client hung up) while Redis answers.
         let (store, policy, user) = (Arc::clone(redis), self.lockout.policy(), username.to_owned());
-        let counted = tokio::spawn(async move { store.finish(&policy, &user, peer, now, failed).await });
-        let Ok(Ok((locked, throttled))) = counted.await else {
-            return;
-        };
-        if locked > 0 {
+        let counted = tokio::spawn(async move {
+            let Ok((locked, throttled)) = store.finish(&policy, &user, peer, now, failed).await else {
+                return false;
+            };
+            if locked > 0 {
+                tracing::warn!(
+                    event = "account_locked",
+                    user = ?user,
+                    seconds = locked,
+                    "too many failed logins on the instances sharing this Redis; the account is locked"
+                );
+            }
+            if throttled > 0 {
+                tracing::warn!(event = "ip_throttled", ip = %peer, seconds = throttled, why = "too many failed logins from one IP");
+            }
+            locked > 0
+        });
+        if let Ok(true) = counted.await {
             self.lockout.note_lock();
-            tracing::warn!(
-                event = "account_locked",
-                user = ?username,
-                seconds = locked,
-                "too many failed logins on the instances sharing this Redis; the account is locked"
-            );
-        }
-        if throttled > 0 {
-            tracing::warn!(event = "ip_throttled", ip = %peer, seconds = throttled, why = "too many failed logins from one IP");
         }
     }
 

@@ -224,6 +224,9 @@ pub(crate) async fn hang_up_after_the_hash_started(config: String) {
         assert!(Instant::now() < deadline, "the hang-up was never counted against the IP:\n{}", server.logs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Counted by the hang-up, not by an answered failure (which would also
+    // have locked ghost).
+    assert!(!server.log_shows("event=\"account_locked\" user=\"ghost\""), "{}", server.logs());
 }
 
 /// A wrong password against a fast legacy hash is held back until a hash at

@@ -15,6 +15,23 @@ fn login(user: &str, password: &str) -> String {
     format!("grant_type=password&username={user}&password={password}")
 }
 
+/// `config` with argon2id at m=16384, t=6 for new hashes and the dummy hash
+/// (tens of milliseconds): unknown users' guesses wait in the queue long
+/// enough for a test to act meanwhile.
+fn slow_dummy_hash(config: String) -> String {
+    config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+}
+
+/// A keep-alive login request with the `legacy` client's Basic header, to
+/// write on a raw connection (and hang up before the answer).
+fn keep_alive_login(body: &str) -> String {
+    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
+    format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 #[tokio::test]
 async fn brute_force_locks_the_account_then_releases_it() {
     let server = Server::start(&format!("{}{LOCKOUT}", standard_config("")), &standard_users());
@@ -68,7 +85,7 @@ async fn brute_force_locks_the_account_then_releases_it() {
 async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
     // One worker and a dummy hash (an unknown user) of tens of milliseconds,
     // so that the burst waits in the queue behind the hashes that lock it.
-    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+    let config = slow_dummy_hash(standard_config(""))
         + "\n[hash_pool]\nworkers = 1\n"
         + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 60\nip_max_failures = 1000\n";
     let server = Server::start(&config, &standard_users());
@@ -125,7 +142,7 @@ async fn clients_that_hang_up_while_their_hash_waits_do_not_lock_the_user() {
 /// once; if the slots stayed taken, every later attempt from an untrusted
 /// IP would be refused). `config` is a standard config with any store.
 pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
-    let config = config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+    let config = slow_dummy_hash(config)
         + "\n[hash_pool]\nworkers = 1\n"
         + "\n[credential_manager.lockout]\nmax_failures = 1\nlock_time = 60\nip_max_failures = 3\n";
     let server = Server::start(&config, &standard_users());
@@ -133,12 +150,7 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
     let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
     let hashed = metric(&server.get("/metrics").await.body, "ropc_hash_completed_total");
-    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
-    let body = login("alice", "guess");
-    let request = format!(
-        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = keep_alive_login(&login("alice", "guess"));
     // Three slow guesses at an unknown user keep the one worker busy, so
     // that alice's four (her hash is fast) wait in the queue.
     let blockers: Vec<_> = (0..3)
@@ -189,7 +201,7 @@ async fn a_hang_up_after_the_hash_started_counts_against_the_ip() {
 /// counts against its IP (with `ip_max_failures = 1`, it is throttled), not
 /// against the user (ghost, `max_failures = 1`, is not locked).
 pub(crate) async fn hang_up_after_the_hash_started(config: String) {
-    let config = config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+    let config = slow_dummy_hash(config)
         + "\n[hash_pool]\nworkers = 1\n"
         + "\n[credential_manager.lockout]\nmax_failures = 1\nip_max_failures = 1\n";
     let server = Server::start(&config, &standard_users());
@@ -197,12 +209,7 @@ pub(crate) async fn hang_up_after_the_hash_started(config: String) {
     // queue a hash upgrade, which the wait below could take for the guess).
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
     let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
-    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
-    let body = login("ghost", "guess");
-    let request = format!(
-        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = keep_alive_login(&login("ghost", "guess"));
     let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
     tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
     // Hang up once the (slow, dummy) hash is running.
@@ -234,18 +241,13 @@ pub(crate) async fn hang_up_after_the_hash_started(config: String) {
 /// time must not take its guess uncounted.
 #[tokio::test]
 async fn hanging_up_during_a_padded_answer_still_counts_the_guess() {
-    let config = standard_config("").replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
+    let config = slow_dummy_hash(standard_config(""))
         + "\n[credential_manager.lockout]\nmax_failures = 2\nlock_time = 60\nip_max_failures = 1000\n";
     // {SHA} of "pw-legacy": verified in microseconds.
     let users = format!("{}sha:{{SHA}}oLisiXhAYHTMampGuEeXZHN8Y1Y=\n", standard_users());
     let server = Server::start(&config, &users);
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
-    let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
-    let body = login("sha", "guess");
-    let request = format!(
-        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = keep_alive_login(&login("sha", "guess"));
     for _ in 0..3 {
         use tokio::io::AsyncWriteExt;
         let mut stream = connect_from(server.addr, Some(ATTACKER)).await;

@@ -1137,7 +1137,7 @@ impl App {
             w,
             "ropc_lockout_refused_total",
             "counter",
-            "Attempts refused by a lock or IP throttle, no hash spent.",
+            "Attempts refused by a lock or IP throttle (with no hash spent, but for a burst's hashes already running at its lock).",
             self.lockout.refused(),
         );
         write_value(

@@ -601,8 +601,9 @@ impl App {
         let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
         // When the answer would come if this job is hashed in turn behind
-        // the queue it joins (for an attempt abandoned below).
-        let in_turn = self.pool.as_ref().map(|pool| {
+        // the queue it joins (for an attempt abandoned below: only watched
+        // attempts can be).
+        let in_turn = lock_signal.as_ref().and(self.pool.as_ref()).map(|pool| {
             let rounds = pool.queue_len() / pool.workers().max(1) + 1;
             pool.mean_hash_time().saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
         });

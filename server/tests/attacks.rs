@@ -15,6 +15,11 @@ fn login(user: &str, password: &str) -> String {
     format!("grant_type=password&username={user}&password={password}")
 }
 
+/// The value of `series` in a `/metrics` text.
+fn metric(text: &str, series: &str) -> f64 {
+    crate::support::sample(text, series).unwrap()
+}
+
 /// `config` with argon2id at m=16384, t=6 for new hashes and the dummy hash
 /// (tens of milliseconds): unknown users' guesses wait in the queue long
 /// enough for a test to act meanwhile.
@@ -22,14 +27,37 @@ fn slow_dummy_hash(config: String) -> String {
     config.replace("m_cost = 256", "m_cost = 16384").replace("t_cost = 1", "t_cost = 6")
 }
 
-/// A keep-alive login request with the `legacy` client's Basic header, to
-/// write on a raw connection (and hang up before the answer).
-fn keep_alive_login(body: &str) -> String {
+/// [`slow_dummy_hash`] with one hash worker and the `[credential_manager.lockout]`
+/// lines `lockout`.
+fn one_slow_worker(config: String, lockout: &str) -> String {
+    slow_dummy_hash(config) + "\n[hash_pool]\nworkers = 1\n\n[credential_manager.lockout]\n" + lockout
+}
+
+/// Sends a keep-alive login with the `legacy` client's Basic header from
+/// `from` and returns the connection unread, for the test to hang up.
+async fn send_login(addr: std::net::SocketAddr, from: IpAddr, body: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
-    format!(
+    let request = format!(
         "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
+    );
+    let mut stream = connect_from(addr, Some(from)).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Waits until no hash runs or waits (at most `limit`).
+async fn wait_for_an_idle_pool(server: &Server, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let m = server.get("/metrics").await.body;
+        if metric(&m, "ropc_hash_busy_workers") == 0.0 && metric(&m, "ropc_hash_queue_length") == 0.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the pool never went idle:\n{m}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]
@@ -43,7 +71,6 @@ async fn brute_force_locks_the_account_then_releases_it() {
     assert!(server.log_shows("event=\"account_locked\""), "{}", server.logs());
     // Locked: even the right password gets the wrong-password answer, byte
     // for byte, and no hash is spent on it.
-    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
     let before = server.get("/metrics").await.body;
     let locked = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
     assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
@@ -85,14 +112,11 @@ async fn brute_force_locks_the_account_then_releases_it() {
 async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
     // One worker and a dummy hash (an unknown user) of tens of milliseconds,
     // so that the burst waits in the queue behind the hashes that lock it.
-    let config = slow_dummy_hash(standard_config(""))
-        + "\n[hash_pool]\nworkers = 1\n"
-        + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 60\nip_max_failures = 1000\n";
+    let config = one_slow_worker(standard_config(""), "max_failures = 3\nlock_time = 60\nip_max_failures = 1000\n");
     let server = Server::start(&config, &standard_users());
     // The client's secret is verified (and remembered) before the burst.
     let wrong = token_from(&server, ATTACKER, &login("nobody", "guess"), LEGACY).await;
     assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant".into()));
-    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
     let before = server.get("/metrics").await.body;
     // A clean record admits 4 x max_failures = 12 attempts at once.
     let burst: Vec<_> = (0..12)
@@ -110,15 +134,7 @@ async fn a_burst_of_guesses_spends_no_hash_once_the_account_locks() {
     }
     // The job taken before the lock may still be hashing, and the skipped
     // ones are counted as the worker reaches them: wait for an idle pool.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = server.get("/metrics").await.body;
-        if metric(&m, "ropc_hash_busy_workers") == 0.0 && metric(&m, "ropc_hash_queue_length") == 0.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pool never went idle:\n{m}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_an_idle_pool(&server, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after = server.get("/metrics").await.body;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
@@ -142,15 +158,11 @@ async fn clients_that_hang_up_while_their_hash_waits_do_not_lock_the_user() {
 /// once; if the slots stayed taken, every later attempt from an untrusted
 /// IP would be refused). `config` is a standard config with any store.
 pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
-    let config = slow_dummy_hash(config)
-        + "\n[hash_pool]\nworkers = 1\n"
-        + "\n[credential_manager.lockout]\nmax_failures = 1\nlock_time = 60\nip_max_failures = 3\n";
+    let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 3\n");
     let server = Server::start(&config, &standard_users());
     // The client's secret is verified (and remembered) first.
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
-    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
     let hashed = metric(&server.get("/metrics").await.body, "ropc_hash_completed_total");
-    let request = keep_alive_login(&login("alice", "guess"));
     // Three slow guesses at an unknown user keep the one worker busy, so
     // that alice's four (her hash is fast) wait in the queue.
     let blockers: Vec<_> = (0..3)
@@ -162,10 +174,7 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
     crate::support::wait_until_hashes_submitted(&server, hashed + 3.0).await;
     let mut hung_up = Vec::new();
     for _ in 0..4 {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
-        stream.write_all(request.as_bytes()).await.unwrap();
-        hung_up.push(stream);
+        hung_up.push(send_login(server.addr, ATTACKER, &login("alice", "guess")).await);
     }
     crate::support::wait_until_hashes_submitted(&server, hashed + 7.0).await;
     drop(hung_up);
@@ -173,15 +182,7 @@ pub(crate) async fn hang_ups_leave_no_attempt_in_flight(config: String) {
         assert_eq!(b.await.unwrap().status, 400);
     }
     // Wait until the pool has dealt with all four (hashed or skipped).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = server.get("/metrics").await.body;
-        if metric(&m, "ropc_hash_busy_workers") == 0.0 && metric(&m, "ropc_hash_queue_length") == 0.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pool never went idle:\n{m}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_an_idle_pool(&server, Duration::from_secs(20)).await;
     // alice has no failures and nothing in flight, and hanging up counted
     // nothing against the IP (4 would pass ip_max_failures): her password
     // works from the IP that hung up, which she never logged in from.
@@ -201,17 +202,12 @@ async fn a_hang_up_after_the_hash_started_counts_against_the_ip() {
 /// counts against its IP (with `ip_max_failures = 1`, it is throttled), not
 /// against the user (ghost, `max_failures = 1`, is not locked).
 pub(crate) async fn hang_up_after_the_hash_started(config: String) {
-    let config = slow_dummy_hash(config)
-        + "\n[hash_pool]\nworkers = 1\n"
-        + "\n[credential_manager.lockout]\nmax_failures = 1\nip_max_failures = 1\n";
+    let config = one_slow_worker(config, "max_failures = 1\nip_max_failures = 1\n");
     let server = Server::start(&config, &standard_users());
     // The client's secret is verified first (a login that succeeded would
     // queue a hash upgrade, which the wait below could take for the guess).
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
-    let metric = |text: &str, name: &str| crate::support::sample(text, name).unwrap();
-    let request = keep_alive_login(&login("ghost", "guess"));
-    let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    let stream = send_login(server.addr, ATTACKER, &login("ghost", "guess")).await;
     // Hang up once the (slow, dummy) hash is running.
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&server.get("/metrics").await.body, "ropc_hash_busy_workers") < 1.0 {
@@ -247,11 +243,8 @@ async fn hanging_up_during_a_padded_answer_still_counts_the_guess() {
     let users = format!("{}sha:{{SHA}}oLisiXhAYHTMampGuEeXZHN8Y1Y=\n", standard_users());
     let server = Server::start(&config, &users);
     assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
-    let request = keep_alive_login(&login("sha", "guess"));
     for _ in 0..3 {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = connect_from(server.addr, Some(ATTACKER)).await;
-        stream.write_all(request.as_bytes()).await.unwrap();
+        let stream = send_login(server.addr, ATTACKER, &login("sha", "guess")).await;
         // The {SHA} check is done; the answer waits for the padding.
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(stream);

@@ -244,6 +244,15 @@ async fn setup_failure_is_an_error_before_the_run() {
     assert!(!message.contains("wrong"), "{message}");
 }
 
+/// `ropc-loadtest run` against the token server at `addr`, with the client's
+/// id and (by environment variable) secret.
+fn loadtest_run(addr: SocketAddr) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"));
+    command.args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID]);
+    command.env("ROPC_LOADTEST_CLIENT_SECRET", CLIENT_SECRET);
+    command
+}
+
 /// The binary: report on stdout, JSON and SVG files, and the secret (given
 /// by environment variable) nowhere in them.
 #[test]
@@ -253,15 +262,13 @@ fn command_line_writes_json_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let svg = dir.path().join("report.svg");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"))
-        .args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID])
+    let output = loadtest_run(addr)
         .args(["--scenario", "client-credentials", "--connections", "4", "--requests", "100"])
         .args(["--threads", "2", "--auth", "body", "--bind", "127.0.0.1"])
         .arg("--json")
         .arg(&json)
         .arg("--svg")
         .arg(&svg)
-        .env("ROPC_LOADTEST_CLIENT_SECRET", CLIENT_SECRET)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -289,13 +296,11 @@ fn command_line_start_at() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let run = |start_at: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ropc-loadtest"))
-            .args(["run", "--url", &format!("http://{addr}/token"), "--client-id", CLIENT_ID, "--quiet"])
-            .args(["--scenario", "client-credentials", "--connections", "2", "--requests", "10"])
+        loadtest_run(addr)
+            .args(["--quiet", "--scenario", "client-credentials", "--connections", "2", "--requests", "10"])
             .arg(format!("--start-at={start_at}"))
             .arg("--json")
             .arg(&json)
-            .env("ROPC_LOADTEST_CLIENT_SECRET", CLIENT_SECRET)
             .output()
             .unwrap()
     };

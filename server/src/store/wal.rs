@@ -270,6 +270,17 @@ struct Queue {
 /// that its own request is not held by a stream of others.
 const BATCHES_PER_WRITER: usize = 8;
 
+/// The first appender's duty to write the queued batches, done when it is
+/// dropped: at once after its yield, or when its request is dropped during
+/// the yield.
+struct WriterDuty<'a>(&'a Wal);
+
+impl Drop for WriterDuty<'_> {
+    fn drop(&mut self) {
+        self.0.write_batches();
+    }
+}
+
 /// The file and the compaction state, under one lock: appends are one
 /// `write(2)` each, in order.
 struct Inner {
@@ -436,12 +447,17 @@ impl Wal {
             (q.batch, lead)
         };
         if lead {
+            // The duty to write is held by a guard: if this request is
+            // dropped while it yields (its client hung up), the guard still
+            // writes. Otherwise `writing` would stay set, nobody would write
+            // again, and every later grant would wait for ever.
+            let duty = WriterDuty(self);
             // Let the other requests that are ready run first: on a busy
             // core they append their entries meanwhile, and one write then
             // carries them all (without this, one core serving many
             // connections writes one grant at a time).
             tokio::task::yield_now().await;
-            self.write_batches();
+            drop(duty);
         }
         loop {
             let notified = self.batches.notify.notified();
@@ -482,8 +498,14 @@ impl Wal {
             }
         }
         // Still more: a task carries on, so that this request can answer.
+        // (Outside a runtime, which only a drop at shutdown can be, the
+        // rest is written here.)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            while self.write_queued() {}
+            return;
+        };
         let handoff = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while handoff.write_queued() {
                 tokio::task::yield_now().await;
             }
@@ -737,6 +759,34 @@ mod tests {
         for mode in [Sync::Always, Sync::Interval(std::time::Duration::from_millis(5))] {
             compaction_keeps_the_live_state(mode).await;
         }
+    }
+
+    /// The first appender of a batch becomes its writer and yields before
+    /// writing. A request dropped in that yield (its client hung up) must
+    /// not leave the log without a writer: every later append would wait
+    /// for ever, and with it every grant.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_writer_dropped_before_it_writes_does_not_stall_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.wal");
+        let snapshot: SnapshotFn = Box::new(Vec::new);
+        let wal =
+            Wal::open(&path, |_| {}, snapshot, 1 << 20, Sync::Interval(std::time::Duration::from_millis(5))).unwrap();
+        let entry = || [Entry::Put(TokenKey([1; 16]), portable(crate::app::now() + 3600))];
+        {
+            let first = entry();
+            let mut lead = Box::pin(wal.append(&first));
+            // One poll: it becomes the writer and yields; then it is dropped.
+            let polled =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(lead.as_mut(), cx))).await;
+            assert!(polled.is_pending(), "the writer yields before it writes");
+        }
+        let next = entry();
+        tokio::time::timeout(std::time::Duration::from_secs(5), wal.append(&next))
+            .await
+            .expect("an append after a dropped writer completes")
+            .unwrap();
+        assert_eq!(wal.stats().entries.load(Ordering::Relaxed), 2, "the dropped writer's entry was written too");
     }
 
     async fn compaction_keeps_the_live_state(mode: Sync) {

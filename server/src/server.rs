@@ -228,8 +228,7 @@ fn serve(
     tokio::spawn(async move {
         let _permit = permit;
         let ip = peer.ip().to_canonical();
-        app.open_connections.fetch_add(1, Ordering::Relaxed);
-        let counted = Arc::clone(&app);
+        let _open = OpenConnection::count(&app);
         let service = service_fn(move |req| handle(Arc::clone(&app), req, ip, listener));
         let result = match tls {
             None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
@@ -251,8 +250,24 @@ fn serve(
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
-        counted.open_connections.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// One connection in `ropc_open_connections`, until it is dropped (however
+/// the connection ends: a failed TLS handshake too).
+struct OpenConnection(Arc<App>);
+
+impl OpenConnection {
+    fn count(app: &Arc<App>) -> Self {
+        app.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(app))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Binds every address `listen` resolves to; fails only if none binds.

@@ -258,6 +258,52 @@ async fn tls_with_certificate_files() {
     assert_tokens(&r.json(), "read", true);
 }
 
+/// A connection whose TLS handshake fails (here: plain HTTP on the TLS
+/// port) leaves `ropc_open_connections` as it found it.
+#[tokio::test]
+async fn a_failed_tls_handshake_leaves_no_open_connection_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ropc_server::tls::ensure_self_signed(dir.path()).unwrap();
+    let config = standard_config("").replace(
+        "tls = \"off\"",
+        &format!(
+            "tls = {{ cert = \"{}\", key = \"{}\" }}",
+            cert.display(),
+            dir.path().join("self-signed-key.pem").display()
+        ),
+    );
+    let server = Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
+    for _ in 0..3 {
+        let mut plain = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        plain.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        // The server gives up on the handshake and closes.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), plain.read_to_end(&mut rest)).await;
+    }
+    // Only the scrape's own connection is open (the closed ones are
+    // uncounted as soon as the server sees them end).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let m = crate::support::request(
+            server.addr,
+            Some((&cert, "localhost")),
+            http::Method::GET,
+            "/metrics",
+            "",
+            &[],
+            false,
+        )
+        .await;
+        let open = crate::support::sample(&m.body, "ropc_open_connections");
+        if open == Some(1.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ropc_open_connections {open:?} after 3 failed handshakes");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -572,7 +572,7 @@ impl App {
             None => self.lockout.begin_watched(username, peer, now),
             Some(redis) => {
                 let gate = redis
-                    .begin(&self.lockout.policy(), username, peer, now)
+                    .begin_detached(&self.lockout.policy(), username, peer, now)
                     .await
                     .map_err(|_| Refused::Verify(VerifyError::Unavailable))?;
                 if gate != Gate::Open {

@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 const LOCKOUT: &str = "\n[credential_manager.lockout]\nmax_failures = 3\nwindow = 60\nlock_time = 2\nmax_lock_time = 8\nip_max_failures = 8\n";
-const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
-const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub(crate) const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+pub(crate) const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const BOTNET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-const LEGACY: (&str, &str) = ("legacy", "legacy-secret");
+pub(crate) const LEGACY: (&str, &str) = ("legacy", "legacy-secret");
 
-fn login(user: &str, password: &str) -> String {
+pub(crate) fn login(user: &str, password: &str) -> String {
     format!("grant_type=password&username={user}&password={password}")
 }
 
@@ -29,13 +29,13 @@ fn slow_dummy_hash(config: String) -> String {
 
 /// [`slow_dummy_hash`] with one hash worker and the `[credential_manager.lockout]`
 /// lines `lockout`.
-fn one_slow_worker(config: String, lockout: &str) -> String {
+pub(crate) fn one_slow_worker(config: String, lockout: &str) -> String {
     slow_dummy_hash(config) + "\n[hash_pool]\nworkers = 1\n\n[credential_manager.lockout]\n" + lockout
 }
 
 /// Sends a keep-alive login with the `legacy` client's Basic header from
 /// `from` and returns the connection unread, for the test to hang up.
-async fn send_login(addr: std::net::SocketAddr, from: IpAddr, body: &str) -> tokio::net::TcpStream {
+pub(crate) async fn send_login(addr: std::net::SocketAddr, from: IpAddr, body: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let auth = ropc_core::basic::encode(LEGACY.0, LEGACY.1);
     let request = format!(

@@ -147,6 +147,59 @@ async fn clients_that_hang_up_release_their_slot_in_the_shared_counters() {
     crate::attacks::hang_ups_leave_no_attempt_in_flight(redis_config(&redis.url(), "")).await;
 }
 
+/// Redis runs the user gate of a login whether or not ropc still waits for
+/// its answer. Clients that hang up while it is held up (here by `CLIENT
+/// PAUSE`, which holds scripts and lets reads through) must not keep the
+/// in-flight slots it took: with `max_failures = 1`, four would shut alice
+/// out of every IP she has not logged in from, for a minute per round.
+#[tokio::test]
+async fn hang_ups_while_redis_runs_the_lockout_check_release_their_slot() {
+    use crate::attacks::{login, one_slow_worker, send_login, ATTACKER, HOME, LEGACY};
+    let redis = Redis::start();
+    let config = redis_config(&redis.url(), "") + "command_timeout_ms = 5000\n";
+    let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 100\n");
+    let server = Server::start(&config, &crate::support::standard_users());
+    // The client's secret is verified (and remembered) first.
+    assert_eq!(crate::support::token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
+    redis_command(redis.port, &["CLIENT", "PAUSE", "1500", "WRITE"]).await;
+    let paused = Instant::now();
+    let mut hung_up = Vec::new();
+    for _ in 0..4 {
+        hung_up.push(send_login(server.addr, ATTACKER, &login("alice", "guess")).await);
+    }
+    // They reach the lockout check, which waits for the pause; then their
+    // clients hang up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(hung_up);
+    assert!(paused.elapsed() < Duration::from_millis(1200), "the hang-ups came after the pause");
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(paused.elapsed())).await;
+    // Once Redis has run the four checks, their slots come back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = crate::support::token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(Instant::now() < deadline, "the hung-up checks kept alice's slots:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends one command to the Redis on `port` and reads its (one-line) reply.
+async fn redis_command(port: u16, args: &[&str]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut command = format!("*{}\r\n", args.len());
+    for a in args {
+        command += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(command.as_bytes()).await.unwrap();
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).await.unwrap();
+    assert!(reply[..n].starts_with(b"+OK"), "{}", String::from_utf8_lossy(&reply[..n]));
+}
+
 #[tokio::test]
 async fn a_hang_up_after_the_hash_started_counts_against_the_ip_in_redis() {
     let redis = Redis::start();

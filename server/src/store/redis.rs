@@ -36,6 +36,7 @@ use ropc_core::{FamilyId, Issued, TokenKey, TokenRecord};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a request may try to reconnect while Redis is down.
@@ -232,6 +233,29 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+/// The answer of a [`RedisStore::begin_detached`] not yet read: dropped
+/// with an open gate sent but unread, it gives the slot back.
+struct UnreadGate {
+    rx: tokio::sync::oneshot::Receiver<Result<Gate, StoreError>>,
+    release: Option<(Arc<RedisStore>, LockoutPolicy, String, IpAddr, u64)>,
+}
+
+impl Drop for UnreadGate {
+    fn drop(&mut self) {
+        let Some((store, policy, user, ip, now)) = self.release.take() else { return };
+        // After `close`, the task's send fails (and it gives the slot back
+        // itself), or it already succeeded and the gate is read here.
+        self.rx.close();
+        if let Ok(Ok(Gate::Open)) = self.rx.try_recv() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = store.finish(&policy, &user, ip, now, None).await;
+                });
+            }
+        }
+    }
 }
 
 impl RedisStore {
@@ -553,6 +577,34 @@ impl RedisStore {
             return Ok(Gate::IpThrottled { retry_after: until - now });
         }
         Ok(if locked == Some(1) { Gate::UserLocked } else { Gate::Open })
+    }
+
+    /// [`Self::begin`] in a task of its own, for a request that may be
+    /// dropped while it waits (its client hung up). Redis runs the user
+    /// gate whether or not anyone reads the answer, so an open gate that
+    /// reaches nobody would keep its in-flight slot until the 60-s rule of
+    /// USER_BEGIN; repeated hang-ups could then hold a username shut. Here
+    /// an open gate nobody received gives its slot back.
+    pub async fn begin_detached(
+        self: &Arc<Self>,
+        p: &LockoutPolicy,
+        user: &str,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Gate, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (store, policy, name) = (Arc::clone(self), *p, user.to_owned());
+        tokio::spawn(async move {
+            let gate = store.begin(&policy, &name, ip, now).await;
+            if let Err(Ok(Gate::Open)) = tx.send(gate) {
+                // The request went away before the answer came.
+                let _ = store.finish(&policy, &name, ip, now, None).await;
+            }
+        });
+        let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now)) };
+        let gate = (&mut pending.rx).await.unwrap_or(Err(StoreError));
+        pending.release = None;
+        gate
     }
 
     /// [`crate::lockout::Lockout::finish`], shared. Returns the seconds of a

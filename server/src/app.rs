@@ -236,8 +236,9 @@ impl Drop for InFlight<'_> {
             };
         };
         // Redis is reached asynchronously: release the slot from a task of
-        // its own (a shared counter left behind stops counting after 60 s
-        // anyway, see USER_BEGIN).
+        // its own. (A slot left behind, by a crash or a runtime shutting
+        // down, stops counting once 60 s pass with no attempt admitted for
+        // the user, see USER_BEGIN.)
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (redis, policy, user, ip, now) =
             (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);

@@ -148,46 +148,67 @@ async fn clients_that_hang_up_release_their_slot_in_the_shared_counters() {
 }
 
 /// Redis runs the user gate of a login whether or not ropc still waits for
-/// its answer. Clients that hang up while it is held up (here by `CLIENT
-/// PAUSE`, which holds scripts and lets reads through) must not keep the
-/// in-flight slots it took: with `max_failures = 1`, four would shut alice
-/// out of every IP she has not logged in from, for a minute per round.
+/// its answer. A client that hangs up while the check is held up (here by
+/// `CLIENT PAUSE`, which holds scripts and lets reads through) must not
+/// leave the in-flight slot it took: with `max_failures = 1`, four such
+/// slots would shut alice out of every IP she has not logged in from.
 #[tokio::test]
 async fn hang_ups_while_redis_runs_the_lockout_check_release_their_slot() {
     use crate::attacks::{login, one_slow_worker, send_login, ATTACKER, HOME, LEGACY};
     let redis = Redis::start();
-    let config = redis_config(&redis.url(), "") + "command_timeout_ms = 5000\n";
+    let config = redis_config(&redis.url(), "") + "command_timeout_ms = 20000\n";
     let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 100\n");
     let server = Server::start(&config, &crate::support::standard_users());
     // The client's secret is verified (and remembered) first.
     assert_eq!(crate::support::token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
-    redis_command(redis.port, &["CLIENT", "PAUSE", "1500", "WRITE"]).await;
-    let paused = Instant::now();
-    let mut hung_up = Vec::new();
-    for _ in 0..4 {
-        hung_up.push(send_login(server.addr, ATTACKER, &login("alice", "guess")).await);
-    }
-    // They reach the lockout check, which waits for the pause; then their
-    // clients hang up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(hung_up);
-    assert!(paused.elapsed() < Duration::from_millis(1200), "the hang-ups came after the pause");
-    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(paused.elapsed())).await;
-    // Once Redis has run the four checks, their slots come back.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = crate::support::token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
-        if r.status == 200 {
-            break;
+    // One hang-up per pause: the held script holds ropc's connection to
+    // Redis, so a second login would wait in client authentication.
+    for round in 0..4 {
+        let before = redis_info(redis.port).await;
+        redis_command(redis.port, &["CLIENT", "PAUSE", "20000", "WRITE"]).await;
+        let stream = send_login(server.addr, ATTACKER, &login("alice", "guess")).await;
+        // Its two reads (the IP's throttle, then the check's) have run, and
+        // the check's script is held.
+        wait_for(&redis, "the login to reach the lockout check", |now| {
+            stat(now, "cmdstat_hget:calls") >= stat(&before, "cmdstat_hget:calls") + 2.0
+                && stat(now, "blocked_clients") == 1.0
+        })
+        .await;
+        drop(stream);
+        // The server has dropped the request: its connection is no longer
+        // counted (the scrape's own is).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sample(&server.get("/metrics").await.body, "ropc_open_connections") != Some(1.0) {
+            assert!(Instant::now() < deadline, "round {round}: the hung-up request was never dropped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(r.status, 400, "{}", r.body);
-        assert!(Instant::now() < deadline, "the hung-up checks kept alice's slots:\n{}", server.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        redis_command(redis.port, &["CLIENT", "UNPAUSE"]).await;
+        // The check runs, and its slot is given back (one more script).
+        wait_for(&redis, "the check and the release of its slot", |now| {
+            stat(now, "cmdstat_eval:calls") >= stat(&before, "cmdstat_eval:calls") + 2.0
+        })
+        .await;
+    }
+    let r = crate::support::token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Polls the Redis's `INFO` until `done` holds (20 s at most).
+async fn wait_for(redis: &Redis, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = redis_info(redis.port).await;
+        if done(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{now}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Sends one command to the Redis on `port` and reads its (one-line) reply.
-async fn redis_command(port: u16, args: &[&str]) {
+/// Sends one command to the Redis on `port`; returns its reply (read until
+/// it is whole: a simple reply, or a bulk string of the announced length).
+async fn redis_command(port: u16, args: &[&str]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut command = format!("*{}\r\n", args.len());
     for a in args {
@@ -195,9 +216,39 @@ async fn redis_command(port: u16, args: &[&str]) {
     }
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.write_all(command.as_bytes()).await.unwrap();
-    let mut reply = [0u8; 64];
-    let n = stream.read(&mut reply).await.unwrap();
-    assert!(reply[..n].starts_with(b"+OK"), "{}", String::from_utf8_lossy(&reply[..n]));
+    let mut reply = Vec::new();
+    loop {
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "redis closed: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let Some((head, body)) = text.split_once("\r\n") else { continue };
+        match head.strip_prefix('$') {
+            Some(len) if body.len() < len.parse::<usize>().unwrap() + 2 => continue,
+            Some(_) => return body.to_owned(),
+            None => {
+                assert!(head.starts_with('+'), "{head}");
+                return head.to_owned();
+            }
+        }
+    }
+}
+
+async fn redis_info(port: u16) -> String {
+    redis_command(port, &["INFO", "all"]).await
+}
+
+/// A number from `INFO`: `field` is `name` (`name:value`) or, for command
+/// stats, `cmdstat_x:calls` (`cmdstat_x:calls=value,...`); 0 when absent.
+fn stat(info: &str, field: &str) -> f64 {
+    info.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(field)?;
+            let value = rest.strip_prefix(':').or_else(|| rest.strip_prefix('='))?;
+            value.split(',').next()?.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -570,8 +570,9 @@ impl RedisStore {
             // gives its in-flight slot back, or throttled requests would
             // fill the user's slots.
             if p.max_failures != 0 && locked == Some(0) {
-                // A failure here leaves the slot to the 60-s rule of
-                // USER_BEGIN; the answer is still the throttle's.
+                // A failure here leaves the slot taken until 60 s pass with
+                // no attempt admitted for this user (USER_BEGIN); the answer
+                // is still the throttle's.
                 let _ = self.finish(p, user, ip, now, None).await;
             }
             return Ok(Gate::IpThrottled { retry_after: until - now });
@@ -582,9 +583,15 @@ impl RedisStore {
     /// [`Self::begin`] in a task of its own, for a request that may be
     /// dropped while it waits (its client hung up). Redis runs the user
     /// gate whether or not anyone reads the answer, so an open gate that
-    /// reaches nobody would keep its in-flight slot until the 60-s rule of
-    /// USER_BEGIN; repeated hang-ups could then hold a username shut. Here
+    /// reaches nobody would keep its in-flight slot until 60 s pass with no
+    /// attempt admitted for the user (USER_BEGIN), which steady logins
+    /// never allow; repeated hang-ups could then hold a username shut. Here
     /// an open gate nobody received gives its slot back.
+    ///
+    /// Not covered: a check that outlives `command_timeout_ms` is answered
+    /// as an error (503) and may still run in Redis later; its slot is
+    /// left to that 60-s rule, since releasing a slot the script may never
+    /// have taken would free someone else's.
     pub async fn begin_detached(
         self: &Arc<Self>,
         p: &LockoutPolicy,

@@ -498,7 +498,8 @@ impl Wal {
             }
         }
         // Still more: a task carries on, so that this request can answer.
-        // (Outside a runtime, which only a drop at shutdown can be, the
+        // (A runtime shutting down may drop that task unrun, which loses
+        // nothing its requests still wait for; outside any runtime, the
         // rest is written here.)
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             while self.write_queued() {}

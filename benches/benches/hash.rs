@@ -13,7 +13,9 @@
 //! `RUSTFLAGS="-C target-cpu=native" cargo bench -p ropc-benches --bench hash -- verify_reused`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ropc_server::hash::{hash_password, HashParams, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyJob};
+use ropc_server::hash::{
+    hash_password, HashMemory, HashParams, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyJob,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -29,7 +31,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(1));
     g.bench_function("verify_fresh", |b| b.iter(|| assert!(stored.verify(PASSWORD))));
-    let mut memory = Vec::new();
+    let mut memory = HashMemory::huge_pages();
     g.bench_function("verify_reused", |b| b.iter(|| assert!(stored.verify_with_memory(PASSWORD, &mut memory))));
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

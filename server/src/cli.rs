@@ -294,24 +294,35 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), String> {
 /// (Linux). The kernel zeroes a whole 2 MiB page inside the fault that
 /// first touches it: measured on a 2-vCPU VM, a request thread stalled
 /// about 6 ms per such fault while 2,048 fresh connections grew the heap,
-/// and every request queued behind it waited as long (p99 6-8 ms instead
-/// of 0.4-0.8 ms; BENCHMARKS.md, "Huge pages"). mimalloc is built not to
-/// ask for huge pages (its `no_thp` feature), which is enough where the
-/// kernel gives them only on request (`madvise`, the usual default): the
-/// argon2 blocks still ask for theirs. Where the kernel gives them to all
-/// memory (`always`), they are turned off for the whole process, as Redis
-/// does; the hashes then run about 2 % slower.
+/// and every request queued behind it waited as long (BENCHMARKS.md, "Huge
+/// pages"). mimalloc is built not to ask for huge pages (its `no_thp`
+/// feature), which is enough where the kernel gives them only on request
+/// (THP mode `madvise`); the hash workers' argon2 memory still asks for
+/// them ([`crate::hash::HashMemory`]). Where the kernel gives them to all
+/// memory (mode `always`, the default of some distributions), they are
+/// turned off for the process, as Redis does; on Linux 6.18 and later,
+/// except for memory that asks (the argon2 memory keeps them), before
+/// that for all of it (the hashes then run 1-2 % slower).
 fn limit_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
+        use libc::c_ulong;
+        /// `PR_THP_DISABLE_EXCEPT_ADVISED` (Linux 6.18): madvised ranges
+        /// keep their huge pages.
+        const EXCEPT_ADVISED: c_ulong = 1 << 1;
         let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
         if !mode.contains("[always]") {
             return;
         }
-        // SAFETY: PR_SET_THP_DISABLE takes one integer argument and only
-        // sets a flag on this process's memory map.
-        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
-            tracing::info!("transparent huge pages are set to `always` on this host: turned off for ropc, so that no request waits while a page fault zeroes 2 MiB");
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments and only sets
+        // a flag on this process's memory map.
+        let set = |flags: c_ulong| unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1 as c_ulong, flags, 0 as c_ulong, 0 as c_ulong)
+        };
+        if set(EXCEPT_ADVISED) == 0 {
+            tracing::info!("transparent huge pages are set to `always` on this host: turned off for ropc except its hash memory, so that no request waits while a page fault zeroes 2 MiB");
+        } else if set(0) == 0 {
+            tracing::info!("transparent huge pages are set to `always` on this host: turned off for ropc (this kernel cannot keep them for the hash memory alone; hashes run 1-2 % slower), so that no request waits while a page fault zeroes 2 MiB");
         } else {
             let error = std::io::Error::last_os_error();
             tracing::warn!(%error, "transparent huge pages are set to `always` and cannot be turned off for ropc: expect ms-long stalls while the heap grows (set them to `madvise`)");

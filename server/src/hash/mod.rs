@@ -10,7 +10,7 @@ mod phc;
 mod pool;
 
 pub use inline::InlineVerifier;
-pub use phc::{generate_secret, hash_password, HashParams, StoredHash};
+pub use phc::{generate_secret, hash_password, HashMemory, HashParams, StoredHash};
 pub use pool::{lower_priority, HashPool};
 
 /// The hash workers' default nice value (`[hash_pool] nice`); see

@@ -242,7 +242,7 @@ impl StoredHash {
     /// Verifies `password`, using (and growing when needed) `memory` for
     /// argon2, so that a worker reuses one allocation across hashes.
     /// Compares in constant time.
-    pub fn verify_with_memory(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    pub fn verify_with_memory(&self, password: &[u8], memory: &mut HashMemory) -> bool {
         if let Scheme::Argon2 { .. } = self.scheme {
             return self.verify_inner(password, memory);
         }
@@ -253,21 +253,16 @@ impl StoredHash {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.verify_inner(password, memory))).unwrap_or(false)
     }
 
-    fn verify_inner(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    fn verify_inner(&self, password: &[u8], memory: &mut HashMemory) -> bool {
         match &self.scheme {
             Scheme::Argon2 { algorithm, version, params, salt, hash } => {
                 let blocks = params.block_count();
-                if memory.len() < blocks {
-                    memory.reserve_exact(blocks - memory.len());
-                    advise_huge_pages(memory.spare_capacity_mut());
-                    memory.resize(blocks, Block::default());
-                }
                 let mut out = [0u8; 64];
                 let Some(out) = out.get_mut(..hash.len()) else {
                     return false;
                 };
                 let argon = Argon2::new(*algorithm, *version, params.clone());
-                let ok = argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]).is_ok()
+                let ok = argon.hash_password_into_with_memory(password, salt, out, memory.blocks(blocks)).is_ok()
                     && bool::from(out.ct_eq(hash));
                 out.zeroize();
                 ok
@@ -307,7 +302,7 @@ impl StoredHash {
 
     /// Verifies `password` with freshly allocated memory.
     pub fn verify(&self, password: &[u8]) -> bool {
-        self.verify_with_memory(password, &mut Vec::new())
+        self.verify_with_memory(password, &mut HashMemory::new())
     }
 }
 
@@ -357,30 +352,132 @@ pub fn generate_secret() -> Result<String, String> {
     Ok(out.iter().map(|&b| char::from(b)).collect())
 }
 
-/// Asks for transparent huge pages on the 2 MiB pages wholly inside
-/// `region` (Linux; elsewhere, nothing). argon2 reads its memory at random,
+/// argon2 memory that one verifier keeps between hashes: about half the
+/// cost of a verification at OWASP parameters is allocating and faulting
+/// in 19 MiB afresh.
+///
+/// [`HashMemory::huge_pages`] (the hash workers') asks the kernel for
+/// transparent huge pages, on Linux. argon2 reads its blocks at random,
 /// and with 4 KiB pages a 19 MiB block misses the TLB on most reads: huge
-/// pages made a verification about 2 % faster here (BENCHMARKS.md, "Huge
-/// pages"). The allocator itself is built not to ask for them (the
-/// `no_thp` feature of mimalloc), so that no request thread zeroes a huge
-/// page inside a page fault; this block is touched first by the hash
-/// worker that owns it, in its first hash.
-fn advise_huge_pages<T>(region: &mut [std::mem::MaybeUninit<T>]) {
+/// pages made verifications 1-2 % faster here (BENCHMARKS.md, "Huge
+/// pages"). That memory is a mapping of its own, because the advice
+/// belongs to the address range and not to a buffer: on the allocator's
+/// heap it would outlive the buffer, and request threads reusing that
+/// memory would take the 2 MiB page faults the allocator is built to avoid
+/// (mimalloc's `no_thp` feature). If the mapping fails, or elsewhere, it is
+/// a plain heap buffer, like [`HashMemory::new`]'s.
+#[derive(Default)]
+pub struct HashMemory {
+    heap: Vec<Block>,
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = region.as_mut_ptr() as usize;
-        let end = start + std::mem::size_of_val(region);
-        let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-        if from < to {
-            // SAFETY: the range lies inside `region`, which this caller
-            // owns; MADV_HUGEPAGE changes how its pages are backed, never
-            // their contents. A failure (no THP in this kernel) is harmless.
-            let _ = unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
-        }
+    mapped: Option<Mapping>,
+    huge_pages: bool,
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the blocks: they are derived from passwords.
+        f.debug_struct("HashMemory").field("huge_pages", &self.huge_pages).finish_non_exhaustive()
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = region;
+}
+
+impl HashMemory {
+    /// Heap memory, grown as hashes need it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Memory in huge pages where the kernel has them: for a verifier
+    /// that lives long and hashes often (a hash worker).
+    pub fn huge_pages() -> Self {
+        Self { huge_pages: true, ..Self::default() }
+    }
+
+    /// `blocks` blocks, holding whatever earlier hashes left there (argon2
+    /// overwrites them all).
+    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
+        #[cfg(target_os = "linux")]
+        if self.huge_pages {
+            if self.mapped.as_ref().is_none_or(|m| m.blocks < blocks) {
+                // The old mapping goes first: two at once could be twice
+                // the memory.
+                self.mapped = None;
+                self.mapped = Mapping::new(blocks);
+            }
+            if let Some(m) = &mut self.mapped {
+                return m.slice(blocks);
+            }
+        }
+        if self.heap.len() < blocks {
+            self.heap.resize(blocks, Block::default());
+        }
+        &mut self.heap[..blocks]
+    }
+}
+
+/// An anonymous mapping for argon2 blocks, its start aligned to a huge
+/// page, and advised to use them. Unmapped on drop (the kernel zeroes the
+/// pages before anyone else gets them).
+#[cfg(target_os = "linux")]
+struct Mapping {
+    base: *mut libc::c_void,
+    len: usize,
+    start: *mut Block,
+    blocks: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Mapping {
+    fn new(blocks: usize) -> Option<Mapping> {
+        let huge = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|n| n.is_power_of_two())
+            .unwrap_or(2 << 20);
+        let len = blocks.checked_mul(std::mem::size_of::<Block>())?.checked_add(huge)?;
+        // SAFETY: a new private anonymous mapping at an address the kernel
+        // chooses; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let offset = (base as usize).next_multiple_of(huge) - base as usize;
+        // SAFETY: the range is inside the mapping just made. The advice
+        // changes how its pages are backed, never their contents; if the
+        // kernel has no huge pages it fails, harmlessly.
+        let _ = unsafe { libc::madvise(base.cast::<u8>().add(offset).cast(), len - offset, libc::MADV_HUGEPAGE) };
+        // SAFETY: `offset` < `huge`, so the start is inside the mapping.
+        let start = unsafe { base.cast::<u8>().add(offset) }.cast::<Block>();
+        Some(Mapping { base, len, start, blocks })
+    }
+
+    fn slice(&mut self, blocks: usize) -> &mut [Block] {
+        assert!(blocks <= self.blocks);
+        // SAFETY: `start` is aligned to a huge page (so to a Block's 64
+        // bytes), and `self.blocks` blocks fit between it and the end of
+        // the mapping. The pages are zero-filled or hold blocks earlier
+        // hashes wrote, and a Block is 128 u64s, for which any bytes are
+        // valid. `&mut self` makes the borrow exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.start, blocks) }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base` and `len` are this mapping's, unmapped once; no
+        // slice of it outlives `&mut self`.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +493,7 @@ mod tests {
         let stored = StoredHash::parse(&phc).unwrap();
         assert!(stored.verify(b"correct horse"));
         assert!(!stored.verify(b"correct horsE"));
-        let mut memory = Vec::new();
+        let mut memory = HashMemory::huge_pages();
         assert!(stored.verify_with_memory(b"correct horse", &mut memory));
         assert!(!stored.verify_with_memory(b"", &mut memory));
         assert!(stored.is_current(&SMALL.to_params().unwrap()));
@@ -404,36 +501,53 @@ mod tests {
         assert!(!format!("{stored:?}").contains(&phc[30..]));
     }
 
-    /// The worker's argon2 memory asks for huge pages (the VMA flag `hg`
-    /// in /proc/self/smaps), where the kernel has them.
+    /// A worker's argon2 memory asks for huge pages (the VMA flag `hg`
+    /// in /proc/self/smaps), where the kernel has them; and the advice
+    /// goes with it, leaving no advised range behind once it is dropped.
     #[cfg(target_os = "linux")]
     #[test]
-    fn argon2_memory_asks_for_huge_pages() {
+    fn worker_memory_asks_for_huge_pages_and_takes_the_advice_with_it() {
         if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
             return;
         }
         let params = HashParams { m_cost: 8192, t_cost: 1, p_cost: 1 };
         let stored = StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap();
-        let mut memory = Vec::new();
+        let mut memory = HashMemory::huge_pages();
         assert!(stored.verify_with_memory(b"pw", &mut memory));
-        let (start, end) = (memory.as_ptr() as usize, memory.as_ptr() as usize + memory.len() * 1024);
+        assert!(!stored.verify_with_memory(b"px", &mut memory));
+        let blocks = memory.blocks(8192);
+        let range = (blocks.as_ptr() as usize, blocks.as_ptr() as usize + std::mem::size_of_val(blocks));
+        let Some(advised) = advised_bytes(range) else { return };
+        assert_eq!(advised, 8 << 20, "the whole 8 MiB asks for huge pages");
+        drop(memory);
+        assert_eq!(advised_bytes(range), Some(0), "an advised range outlived the memory");
+    }
+
+    /// Bytes of `range` in mappings flagged `hg`; `None` if this kernel
+    /// shows no VmFlags.
+    #[cfg(target_os = "linux")]
+    fn advised_bytes((start, end): (usize, usize)) -> Option<usize> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        if !smaps.contains("VmFlags:") {
+            return None;
+        }
         let mut advised = 0usize;
         let mut current: Option<(usize, usize)> = None;
         for line in smaps.lines() {
-            let range = line.split_whitespace().next().and_then(|r| r.split_once('-'));
-            if let Some((a, b)) =
-                range.and_then(|(a, b)| Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?)))
-            {
-                current = Some((a, b));
+            let header = line
+                .split_whitespace()
+                .next()
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?)));
+            if let Some(vma) = header {
+                current = Some(vma);
             } else if let (Some(flags), Some((a, b))) = (line.strip_prefix("VmFlags:"), current) {
                 if flags.split_whitespace().any(|f| f == "hg") && a < end && b > start {
                     advised += b.min(end) - a.max(start);
                 }
             }
         }
-        // 8 MiB of blocks hold at least three whole 2 MiB pages.
-        assert!(advised >= 6 << 20, "{advised} bytes of the 8 MiB asked for huge pages");
+        Some(advised)
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub fn lower_priority(priority: HashPriority) -> std::io::Result<()> {
 }
 
 fn work(queue: &Queue, me: &Worker, stats: &Stats) {
-    let mut memory = Vec::new();
+    let mut memory = super::HashMemory::huge_pages();
     while let Some(job) = queue.pop_or_sleep(me) {
         // The client may have gone away, or its attempt been abandoned,
         // while the job waited: skip the hash.
@@ -337,7 +337,7 @@ fn work(queue: &Queue, me: &Worker, stats: &Stats) {
             }
         }))
         .unwrap_or_else(|_| {
-            memory = Vec::new();
+            memory = super::HashMemory::huge_pages();
             Err(())
         });
         let elapsed = start.elapsed();

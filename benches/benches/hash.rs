@@ -4,7 +4,8 @@
 //! - `verify_fresh`: `StoredHash::verify`, which allocates the 19 MiB of
 //!   argon2 memory for each hash (what a naive server does);
 //! - `verify_reused`: `StoredHash::verify_with_memory` with one buffer kept
-//!   across hashes (what each hash-pool worker does);
+//!   across hashes, in huge pages where the kernel has them (what each
+//!   hash-pool worker does; so it differs from `verify_fresh` in both);
 //! - `pool/N_workers`: jobs through `HashPool::try_submit` and back, N
 //!   workers, 8 jobs per worker in flight; throughput in verifications/s.
 //!

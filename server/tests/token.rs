@@ -229,20 +229,22 @@ async fn graceful_shutdown_exits_zero() {
     assert!(!logs.contains("WARN"), "the drain was not clean: {logs}");
 }
 
+/// A server on the standard config with TLS from certificate files in
+/// `dir` (any PEM chain and key will do: the self-signed generator's);
+/// returns it and the certificate, for the client to trust.
+fn tls_server(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+    let cert = ropc_server::tls::ensure_self_signed(dir).unwrap();
+    let config = standard_config("").replace(
+        "tls = \"off\"",
+        &format!("tls = {{ cert = \"{}\", key = \"{}\" }}", cert.display(), dir.join("self-signed-key.pem").display()),
+    );
+    (Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://"), cert)
+}
+
 #[tokio::test]
 async fn tls_with_certificate_files() {
     let dir = tempfile::tempdir().unwrap();
-    // Any PEM chain and key will do; reuse the self-signed generator.
-    let cert = ropc_server::tls::ensure_self_signed(dir.path()).unwrap();
-    let config = standard_config("").replace(
-        "tls = \"off\"",
-        &format!(
-            "tls = {{ cert = \"{}\", key = \"{}\" }}",
-            cert.display(),
-            dir.path().join("self-signed-key.pem").display()
-        ),
-    );
-    let server = Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
+    let (server, cert) = tls_server(dir.path());
     let body = format!("{PW}&client_id=legacy&client_secret=legacy-secret");
     let r = crate::support::request(
         server.addr,
@@ -264,16 +266,7 @@ async fn tls_with_certificate_files() {
 async fn a_failed_tls_handshake_leaves_no_open_connection_counted() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let cert = ropc_server::tls::ensure_self_signed(dir.path()).unwrap();
-    let config = standard_config("").replace(
-        "tls = \"off\"",
-        &format!(
-            "tls = {{ cert = \"{}\", key = \"{}\" }}",
-            cert.display(),
-            dir.path().join("self-signed-key.pem").display()
-        ),
-    );
-    let server = Server::start_with_listen_prefix(&config, &standard_users(), "ropc listening on https://");
+    let (server, cert) = tls_server(dir.path());
     for _ in 0..3 {
         let mut plain = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         plain.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();

@@ -1110,6 +1110,13 @@ impl App {
                 "Failed writes to the token log.",
                 st.failures.load(Ordering::Relaxed),
             );
+            write_histogram(
+                w,
+                "ropc_token_log_write_seconds",
+                "Time to write one batch of grants to the token log, the wait for its lock included.",
+                &st.write_time,
+            );
+            write_histogram(w, "ropc_token_log_sync_seconds", "Time of one fdatasync of the token log.", &st.sync_time);
         }
         if let Some(redis) = &self.redis {
             write_value(w, "ropc_token_store_up", "gauge", "1 while Redis answers.", u8::from(redis.is_up()));

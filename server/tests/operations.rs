@@ -30,9 +30,15 @@ async fn metrics_count_requests_hashes_and_tokens() {
     assert_eq!(sample(&m, "ropc_request_duration_seconds_count{endpoint=\"token\"}"), Some(2.0));
     assert!(sample(&m, "ropc_hash_workers").unwrap() >= 1.0);
     assert_eq!(sample(&m, "ropc_hash_shed_total"), Some(0.0));
-    for family in
-        ["ropc_hash_queue_length", "ropc_hash_busy_workers", "ropc_lockout_locks_total", "ropc_open_connections"]
-    {
+    // The refresh token went to the token log: at least one batch written.
+    assert!(sample(&m, "ropc_token_log_write_seconds_count").unwrap() >= 1.0, "{m}");
+    for family in [
+        "ropc_hash_queue_length",
+        "ropc_hash_busy_workers",
+        "ropc_lockout_locks_total",
+        "ropc_open_connections",
+        "ropc_token_log_sync_seconds",
+    ] {
         assert!(m.contains(&format!("# TYPE {family} ")), "{family} missing");
     }
 }

@@ -313,6 +313,12 @@ pub struct Stats {
     pub compactions: AtomicU64,
     /// Failed writes or syncs since start.
     pub failures: AtomicU64,
+    /// How long each batch's write took, the wait for the log's lock
+    /// included (a compaction's commit, or a `write(2)` the filesystem
+    /// holds up, shows here).
+    pub write_time: crate::metrics::Histogram,
+    /// How long each `fdatasync` took.
+    pub sync_time: crate::metrics::Histogram,
 }
 
 impl std::fmt::Debug for Wal {
@@ -544,6 +550,13 @@ impl Wal {
     /// Writes one batch: one `write(2)`. A failed write is cut off the
     /// file again, so that no torn entry sits before later ones.
     fn write(&self, bytes: &[u8], entries: u64) -> bool {
+        let started = std::time::Instant::now();
+        let written = self.write_locked(bytes, entries);
+        self.stats.write_time.observe(started.elapsed());
+        written
+    }
+
+    fn write_locked(&self, bytes: &[u8], entries: u64) -> bool {
         let mut inner = self.inner.lock();
         if inner.broken {
             // After a failed write: only append once the torn bytes are cut
@@ -654,7 +667,10 @@ fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
         (i.file.try_clone(), i.written)
     };
     stats.syncs.fetch_add(1, Ordering::Relaxed);
-    match fd.and_then(|f| f.sync_data()) {
+    let started = std::time::Instant::now();
+    let synced = fd.and_then(|f| f.sync_data());
+    stats.sync_time.observe(started.elapsed());
+    match synced {
         Ok(()) => {
             let mut i = inner.lock();
             i.synced = i.synced.max(upto);

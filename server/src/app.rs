@@ -235,19 +235,17 @@ impl Drop for InFlight<'_> {
                 false => self.app.lockout.finish(self.user, self.ip, self.now, None),
             };
         };
-        // Redis is reached asynchronously: release the slot from a task of
-        // its own. (A slot left behind, by a crash or a runtime shutting
+        // Redis is reached asynchronously: the slot is released from a task
+        // of its own. (A slot left behind, by a crash or a runtime shutting
         // down, stops counting once 60 s pass with no attempt admitted for
         // the user, see USER_BEGIN.)
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (redis, policy, user, ip, now) =
-            (Arc::clone(redis), self.app.lockout.policy(), self.user.to_owned(), self.ip, self.now);
-        runtime.spawn(async move {
-            let _ = redis.finish(&policy, &user, ip, now, None).await;
-            if cost_a_hash {
-                let _ = redis.ip_failure(&policy, ip, now).await;
-            }
-        });
+        Arc::clone(redis).release_later(
+            self.app.lockout.policy(),
+            self.user.to_owned(),
+            self.ip,
+            self.now,
+            cost_a_hash,
+        );
     }
 }
 

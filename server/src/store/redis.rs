@@ -249,11 +249,7 @@ impl Drop for UnreadGate {
         // itself), or it already succeeded and the gate is read here.
         self.rx.close();
         if let Ok(Ok(Gate::Open)) = self.rx.try_recv() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = store.finish(&policy, &user, ip, now, None).await;
-                });
-            }
+            store.release_later(policy, user, ip, now, false);
         }
     }
 }
@@ -612,6 +608,21 @@ impl RedisStore {
         let gate = (&mut pending.rx).await.unwrap_or(Err(StoreError));
         pending.release = None;
         gate
+    }
+
+    /// Gives back an in-flight slot that [`Self::begin`] took for an
+    /// attempt whose request went away, from a task of its own (the caller
+    /// is a `Drop`); `cost_a_hash` also counts a failure against the IP.
+    /// Outside a runtime (a drop at shutdown) the slot is left to the 60-s
+    /// rule of USER_BEGIN.
+    pub fn release_later(self: Arc<Self>, p: LockoutPolicy, user: String, ip: IpAddr, now: u64, cost_a_hash: bool) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let _ = self.finish(&p, &user, ip, now, None).await;
+            if cost_a_hash {
+                let _ = self.ip_failure(&p, ip, now).await;
+            }
+        });
     }
 
     /// [`crate::lockout::Lockout::finish`], shared. Returns the seconds of a

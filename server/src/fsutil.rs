@@ -69,16 +69,36 @@ impl Staged {
 
     /// Syncs the file, renames it over the target and syncs the directory;
     /// returns the file, now the target.
-    pub fn commit(mut self) -> io::Result<File> {
+    pub fn commit(self) -> io::Result<File> {
         self.file.sync_all()?;
+        let dir = self.dir.clone();
+        let file = self.install()?;
+        sync_dir(&dir);
+        Ok(file)
+    }
+
+    /// Renames the file over the target as it is, with no sync: the caller
+    /// has synced what must survive a power cut, and syncs the directory
+    /// ([`sync_dir`]) to make the rename itself durable. Returns the file,
+    /// now the target.
+    pub fn install(mut self) -> io::Result<File> {
         let file = self.file.try_clone()?;
         fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
         Ok(file)
+    }
+
+    /// The directory the file is renamed in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Syncs a directory, making the renames in it durable (best effort: some
+/// filesystems cannot sync a directory, and the rename stands regardless).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

@@ -22,7 +22,9 @@
 //!   followed by everything appended since it began. Map changes
 //!   are made before their entries are queued, so an entry queued before
 //!   the snapshot began is in the snapshot, and one queued after is
-//!   replayed on top of it.
+//!   replayed on top of it. Appends wait only while the compaction switches
+//!   files, not while it syncs its new file (with [`Sync::Always`], also
+//!   for the sync of the last appends it copies): see [`Compaction`].
 
 use super::portable::Portable;
 use super::{ShardedTokenMap, StoreError};
@@ -42,6 +44,10 @@ pub const COMPACT_MIN: u64 = 16 << 20;
 
 /// Appends waiting for a group commit at most; more wait (never drop).
 const QUEUE: usize = 65_536;
+
+/// A batch that waited this long between its first append and the end of
+/// its write is logged as a warning (grants waited for it).
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Largest entry accepted on replay (a corrupt length cannot make us
 /// allocate gigabytes).
@@ -237,6 +243,10 @@ pub struct Wal {
     snapshot: Arc<SnapshotFn>,
     compact_min: u64,
     stats: Arc<Stats>,
+    /// Tests: runs in a compaction just before it syncs the appends it
+    /// copied (to show appends go on meanwhile).
+    #[cfg(test)]
+    before_tail_sync: Option<Arc<dyn Fn() + Send + std::marker::Sync>>,
 }
 
 /// Appends are written in batches: the first request to find nobody
@@ -264,6 +274,8 @@ struct Queue {
     /// The batch being filled (the next to be written).
     batch: u64,
     writing: bool,
+    /// When the batch being filled got its first bytes.
+    since: Option<std::time::Instant>,
 }
 
 /// Most batches one writer writes before handing the rest to a task, so
@@ -293,10 +305,14 @@ struct Inner {
     compacting: Option<Vec<u8>>,
     since_snapshot: u64,
     last_snapshot: u64,
-    /// The last write failed: answer errors until a sync succeeds.
+    /// The last write failed, and its torn bytes may still be in the file:
+    /// the next write cuts them off first (and fails if it cannot).
     broken: bool,
     /// The file's length after the last whole write.
     good_len: u64,
+    /// Counts the files the log was written to: a compaction puts a new
+    /// one in place, and a sync of the one before says nothing about it.
+    generation: u64,
     _lock: crate::fsutil::FileLock,
 }
 
@@ -314,7 +330,7 @@ pub struct Stats {
     /// Failed writes or syncs since start.
     pub failures: AtomicU64,
     /// How long each batch's write took, the wait for the log's lock
-    /// included (a compaction's commit, or a `write(2)` the filesystem
+    /// included (a compaction switching files, or a `write(2)` the filesystem
     /// holds up, shows here).
     pub write_time: crate::metrics::Histogram,
     /// How long each `fdatasync` took.
@@ -391,6 +407,7 @@ impl Wal {
             last_snapshot: snap.len() as u64,
             broken: false,
             good_len: snap.len() as u64,
+            generation: 0,
             _lock: lock,
         }));
         let waiters = match mode {
@@ -426,6 +443,8 @@ impl Wal {
             snapshot: Arc::new(snapshot),
             compact_min,
             stats,
+            #[cfg(test)]
+            before_tail_sync: None,
         })
     }
 
@@ -446,6 +465,9 @@ impl Wal {
         }
         let (batch, lead) = {
             let mut q = self.batches.queue.lock();
+            if q.since.is_none() {
+                q.since = Some(std::time::Instant::now());
+            }
             q.bytes.extend_from_slice(&bytes);
             q.entries += count;
             let lead = !q.writing;
@@ -522,7 +544,7 @@ impl Wal {
     /// Writes what is queued as one batch and wakes its waiters; false (and
     /// nobody writing any more) when nothing was queued.
     fn write_queued(&self) -> bool {
-        let (bytes, entries, id) = {
+        let (bytes, entries, id, since) = {
             let mut q = self.batches.queue.lock();
             if q.bytes.is_empty() {
                 q.writing = false;
@@ -530,9 +552,9 @@ impl Wal {
             }
             let id = q.batch;
             q.batch += 1;
-            (std::mem::take(&mut q.bytes), std::mem::take(&mut q.entries), id)
+            (std::mem::take(&mut q.bytes), std::mem::take(&mut q.entries), id, q.since.take())
         };
-        if !self.write(&bytes, entries) {
+        if !self.write(&bytes, entries, since) {
             let mut failed = self.batches.failed.lock();
             failed.insert(id);
             while failed.len() > 4096 {
@@ -547,17 +569,34 @@ impl Wal {
         true
     }
 
-    /// Writes one batch: one `write(2)`. A failed write is cut off the
-    /// file again, so that no torn entry sits before later ones.
-    fn write(&self, bytes: &[u8], entries: u64) -> bool {
+    /// Writes one batch, queued since `since`: one `write(2)`. A failed
+    /// write is cut off the file again, so that no torn entry sits before
+    /// later ones. A batch whose grants waited long is logged, with where
+    /// the time went.
+    fn write(&self, bytes: &[u8], entries: u64, since: Option<std::time::Instant>) -> bool {
         let started = std::time::Instant::now();
-        let written = self.write_locked(bytes, entries);
-        self.stats.write_time.observe(started.elapsed());
+        let mut inner = self.inner.lock();
+        let lock_wait = started.elapsed();
+        let written = self.write_locked(&mut inner, bytes, entries);
+        drop(inner);
+        let took = started.elapsed();
+        self.stats.write_time.observe(took);
+        let waited = since.map_or(took, |s| s.elapsed());
+        if waited >= SLOW_WRITE {
+            tracing::warn!(
+                file = %self.path.display(),
+                waited_ms = waited.as_millis() as u64,
+                before_write_ms = waited.saturating_sub(took).as_millis() as u64,
+                lock_wait_ms = lock_wait.as_millis() as u64,
+                write_ms = took.saturating_sub(lock_wait).as_millis() as u64,
+                bytes = bytes.len(),
+                "grants waited long for the token log"
+            );
+        }
         written
     }
 
-    fn write_locked(&self, bytes: &[u8], entries: u64) -> bool {
-        let mut inner = self.inner.lock();
+    fn write_locked(&self, inner: &mut Inner, bytes: &[u8], entries: u64) -> bool {
         if inner.broken {
             // After a failed write: only append once the torn bytes are cut
             // off, or replay would stop before what follows.
@@ -585,7 +624,7 @@ impl Wal {
         }
         self.stats.entries.fetch_add(entries, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.maybe_compact(&mut inner);
+        self.maybe_compact(inner);
         true
     }
 
@@ -594,23 +633,16 @@ impl Wal {
             return;
         }
         inner.compacting = Some(Vec::new());
-        let (snapshot, weak, path, stats) =
-            (Arc::clone(&self.snapshot), Arc::downgrade(&self.inner), self.path.clone(), Arc::clone(&self.stats));
-        let spawned = std::thread::Builder::new().name("ropc-token-snapshot".into()).spawn(move || {
-            // The snapshot is built, written and synced without the lock;
-            // appends go on meanwhile and are copied into `compacting`.
-            let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| snapshot()))
-                .map_err(|_| io::Error::other("the snapshot panicked"))
-                .and_then(|snap| {
-                    let mut staged = crate::fsutil::Staged::new(&path, 0o600)?;
-                    staged.file().write_all(&snap)?;
-                    staged.file().sync_data()?;
-                    Ok((staged, snap.len() as u64))
-                });
-            if let Some(inner) = weak.upgrade() {
-                finish_compaction(&mut inner.lock(), &path, staged, &stats);
-            }
-        });
+        let job = Compaction {
+            snapshot: Arc::clone(&self.snapshot),
+            inner: Arc::downgrade(&self.inner),
+            path: self.path.clone(),
+            stats: Arc::clone(&self.stats),
+            mode: self.mode,
+            #[cfg(test)]
+            before_tail_sync: self.before_tail_sync.clone(),
+        };
+        let spawned = std::thread::Builder::new().name("ropc-token-snapshot".into()).spawn(move || job.run());
         if let Err(e) = spawned {
             inner.compacting = None;
             inner.since_snapshot = 0;
@@ -622,49 +654,155 @@ impl Wal {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// Tests: `hook` runs in each compaction just before it syncs the
+    /// appends it copied.
+    #[cfg(test)]
+    fn before_tail_sync(&mut self, hook: impl Fn() + Send + std::marker::Sync + 'static) {
+        self.before_tail_sync = Some(Arc::new(hook));
+    }
 }
 
-/// Appends what was written since the snapshot began to the staged
-/// snapshot and puts it in the log's place; appends wait meanwhile (they
-/// hold the same lock), for that tail's write and sync and the rename only.
-fn finish_compaction(inner: &mut Inner, path: &Path, staged: io::Result<(crate::fsutil::Staged, u64)>, stats: &Stats) {
-    let Some(since) = inner.compacting.take() else { return };
-    let result = staged.and_then(|(mut staged, snap_len)| {
-        staged.file().write_all(&since)?;
-        // commit() syncs the file, renames it and syncs the directory; the
-        // descriptor is the log from then on.
-        Ok((staged.commit()?, snap_len))
-    });
-    match result {
-        Ok((file, snap_len)) => {
-            let total = snap_len + since.len() as u64;
-            inner.file = file;
-            inner.good_len = total;
-            inner.broken = false;
-            inner.synced = inner.written;
-            inner.last_snapshot = snap_len;
-            inner.since_snapshot = since.len() as u64;
-            stats.bytes.store(total, Ordering::Relaxed);
-            stats.compactions.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = %path.display(), bytes = total, "token log compacted");
+/// One compaction, on a thread of its own. Appends go on all along, and are
+/// copied into `Inner::compacting` from the moment it begins:
+///
+/// 1. The snapshot is built and written to a temporary file.
+/// 2. The appends copied so far are taken and written after it, and the
+///    file is synced; again while what was taken is more than
+///    [`SMALL_TAIL`] (a few rounds at most). The log's lock is held only to
+///    take them.
+/// 3. Under the lock: the appends copied since (little) are written too,
+///    and the file is renamed over the log; appends go to it from then on.
+///    - [`Sync::Always`]: that tail is synced before the rename, and the
+///      directory after it, still under the lock: those appends were
+///      answered as synced, and no append may be answered before the
+///      rename is durable.
+///    - [`Sync::Interval`]: the tail is synced at the sync thread's next
+///      turn, like any append, and the directory by the compaction just
+///      after it lets go of the lock. A power cut in between can lose that
+///      tail (appends of the last moments, as between two syncs) if the
+///      rename survives it.
+/// 4. The file it replaced is closed, once appends go on.
+///
+/// A failure before the rename leaves the log in use as it was; a failed
+/// directory sync leaves the rename to the filesystem's next commit.
+struct Compaction {
+    snapshot: Arc<SnapshotFn>,
+    /// Weak: a compaction does not keep a closed log (and its lock) alive.
+    inner: std::sync::Weak<parking_lot::Mutex<Inner>>,
+    path: PathBuf,
+    stats: Arc<Stats>,
+    mode: Sync,
+    #[cfg(test)]
+    before_tail_sync: Option<Arc<dyn Fn() + Send + std::marker::Sync>>,
+}
+
+/// Step 2 takes the copied appends again while it took more than this.
+const SMALL_TAIL: usize = 64 << 10;
+
+/// Rounds of step 2 at most.
+const TAIL_ROUNDS: usize = 4;
+
+/// Steps 1 and 2 done: the file, the snapshot's length, the file's length,
+/// and the log's `written` count the file holds (synced) up to.
+type Staged = (crate::fsutil::Staged, u64, u64, u64);
+
+impl Compaction {
+    fn run(self) {
+        let staged = self.stage();
+        let Some(log) = self.inner.upgrade() else { return };
+        let mut inner = log.lock();
+        let locked = std::time::Instant::now();
+        let Some(tail) = inner.compacting.take() else { return };
+        let tail_len = tail.len();
+        let always = self.mode == Sync::Always;
+        let installed = staged.and_then(|(mut staged, snap_len, len, durable)| {
+            staged.file().write_all(&tail)?;
+            if always {
+                staged.file().sync_data()?;
+            }
+            let dir = staged.dir().to_owned();
+            let file = staged.install()?;
+            if always {
+                crate::fsutil::sync_dir(&dir);
+            }
+            Ok((file, snap_len, len + tail.len() as u64, durable, dir))
+        });
+        match installed {
+            Ok((file, snap_len, total, durable, dir)) => {
+                let old = std::mem::replace(&mut inner.file, file);
+                inner.generation += 1;
+                inner.good_len = total;
+                inner.broken = false;
+                inner.synced = if always { inner.written } else { durable };
+                inner.last_snapshot = snap_len;
+                inner.since_snapshot = total - snap_len;
+                self.stats.bytes.store(total, Ordering::Relaxed);
+                drop(inner);
+                drop(log);
+                let held = locked.elapsed();
+                // Closing the replaced file may free its blocks: not while
+                // appends wait.
+                drop(old);
+                if !always {
+                    crate::fsutil::sync_dir(&dir);
+                }
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    file = %self.path.display(),
+                    bytes = total,
+                    tail_bytes = tail_len,
+                    appends_held_us = held.as_micros() as u64,
+                    "token log compacted"
+                );
+            }
+            Err(e) => {
+                inner.since_snapshot = 0;
+                drop(inner);
+                tracing::error!(file = %self.path.display(), error = %e, "cannot compact the token log");
+            }
         }
-        Err(e) => {
-            // Nothing was renamed: the log in use is whole. Try again later.
-            inner.since_snapshot = 0;
-            tracing::error!(file = %path.display(), error = %e, "cannot compact the token log");
+    }
+
+    /// Steps 1 and 2.
+    fn stage(&self) -> io::Result<Staged> {
+        let snap = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.snapshot)()))
+            .map_err(|_| io::Error::other("the snapshot panicked"))?;
+        let mut staged = crate::fsutil::Staged::new(&self.path, 0o600)?;
+        staged.file().write_all(&snap)?;
+        let mut len = snap.len() as u64;
+        let mut durable = 0;
+        for _ in 0..TAIL_ROUNDS {
+            let since = {
+                let log = self.inner.upgrade().ok_or_else(|| io::Error::other("the token log was closed"))?;
+                let mut inner = log.lock();
+                durable = inner.written;
+                inner.compacting.as_mut().map(std::mem::take).unwrap_or_default()
+            };
+            staged.file().write_all(&since)?;
+            len += since.len() as u64;
+            #[cfg(test)]
+            if let Some(hook) = &self.before_tail_sync {
+                hook();
+            }
+            staged.file().sync_data()?;
+            if since.len() <= SMALL_TAIL {
+                break;
+            }
         }
+        Ok((staged, snap.len() as u64, len, durable))
     }
 }
 
 /// Syncs the log if anything was written since the last sync; returns the
 /// sequence number now durable, or none on failure.
 fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
-    let (fd, upto) = {
+    let (fd, upto, generation) = {
         let i = inner.lock();
-        if i.synced == i.written && !i.broken {
+        if i.synced == i.written {
             return Some(i.synced);
         }
-        (i.file.try_clone(), i.written)
+        (i.file.try_clone(), i.written, i.generation)
     };
     stats.syncs.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
@@ -672,9 +810,16 @@ fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
     stats.sync_time.observe(started.elapsed());
     match synced {
         Ok(()) => {
+            // (`broken` stays: a sync does not cut off torn bytes.)
             let mut i = inner.lock();
-            i.synced = i.synced.max(upto);
-            i.broken = false;
+            if i.generation == generation {
+                i.synced = i.synced.max(upto);
+            }
+            // Else a compaction put another file in place meanwhile. It
+            // holds everything up to `upto` too: with Sync::Always synced,
+            // and its rename too, before the lock was let go; with
+            // Sync::Interval what it holds unsynced is left to the next
+            // sync.
             Some(upto)
         }
         Err(e) => {
@@ -804,6 +949,90 @@ mod tests {
             .expect("an append after a dropped writer completes")
             .unwrap();
         assert_eq!(wal.stats().entries.load(Ordering::Relaxed), 2, "the dropped writer's entry was written too");
+    }
+
+    /// A compaction syncs its copy of the log without holding the log's
+    /// lock: appends go on while that sync waits for the disk (which, under
+    /// someone else's heavy writeback, can take seconds), and the ones made
+    /// meanwhile end up in the compacted log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_go_on_while_a_compaction_syncs() {
+        for mode in [Sync::Always, Sync::Interval(std::time::Duration::from_millis(5))] {
+            appends_go_on_while_a_compaction_syncs_in(mode).await;
+        }
+    }
+
+    async fn appends_go_on_while_a_compaction_syncs_in(mode: Sync) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.wal");
+        // Opens the log with `fake` as the map it snapshots and restores.
+        let open = |fake: &Arc<Fake>| {
+            let (f1, f2) = (Arc::clone(fake), Arc::clone(fake));
+            let restore = move |state: Replayed| *f1.records.lock() = state.records;
+            let snapshot: SnapshotFn = Box::new(move || {
+                let records = f2.records.lock().clone();
+                records.into_iter().flat_map(|(k, p)| Entry::Put(TokenKey(k), p).frame()).collect()
+            });
+            Wal::open(&path, restore, snapshot, 4096, mode)
+        };
+        let fake = Arc::new(Fake::default());
+        let mut wal = open(&fake).unwrap();
+        let (paused_tx, paused) = std::sync::mpsc::channel::<()>();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        let resume_rx = parking_lot::Mutex::new(resume_rx);
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hook_released = Arc::clone(&released);
+        wal.before_tail_sync(move || {
+            let _ = paused_tx.send(());
+            let _ = resume_rx.lock().recv_timeout(std::time::Duration::from_secs(10));
+            hook_released.store(true, Ordering::SeqCst);
+        });
+        let far = crate::app::now() + 3600;
+        // As the app does: the map first, then the log.
+        let put = |i: u16| {
+            let mut key = [7; 16];
+            key[..2].copy_from_slice(&i.to_le_bytes());
+            fake.records.lock().insert(key, portable(far));
+            [Entry::Put(TokenKey(key), portable(far))]
+        };
+        // About 130 bytes each: the 32nd or so crosses 4096 (the log began
+        // as an empty snapshot) and starts a compaction.
+        let mut i = 0;
+        while wal.stats().bytes.load(Ordering::Relaxed) < 8192 {
+            wal.append(&put(i)).await.unwrap();
+            i += 1;
+        }
+        tokio::task::block_in_place(|| paused.recv_timeout(std::time::Duration::from_secs(5)))
+            .expect("a compaction began and reached its sync");
+        for _ in 0..20 {
+            wal.append(&put(i)).await.unwrap();
+            i += 1;
+        }
+        assert!(!released.load(Ordering::SeqCst), "appends waited for the compaction's sync");
+        resume.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while wal.stats().compactions.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the compaction finished");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Appends after it go to the new file.
+        wal.append(&put(i)).await.unwrap();
+        i += 1;
+        drop(wal);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let reopened = Arc::new(Fake::default());
+        loop {
+            // The sync thread lets go of the log's lock soon after the drop.
+            match open(&reopened) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("another ropc") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(reopened.records.lock().len(), usize::from(i), "every append survived the compaction");
+        assert_eq!(*reopened.records.lock(), *fake.records.lock());
     }
 
     async fn compaction_keeps_the_live_state(mode: Sync) {

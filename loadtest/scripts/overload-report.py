@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summary of one overload-run.sh run: python3 overload-report.py runs/LABEL"""
-import json, sys
+import json, os, sys
 
 d = sys.argv[1]
 load = lambda n: json.load(open(f"{d}/{n}.json"))
@@ -11,7 +11,17 @@ def metrics(name):
         parts = line.split()
         if len(parts) == 2 and parts[0].startswith("ropc_"):
             out[parts[0]] = float(parts[1])
+        elif parts and parts[0] == "cpu":   # /proc/stat: user nice system idle iowait irq softirq steal
+            out["cpu"] = [int(x) for x in parts[1:]]
     return out
+
+def steal(start, end):
+    """The share of the vCPUs' time the host took between two scrapes."""
+    a, b = metrics(start).get("cpu"), metrics(end).get("cpu")
+    if not a or not b:
+        return ""
+    total = sum(b[:8]) - sum(a[:8])
+    return f"; steal {100 * (b[7] - a[7]) / total:.1f} %" if total else ""
 
 a, b = metrics("scrape-sat-start"), metrics("scrape-sat-end")
 sat = load("sat")
@@ -21,6 +31,13 @@ workers = b["ropc_hash_workers"]
 ideal = workers / hash_mean
 print(f"saturation: {sat['success_rps']:.1f} logins/s; {hashes:.0f} hashes, mean {hash_mean*1000:.2f} ms in the run; "
       f"{workers:.0f} workers / mean = {ideal:.1f}/s; ratio {sat['success_rps']/ideal:.3f}")
+# Runs since sat2 was added measure saturation again at the end; the
+# accepted rates are compared with the mean of both.
+saturation = sat["success_rps"]
+if os.path.exists(f"{d}/sat2.json"):
+    sat2 = load("sat2")
+    saturation = (sat["success_rps"] + sat2["success_rps"]) / 2
+    print(f"saturation again at the end: {sat2['success_rps']:.1f} logins/s; mean of both {saturation:.1f}/s")
 
 idle, refresh = load("idle"), load("refresh")
 ms = lambda us: us / 1000
@@ -48,7 +65,7 @@ def overload(name, label):
     print(f"{label}: offered {o['load']['rate']}/s over {o['load']['connections']} connections; "
           f"{o['throughput_rps']:.1f} answers/s; by status {o['errors_by_status']}; unsent {o['unsent']}; "
           f"accepted {o['success_rps']:.1f}/s overall, {acc:.1f}/s in seconds 1..{len(tl)-2}; "
-          f"ratio to saturation {acc/sat['success_rps']:.3f}")
+          f"ratio to saturation {acc/saturation:.3f}")
     for k, l in o["latency_by_outcome_us"].items():
         print(f"  {k}: {l['count']} answers, p50 {ms(l['p50']):.3f} p99 {ms(l['p99']):.3f} "
               f"p99.9 {ms(l['p99_9']):.3f} max {ms(l['max']):.3f} ms")
@@ -61,5 +78,14 @@ overload("alone", "overload alone")
 overload("overload", "overload with refresh")
 for phase in ("alone", "over"):
     c, e = metrics(f"scrape-{phase}-start"), metrics(f"scrape-{phase}-end")
+    slow = ""
+    writes = "ropc_token_log_write_seconds_count"
+    if writes in e:
+        n = e[writes] - c[writes]
+        fast = lambda m: m.get('ropc_token_log_write_seconds_bucket{le="0.25"}', 0)
+        slow = f"; token log writes {n:.0f}, of them {n - (fast(e) - fast(c)):.0f} took 0.25 s or more"
     print(f"{phase}: hashes {e['ropc_hash_completed_total']-c['ropc_hash_completed_total']:.0f}, "
-          f"shed {e['ropc_hash_shed_total']-c['ropc_hash_shed_total']:.0f}")
+          f"shed {e['ropc_hash_shed_total']-c['ropc_hash_shed_total']:.0f}{slow}"
+          f"{steal(f'scrape-{phase}-start', f'scrape-{phase}-end')}")
+waited = sum(1 for line in open(f"{d}/server.log") if "grants waited long for the token log" in line)
+print(f"server log: {waited} warnings of grants that waited 250 ms or more for the token log")

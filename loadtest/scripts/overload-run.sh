@@ -13,6 +13,12 @@
 #              same refresh load for 20 s (both timed with --start-at, so the
 #              refresh window holds neither generator's setup, such as the
 #              overload's 2048 connections being opened)
+#     sat2     saturation again, as sat: the accepted rates are compared with
+#              the mean of sat and sat2, which cancels a steady drift of the
+#              machine's speed over the run
+#   Each scrape also takes the token log's metrics, and the machine's
+#   /proc/stat cpu line (its steal column shows a host that took the
+#   vCPUs away).
 #   Results go to runs/LABEL/ under $BENCH_DIR (default /tmp/bench), which holds
 #   `ropc` and `ropc-loadtest` (copied from target/release) and CONFIGDIR.
 #   Summary: overload-report.py runs/LABEL.
@@ -24,7 +30,8 @@ L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
 LT="./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
-scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store)' > $1; date -u +%T.%N >> $1; }
+scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store|token_log)' > $1
+  grep '^cpu ' /proc/stat >> $1; date -u +%T.%N >> $1; }
 fresh_store $C; ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!
 until curl -s -o /dev/null $M; do sleep 0.1; done
@@ -54,6 +61,11 @@ RP=$!
 wait $RP $OP
 grep -h "after --start-at" $D/overload.txt $D/refresh.txt >> $D/times   # a late start, if any
 scrape $D/scrape-over-end.txt
+idle_wait
+echo "sat2 start $(date -u +%T) $(uptime)" >> $D/times
+scrape $D/scrape-sat2-start.txt
+$LT --connections 16 --duration 20 --json $D/sat2.json > $D/sat2.txt
+scrape $D/scrape-sat2-end.txt
 echo "end $(date -u +%T) $(uptime)" >> $D/times
 grep -c . $D/server.log >> $D/times
 kill $SP; wait $SP

@@ -11,6 +11,10 @@
 #   `ropc-loadtest fixture --dir lt --users 200 --listen 127.0.0.1:18443`.
 #   Summaries: attack-cpu.py runs/LABEL, attack-metrics.py LABEL...,
 #   attack-ratio.py LABEL... (run in $BENCH_DIR).
+#   CONTROL=client-credentials: the "attacker" sends client_credentials
+#   grants instead (same rate, connections and address; no lock to wait
+#   for): what the same number of the cheapest requests costs the valid
+#   logins, to compare locked attempts with.
 set -u
 export LC_ALL=C   # decimal points for awk and bc
 . "$(dirname "$0")/common.sh"
@@ -34,20 +38,22 @@ start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --s
   # server's two cores (a real attacker's would not): one runtime thread and
   # the runtime's timer (--pacer runtime) keep its wake-ups, and so its
   # share, small.
+  if [ -n "${CONTROL:-}" ]; then what="--scenario $CONTROL"; else what="--users 1 --user-offset 0 --password-prefix wrong-"; fi
   ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
     --threads 1 --pacer runtime --start-at $1 \
-    --users 1 --user-offset 0 --password-prefix wrong- --rate 1000 --connections 512 --duration 20 \
+    $what --rate 1000 --connections 512 --duration 20 \
     --quiet --json $D/attacker.json > $D/attacker.txt &
   AP=$!
   sleep_until $1
   cpu $D/cpu-attack-start.txt
   scrape > $D/scrape-before.txt; date -u +%T.%N >> $D/scrape-before.txt
   locks0=$(val ropc_lockout_locks_total $D/scrape-before.txt)
-  while :; do
+  while [ -z "${CONTROL:-}" ]; do
     scrape > $D/poll.txt
     if [ "$(val ropc_lockout_locks_total $D/poll.txt)" != "$locks0" ]; then break; fi
     sleep 0.05
   done
+  [ -n "${CONTROL:-}" ] && scrape > $D/poll.txt
   T1=$(date +%s.%N)
   cp $D/poll.txt $D/scrape-lock.txt; date -u +%T.%N >> $D/scrape-lock.txt
   sleep 3

@@ -67,21 +67,20 @@ impl Staged {
         &mut self.file
     }
 
-    /// Syncs the file, renames it over the target and syncs the directory;
-    /// returns the file, now the target.
-    pub fn commit(self) -> io::Result<File> {
+    /// Syncs the file, renames it over the target and syncs the directory
+    /// (best effort: see [`sync_dir`]); returns the file, now the target.
+    pub fn commit(mut self) -> io::Result<File> {
         self.file.sync_all()?;
-        let dir = self.dir.clone();
         let file = self.install()?;
-        sync_dir(&dir);
+        let _ = sync_dir(&self.dir);
         Ok(file)
     }
 
     /// Renames the file over the target as it is, with no sync: the caller
     /// has synced what must survive a power cut, and syncs the directory
     /// ([`sync_dir`]) to make the rename itself durable. Returns the file,
-    /// now the target.
-    pub fn install(mut self) -> io::Result<File> {
+    /// now the target. Once it succeeded, dropping `self` leaves the file.
+    pub fn install(&mut self) -> io::Result<File> {
         let file = self.file.try_clone()?;
         fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
@@ -94,11 +93,13 @@ impl Staged {
     }
 }
 
-/// Syncs a directory, making the renames in it durable (best effort: some
-/// filesystems cannot sync a directory, and the rename stands regardless).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+/// Syncs a directory, making the renames in it durable. A filesystem that
+/// cannot sync a directory (`EINVAL`) counts as done: there is nothing
+/// more to do there, and the rename stands.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        other => other,
     }
 }
 

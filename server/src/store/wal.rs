@@ -24,7 +24,8 @@
 //!   the snapshot began is in the snapshot, and one queued after is
 //!   replayed on top of it. Appends wait only while the compaction switches
 //!   files, not while it syncs its new file (with [`Sync::Always`], also
-//!   for the sync of the last appends it copies): see [`Compaction`].
+//!   while it syncs the last appends it copies, and the directory): see
+//!   [`Compaction`].
 
 use super::portable::Portable;
 use super::{ShardedTokenMap, StoreError};
@@ -313,6 +314,10 @@ struct Inner {
     /// Counts the files the log was written to: a compaction puts a new
     /// one in place, and a sync of the one before says nothing about it.
     generation: u64,
+    /// [`Sync::Always`]: a compaction renamed its file in this directory
+    /// but could not sync the directory; syncs retry it, and nothing is
+    /// answered as synced until it succeeds.
+    dir_unsynced: Option<PathBuf>,
     _lock: crate::fsutil::FileLock,
 }
 
@@ -408,6 +413,7 @@ impl Wal {
             broken: false,
             good_len: snap.len() as u64,
             generation: 0,
+            dir_unsynced: None,
             _lock: lock,
         }));
         let waiters = match mode {
@@ -668,15 +674,17 @@ impl Wal {
 ///
 /// 1. The snapshot is built and written to a temporary file.
 /// 2. The appends copied so far are taken and written after it, and the
-///    file is synced; again while what was taken is more than
-///    [`SMALL_TAIL`] (a few rounds at most). The log's lock is held only to
-///    take them.
-/// 3. Under the lock: the appends copied since (little) are written too,
-///    and the file is renamed over the log; appends go to it from then on.
+///    file is synced; again while more than [`SMALL_TAIL`] was copied
+///    meanwhile (at most [`TAIL_ROUNDS`] rounds). The log's lock is held
+///    only to take them.
+/// 3. Under the lock: the appends copied since (little, unless the disk
+///    kept every round's sync waiting) are written too, and the file is
+///    renamed over the log; appends go to it from then on.
 ///    - [`Sync::Always`]: that tail is synced before the rename, and the
 ///      directory after it, still under the lock: those appends were
 ///      answered as synced, and no append may be answered before the
-///      rename is durable.
+///      rename is durable. (If the directory sync fails, the sync thread
+///      retries it, and answers nothing as synced until it succeeds.)
 ///    - [`Sync::Interval`]: the tail is synced at the sync thread's next
 ///      turn, like any append, and the directory by the compaction just
 ///      after it lets go of the lock. A power cut in between can lose that
@@ -684,8 +692,8 @@ impl Wal {
 ///      rename survives it.
 /// 4. The file it replaced is closed, once appends go on.
 ///
-/// A failure before the rename leaves the log in use as it was; a failed
-/// directory sync leaves the rename to the filesystem's next commit.
+/// A failure before the rename leaves the log in use as it was, and the
+/// next append that finds the log grown enough tries again.
 struct Compaction {
     snapshot: Arc<SnapshotFn>,
     /// Weak: a compaction does not keep a closed log (and its lock) alive.
@@ -697,116 +705,149 @@ struct Compaction {
     before_tail_sync: Option<Arc<dyn Fn() + Send + std::marker::Sync>>,
 }
 
-/// Step 2 takes the copied appends again while it took more than this.
+/// Step 2 goes round again while more than this was copied during a round.
 const SMALL_TAIL: usize = 64 << 10;
 
 /// Rounds of step 2 at most.
 const TAIL_ROUNDS: usize = 4;
 
-/// Steps 1 and 2 done: the file, the snapshot's length, the file's length,
-/// and the log's `written` count the file holds (synced) up to.
-type Staged = (crate::fsutil::Staged, u64, u64, u64);
+/// Steps 1 and 2 done.
+struct Stage {
+    file: crate::fsutil::Staged,
+    /// The snapshot's length.
+    snap_len: u64,
+    /// The file's length.
+    len: u64,
+    /// The log's `written` count the file holds (synced) up to.
+    durable: u64,
+}
 
 impl Compaction {
     fn run(self) {
-        let staged = self.stage();
+        let stage = self.stage();
         let Some(log) = self.inner.upgrade() else { return };
         let mut inner = log.lock();
         let locked = std::time::Instant::now();
         let Some(tail) = inner.compacting.take() else { return };
-        let tail_len = tail.len();
         let always = self.mode == Sync::Always;
-        let installed = staged.and_then(|(mut staged, snap_len, len, durable)| {
-            staged.file().write_all(&tail)?;
+        let mut stage = match stage {
+            Ok(stage) => stage,
+            Err(e) => return self.failed(inner, e),
+        };
+        let installed = stage.file.file().write_all(&tail).and_then(|()| {
             if always {
-                staged.file().sync_data()?;
+                stage.file.file().sync_data()?;
             }
-            let dir = staged.dir().to_owned();
-            let file = staged.install()?;
-            if always {
-                crate::fsutil::sync_dir(&dir);
-            }
-            Ok((file, snap_len, len + tail.len() as u64, durable, dir))
+            stage.file.install()
         });
-        match installed {
-            Ok((file, snap_len, total, durable, dir)) => {
-                let old = std::mem::replace(&mut inner.file, file);
-                inner.generation += 1;
-                inner.good_len = total;
-                inner.broken = false;
-                inner.synced = if always { inner.written } else { durable };
-                inner.last_snapshot = snap_len;
-                inner.since_snapshot = total - snap_len;
-                self.stats.bytes.store(total, Ordering::Relaxed);
-                drop(inner);
-                drop(log);
-                let held = locked.elapsed();
-                // Closing the replaced file may free its blocks: not while
-                // appends wait.
-                drop(old);
-                if !always {
-                    crate::fsutil::sync_dir(&dir);
-                }
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    file = %self.path.display(),
-                    bytes = total,
-                    tail_bytes = tail_len,
-                    appends_held_us = held.as_micros() as u64,
-                    "token log compacted"
-                );
-            }
+        let file = match installed {
+            Ok(file) => file,
             Err(e) => {
-                inner.since_snapshot = 0;
-                drop(inner);
-                tracing::error!(file = %self.path.display(), error = %e, "cannot compact the token log");
+                self.failed(inner, e);
+                // The temporary file goes only now, not while appends wait.
+                drop(stage);
+                return;
+            }
+        };
+        if always {
+            // A directory synced covers earlier renames in it too.
+            inner.dir_unsynced = match crate::fsutil::sync_dir(stage.file.dir()) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sync the token log's directory after a compaction: grants fail until a sync of it succeeds");
+                    Some(stage.file.dir().to_owned())
+                }
+            };
+        }
+        let total = stage.len + tail.len() as u64;
+        let old = std::mem::replace(&mut inner.file, file);
+        inner.generation += 1;
+        inner.good_len = total;
+        inner.broken = false;
+        inner.synced = if always { inner.written } else { stage.durable };
+        inner.last_snapshot = stage.snap_len;
+        inner.since_snapshot = total - stage.snap_len;
+        self.stats.bytes.store(total, Ordering::Relaxed);
+        drop(inner);
+        drop(log);
+        let held = locked.elapsed();
+        // Closing the replaced file may free its blocks: not while appends
+        // wait.
+        drop(old);
+        if !always {
+            if let Err(e) = crate::fsutil::sync_dir(stage.file.dir()) {
+                tracing::warn!(error = %e, "cannot sync the token log's directory after a compaction");
             }
         }
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            file = %self.path.display(),
+            bytes = total,
+            tail_bytes = tail.len(),
+            appends_held_us = held.as_micros() as u64,
+            "token log compacted"
+        );
+    }
+
+    /// Nothing was renamed: the log in use is whole. Try again later.
+    fn failed(&self, mut inner: parking_lot::MutexGuard<'_, Inner>, e: io::Error) {
+        inner.since_snapshot = 0;
+        drop(inner);
+        tracing::error!(file = %self.path.display(), error = %e, "cannot compact the token log");
     }
 
     /// Steps 1 and 2.
-    fn stage(&self) -> io::Result<Staged> {
+    fn stage(&self) -> io::Result<Stage> {
         let snap = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.snapshot)()))
             .map_err(|_| io::Error::other("the snapshot panicked"))?;
-        let mut staged = crate::fsutil::Staged::new(&self.path, 0o600)?;
-        staged.file().write_all(&snap)?;
+        let mut file = crate::fsutil::Staged::new(&self.path, 0o600)?;
+        file.file().write_all(&snap)?;
         let mut len = snap.len() as u64;
         let mut durable = 0;
+        let closed = || io::Error::other("the token log was closed");
         for _ in 0..TAIL_ROUNDS {
             let since = {
-                let log = self.inner.upgrade().ok_or_else(|| io::Error::other("the token log was closed"))?;
+                let log = self.inner.upgrade().ok_or_else(closed)?;
                 let mut inner = log.lock();
                 durable = inner.written;
                 inner.compacting.as_mut().map(std::mem::take).unwrap_or_default()
             };
-            staged.file().write_all(&since)?;
+            file.file().write_all(&since)?;
             len += since.len() as u64;
             #[cfg(test)]
             if let Some(hook) = &self.before_tail_sync {
                 hook();
             }
-            staged.file().sync_data()?;
-            if since.len() <= SMALL_TAIL {
+            file.file().sync_data()?;
+            let copied_meanwhile = {
+                let log = self.inner.upgrade().ok_or_else(closed)?;
+                let inner = log.lock();
+                inner.compacting.as_ref().map_or(0, Vec::len)
+            };
+            if copied_meanwhile <= SMALL_TAIL {
                 break;
             }
         }
-        Ok((staged, snap.len() as u64, len, durable))
+        Ok(Stage { file, snap_len: snap.len() as u64, len, durable })
     }
 }
 
-/// Syncs the log if anything was written since the last sync; returns the
-/// sequence number now durable, or none on failure.
+/// Syncs the log if anything was written since the last sync (and a
+/// compaction's directory, if it could not); returns how much of the log
+/// (its `written` count) is now durable, or none on failure. (With
+/// [`Sync::Interval`], after a compaction switched files during the sync,
+/// only as much as the new file's next sync makes durable.)
 fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
-    let (fd, upto, generation) = {
+    let (fd, upto, generation, dir) = {
         let i = inner.lock();
-        if i.synced == i.written {
+        if i.synced == i.written && i.dir_unsynced.is_none() {
             return Some(i.synced);
         }
-        (i.file.try_clone(), i.written, i.generation)
+        (i.file.try_clone(), i.written, i.generation, i.dir_unsynced.clone())
     };
     stats.syncs.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let synced = fd.and_then(|f| f.sync_data());
+    let synced = fd.and_then(|f| f.sync_data()).and_then(|()| dir.as_deref().map_or(Ok(()), crate::fsutil::sync_dir));
     stats.sync_time.observe(started.elapsed());
     match synced {
         Ok(()) => {
@@ -814,6 +855,9 @@ fn sync_now(inner: &parking_lot::Mutex<Inner>, stats: &Stats) -> Option<u64> {
             let mut i = inner.lock();
             if i.generation == generation {
                 i.synced = i.synced.max(upto);
+                if dir.is_some() {
+                    i.dir_unsynced = None;
+                }
             }
             // Else a compaction put another file in place meanwhile. It
             // holds everything up to `upto` too: with Sync::Always synced,
@@ -957,12 +1001,18 @@ mod tests {
     /// meanwhile end up in the compacted log.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_go_on_while_a_compaction_syncs() {
-        for mode in [Sync::Always, Sync::Interval(std::time::Duration::from_millis(5))] {
-            appends_go_on_while_a_compaction_syncs_in(mode).await;
-        }
+        let interval = Sync::Interval(std::time::Duration::from_millis(5));
+        // A few appends during the sync: one round, and they are the tail.
+        appends_go_on_while_a_compaction_syncs_in(Sync::Always, 20, 1).await;
+        appends_go_on_while_a_compaction_syncs_in(interval, 20, 1).await;
+        // More than SMALL_TAIL (~78 KB) during the sync: a second round
+        // takes them, so that little is written under the lock.
+        appends_go_on_while_a_compaction_syncs_in(interval, 600, 2).await;
     }
 
-    async fn appends_go_on_while_a_compaction_syncs_in(mode: Sync) {
+    /// Appends `during` entries while the compaction's first sync is held,
+    /// and expects `rounds` rounds of step 2.
+    async fn appends_go_on_while_a_compaction_syncs_in(mode: Sync, during: u16, rounds: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.wal");
         // Opens the log with `fake` as the map it snapshots and restores.
@@ -1004,17 +1054,24 @@ mod tests {
         }
         tokio::task::block_in_place(|| paused.recv_timeout(std::time::Duration::from_secs(5)))
             .expect("a compaction began and reached its sync");
-        for _ in 0..20 {
+        for _ in 0..during {
             wal.append(&put(i)).await.unwrap();
             i += 1;
         }
         assert!(!released.load(Ordering::SeqCst), "appends waited for the compaction's sync");
         resume.send(()).unwrap();
+        let mut seen = 1;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while wal.stats().compactions.load(Ordering::Relaxed) == 0 {
             assert!(std::time::Instant::now() < deadline, "the compaction finished");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            if paused.try_recv().is_ok() {
+                // Another round of step 2.
+                seen += 1;
+                resume.send(()).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+        assert_eq!(seen, rounds, "rounds of syncing the copied appends");
         // Appends after it go to the new file.
         wal.append(&put(i)).await.unwrap();
         i += 1;

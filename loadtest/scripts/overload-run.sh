@@ -16,6 +16,9 @@
 #     sat2     saturation again, as sat: the accepted rates are compared with
 #              the mean of sat and sat2, which cancels a steady drift of the
 #              machine's speed over the run
+#   LOADER_NICE=-10 runs the load generators at that nice value, ahead of
+#   the server's request threads (root only): their own pacing then waits
+#   less for a core, which a real client on another machine would not.
 #   Each scrape also takes the token log's metrics, and the machine's
 #   /proc/stat cpu line (its steal column shows a host that took the
 #   vCPUs away).
@@ -29,7 +32,7 @@ cd "${BENCH_DIR:-/tmp/bench}"
 L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
-LT="./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
+LT="nice -n ${LOADER_NICE:-0} ./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
 scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store|token_log)' > $1
   grep '^cpu ' /proc/stat >> $1; date -u +%T.%N >> $1; }
 fresh_store $C; ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &

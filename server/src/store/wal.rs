@@ -155,7 +155,10 @@ pub fn read_entries(bytes: &[u8]) -> (Vec<Entry>, usize) {
     while let Some(header) = bytes.get(at..at + 8) {
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_ENTRY {
+        // No entry is empty (each has its kind's tag), and an empty payload
+        // passes its check (crc32 of nothing is 0): zeros, as a file grown
+        // but never written leaves, end the log here like any torn tail.
+        if len == 0 || len > MAX_ENTRY {
             break;
         }
         let Some(payload) = bytes.get(at + 8..at + 8 + len) else { break };
@@ -1173,6 +1176,13 @@ mod tests {
         assert_eq!(read_entries(&corrupt).0, vec![]);
         // A huge length is not believed.
         assert_eq!(read_entries(&[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]).0, vec![]);
+        // Zeros (a length of 0 with the checksum of nothing, 0) end the
+        // log: what follows them is not replayed.
+        let mut zeroed: Vec<u8> = entries[..1].iter().flat_map(Entry::frame).collect();
+        let first = zeroed.len();
+        zeroed.extend_from_slice(&[0; 4096]);
+        zeroed.extend(entries[2..].iter().flat_map(Entry::frame));
+        assert_eq!(read_entries(&zeroed), (entries[..1].to_vec(), first));
 
         let mut state = Replayed::default();
         state.apply(entries);

@@ -998,6 +998,64 @@ mod tests {
         assert_eq!(wal.stats().entries.load(Ordering::Relaxed), 2, "the dropped writer's entry was written too");
     }
 
+    /// A batch whose grants waited 250 ms or more says so in the log, and
+    /// where the time went; a quick one says nothing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_batch_is_logged_with_where_its_time_went() {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<parking_lot::Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Capture::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot: SnapshotFn = Box::new(Vec::new);
+        let wal = Wal::open(
+            &dir.path().join("tokens.wal"),
+            |_| {},
+            snapshot,
+            1 << 20,
+            Sync::Interval(std::time::Duration::from_secs(1)),
+        )
+        .unwrap();
+        let entry = |b: u8| [Entry::Put(TokenKey([b; 16]), portable(crate::app::now() + 3600))];
+        wal.append(&entry(1)).await.unwrap();
+        let warning = "grants waited long for the token log";
+        let count = |logs: &Capture| String::from_utf8_lossy(&logs.0.lock()).matches(warning).count();
+        assert_eq!(count(&logs), 0, "a quick write is not logged");
+        // Something (a compaction, a stuck disk) holds the log for 300 ms.
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let inner = Arc::clone(&wal.inner);
+        let holder = std::thread::spawn(move || {
+            let _held = inner.lock();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        });
+        locked.recv().unwrap();
+        wal.append(&entry(2)).await.unwrap();
+        holder.join().unwrap();
+        let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+        assert_eq!(text.matches(warning).count(), 1, "{text}");
+        let field = |name: &str| -> u64 {
+            let at = text.find(&format!("{name}=")).unwrap_or_else(|| panic!("{name} in {text}")) + name.len() + 1;
+            text[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        };
+        // The time went to the lock, and the parts add up to the whole
+        // (each rounded down to a millisecond).
+        assert!(field("lock_wait_ms") >= 250, "{text}");
+        let parts = field("before_write_ms") + field("lock_wait_ms") + field("write_ms");
+        assert!(parts <= field("waited_ms") && parts + 2 >= field("waited_ms"), "{text}");
+    }
+
     /// A compaction syncs its copy of the log without holding the log's
     /// lock: appends go on while that sync waits for the disk (which, under
     /// someone else's heavy writeback, can take seconds), and the ones made

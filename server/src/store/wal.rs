@@ -47,8 +47,12 @@ pub const COMPACT_MIN: u64 = 16 << 20;
 const QUEUE: usize = 65_536;
 
 /// A batch that waited this long between its first append and the end of
-/// its write is logged as a warning (grants waited for it).
-const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(250);
+/// its write is logged as a warning (grants waited for it). A write takes
+/// well under a millisecond; 50 ms catches the filesystem holding one up
+/// (seen: 50-100 ms while syncs took 0.25 s or more), and a disk stalled
+/// for seconds logs about two lines per stall, as the writes queue behind
+/// one.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Largest entry accepted on replay (a corrupt length cannot make us
 /// allocate gigabytes).
@@ -998,7 +1002,7 @@ mod tests {
         assert_eq!(wal.stats().entries.load(Ordering::Relaxed), 2, "the dropped writer's entry was written too");
     }
 
-    /// A batch whose grants waited 250 ms or more says so in the log, and
+    /// A batch whose grants waited 50 ms or more says so in the log, and
     /// where the time went; a quick one says nothing.
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_batch_is_logged_with_where_its_time_went() {
@@ -1028,10 +1032,16 @@ mod tests {
         )
         .unwrap();
         let entry = |b: u8| [Entry::Put(TokenKey([b; 16]), portable(crate::app::now() + 3600))];
+        let started = std::time::Instant::now();
         wal.append(&entry(1)).await.unwrap();
+        let quick = started.elapsed() < SLOW_WRITE;
         let warning = "grants waited long for the token log";
         let count = |logs: &Capture| String::from_utf8_lossy(&logs.0.lock()).matches(warning).count();
-        assert_eq!(count(&logs), 0, "a quick write is not logged");
+        // (Unless this machine held the test up that long itself.)
+        let before = count(&logs);
+        if quick {
+            assert_eq!(before, 0, "a quick write is not logged");
+        }
         // Something (a compaction, a stuck disk) holds the log for 300 ms.
         let (locked_tx, locked) = std::sync::mpsc::channel();
         let inner = Arc::clone(&wal.inner);
@@ -1044,9 +1054,10 @@ mod tests {
         wal.append(&entry(2)).await.unwrap();
         holder.join().unwrap();
         let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
-        assert_eq!(text.matches(warning).count(), 1, "{text}");
+        assert_eq!(text.matches(warning).count(), before + 1, "{text}");
         let field = |name: &str| -> u64 {
-            let at = text.find(&format!("{name}=")).unwrap_or_else(|| panic!("{name} in {text}")) + name.len() + 1;
+            // The last warning's fields.
+            let at = text.rfind(&format!("{name}=")).unwrap_or_else(|| panic!("{name} in {text}")) + name.len() + 1;
             text[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
         };
         // The time went to the lock, and the parts add up to the whole

@@ -218,6 +218,8 @@ struct InFlight<'a> {
     user: &'a str,
     ip: IpAddr,
     now: u64,
+    /// The Redis lockout's id for the attempt (0 without Redis).
+    attempt: u64,
     armed: bool,
     /// Set when the hash starts.
     started: Arc<AtomicBool>,
@@ -237,14 +239,15 @@ impl Drop for InFlight<'_> {
         };
         // Redis is reached asynchronously: the slot is released from a task
         // of its own. (A slot left behind, by a crash or a runtime shutting
-        // down, stops counting once 60 s pass with no attempt admitted for
-        // the user, see USER_BEGIN.)
+        // down, stops counting 60 s after its attempt began, see
+        // USER_BEGIN.)
         Arc::clone(redis).release_later(
             self.app.lockout.policy(),
             self.user.to_owned(),
             self.ip,
             self.now,
             cost_a_hash,
+            self.attempt,
         );
     }
 }
@@ -567,17 +570,20 @@ impl App {
         peer: IpAddr,
     ) -> Result<PasswordOutcome, Refused> {
         let now = now();
-        let (gate, lock_signal) = match &self.redis {
-            None => self.lockout.begin_watched(username, peer, now),
+        let (gate, lock_signal, attempt) = match &self.redis {
+            None => {
+                let (gate, signal) = self.lockout.begin_watched(username, peer, now);
+                (gate, signal, 0)
+            }
             Some(redis) => {
-                let gate = redis
+                let (gate, attempt) = redis
                     .begin_detached(&self.lockout.policy(), username, peer, now)
                     .await
                     .map_err(|_| Refused::Verify(VerifyError::Unavailable))?;
                 if gate != Gate::Open {
                     self.lockout.note_refused();
                 }
-                (gate, None)
+                (gate, None, attempt)
             }
         };
         match gate {
@@ -594,7 +600,8 @@ impl App {
         // The lockout counts this attempt in flight until it ends; if the
         // request goes away first (its client disconnected while the hash
         // waited or ran), the guard releases the slot (see `InFlight`).
-        let mut in_flight = InFlight { app: self, user: username, ip: peer, now, armed: true, started: Arc::default() };
+        let mut in_flight =
+            InFlight { app: self, user: username, ip: peer, now, attempt, armed: true, started: Arc::default() };
         // Unknown users are checked against the dummy hash, at the
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);
@@ -637,7 +644,7 @@ impl App {
             Ok(outcome) => outcome,
             Err(e) => {
                 in_flight.armed = false;
-                self.finish_attempt(username, peer, now, None).await;
+                self.finish_attempt(username, peer, now, None, attempt).await;
                 return Err(Refused::Verify(e));
             }
         };
@@ -647,7 +654,7 @@ impl App {
         // uncounted.
         let failed = !matches!(outcome, PasswordOutcome::Valid(_));
         in_flight.armed = false;
-        self.finish_attempt(username, peer, now, Some(failed)).await;
+        self.finish_attempt(username, peer, now, Some(failed), attempt).await;
         let typical_ns = self.verify_latency_ns.load(Ordering::Relaxed);
         let typical = Duration::from_nanos(typical_ns);
         if at_current_cost {
@@ -838,8 +845,8 @@ impl App {
     /// Ends a password attempt under the brute-force policy (see
     /// [`Lockout::finish`]); with Redis, the counters are shared by every
     /// instance. A Redis error loses this attempt's count (logged by the
-    /// store).
-    async fn finish_attempt(&self, username: &str, peer: IpAddr, now: u64, failed: Option<bool>) {
+    /// store). `attempt` is the id Redis admitted it under (0 without Redis).
+    async fn finish_attempt(&self, username: &str, peer: IpAddr, now: u64, failed: Option<bool>, attempt: u64) {
         let Some(redis) = &self.redis else {
             return self.lockout.finish(username, peer, now, failed);
         };
@@ -848,7 +855,7 @@ impl App {
         // client hung up) while Redis answers.
         let (store, policy, user) = (Arc::clone(redis), self.lockout.policy(), username.to_owned());
         let counted = tokio::spawn(async move {
-            let Ok((locked, throttled)) = store.finish(&policy, &user, peer, now, failed).await else {
+            let Ok((locked, throttled)) = store.finish(&policy, &user, peer, now, failed, attempt).await else {
                 return false;
             };
             if locked > 0 {

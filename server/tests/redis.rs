@@ -295,3 +295,62 @@ async fn redis_down_gives_quick_503s_and_its_return_brings_service_back() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(server.token_basic("legacy", "legacy-secret", ALICE).await.status, 200);
 }
+
+/// With the shared lockout each attempt in flight is a slot of its own:
+/// its finish frees that slot and no other (a finish for an id never
+/// admitted, or a second one, frees nothing), and a slot whose finish never
+/// comes stops counting 60 s after its own attempt began, even while the
+/// user's other attempts keep being admitted. (Before, one count per user
+/// was reset only after 60 s with no attempt admitted: a check answered
+/// `503` that Redis ran late held its slot for as long as the user kept
+/// logging in.) Driven on the store directly, with chosen times.
+#[tokio::test]
+async fn a_slot_in_flight_is_the_attempts_own_and_ends_60_s_after_it_began() {
+    use ropc_server::lockout::{Gate, LockoutPolicy};
+    use ropc_server::store::redis::{new_attempt, RedisStore};
+    let redis = Redis::start();
+    let store = RedisStore::new(ropc_server::config::RedisConfig {
+        nodes: vec![redis.url()],
+        cluster: false,
+        prefix: "slots:".into(),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+    });
+    // One failure locks; a clean user may have 4 attempts in flight.
+    let p = LockoutPolicy { max_failures: 1, ip_max_failures: 0, ..LockoutPolicy::default() };
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let begin = |now: u64, id: u64| {
+        let store = &store;
+        async move { store.begin(&p, "alice", ip, now, id).await.unwrap() }
+    };
+    let ids: Vec<u64> = (0..6).map(|_| new_attempt()).collect();
+    for id in &ids[..4] {
+        assert_eq!(begin(1_000, *id).await, Gate::Open);
+    }
+    assert_eq!(begin(1_000, ids[4]).await, Gate::UserLocked, "4 in flight fill a clean user's slots");
+    // A finish for an attempt never admitted frees nothing.
+    store.finish(&p, "alice", ip, 1_001, None, ids[4]).await.unwrap();
+    assert_eq!(begin(1_001, ids[4]).await, Gate::UserLocked);
+    // The first attempt ends (twice: the second frees nothing more).
+    store.finish(&p, "alice", ip, 1_030, None, ids[0]).await.unwrap();
+    store.finish(&p, "alice", ip, 1_030, None, ids[0]).await.unwrap();
+    assert_eq!(begin(1_030, ids[4]).await, Gate::Open, "its slot, and only its, came back");
+    assert_eq!(begin(1_030, ids[5]).await, Gate::UserLocked);
+    // The three attempts of 1,000 never end. At 1,061 their slots stop
+    // counting, though an attempt was admitted at 1,030; that one's slot
+    // (ids[4]) still counts, up to 1,090.
+    for (now, free) in [(1_060, 0), (1_061, 3), (1_090, 3), (1_091, 4)] {
+        let mut admitted = Vec::new();
+        loop {
+            let id = new_attempt();
+            if begin(now, id).await != Gate::Open {
+                break;
+            }
+            admitted.push(id);
+        }
+        assert_eq!(admitted.len(), free, "slots free at {now}");
+        for id in admitted {
+            store.finish(&p, "alice", ip, now, None, id).await.unwrap();
+        }
+    }
+}

@@ -84,19 +84,26 @@ end
     };
 }
 
-/// Starts a password attempt: 0 open, 1 locked. KEYS: user, trust.
-/// ARGV: now, max_failures, window, clean burst, idle TTL.
+/// Starts a password attempt: 0 open, 1 locked. KEYS: user, trust, in
+/// flight. ARGV: now, max_failures, window, clean burst, idle TTL, the
+/// attempt's id.
+///
+/// Attempts in flight are members of a sorted set, scored by when they
+/// began: each finish removes its own (a second one, or one for an attempt
+/// never admitted, removes nothing), and each stops counting 60 s after it
+/// began, whatever else happens for the user. So a slot whose finish never
+/// comes (an instance that crashed, a check whose answer came too late)
+/// is held 60 s at most.
 const USER_BEGIN: &str = concat!(
     lua_window!(),
     r"
 local now, maxf, len, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
--- attempts in flight left behind by a crashed instance stop counting
-if now - tonumber(redis.call('HGET', KEYS[1], 'pt') or '0') > 60 then pe = 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - 60))
+local pe = redis.call('ZCARD', KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   -- a trusted IP passes, counted in flight so that its finish releases its own slot
-  redis.call('HSET', KEYS[1], 'pe', pe + 1, 'pt', now)
-  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[3], now, ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ttl)
   return 0
 end
 local lu = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
@@ -107,23 +114,24 @@ local cl = tonumber(redis.call('HGET', KEYS[1], 'cl') or '0')
 local cap = maxf * burst
 if failures > 0 or cl > 0 then cap = maxf end
 if failures + pe >= cap then return 1 end
-redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp, 'pe', pe + 1, 'pt', now)
+redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp)
 redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[3], now, ARGV[6])
+redis.call('EXPIRE', KEYS[3], ttl)
 return 0
 "
 );
 
-/// Ends an attempt. KEYS: user, trust. ARGV: now, outcome (0 none, 1
-/// failed, 2 success), max_failures, window, lock_time, max_lock_time,
-/// idle TTL, trust TTL. Returns the lock's seconds when this failure
-/// locked the user, else 0.
+/// Ends an attempt. KEYS: user, trust, in flight. ARGV: now, outcome (0
+/// none, 1 failed, 2 success), max_failures, window, lock_time,
+/// max_lock_time, idle TTL, trust TTL, the attempt's id. Returns the
+/// lock's seconds when this failure locked the user, else 0.
 const USER_FINISH: &str = concat!(
     lua_window!(),
     r"
 local now, outcome, maxf, len = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local lock_time, max_lock, ttl, trust_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local pe = tonumber(redis.call('HGET', KEYS[1], 'pe') or '0')
-if pe > 0 then redis.call('HSET', KEYS[1], 'pe', pe - 1) end
+redis.call('ZREM', KEYS[3], ARGV[9])
 local locked = 0
 local lu = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
 if outcome == 1 and lu <= now then
@@ -239,17 +247,18 @@ fn hex(bytes: &[u8]) -> String {
 /// with an open gate sent but unread, it gives the slot back.
 struct UnreadGate {
     rx: tokio::sync::oneshot::Receiver<Result<Gate, StoreError>>,
-    release: Option<(Arc<RedisStore>, LockoutPolicy, String, IpAddr, u64)>,
+    /// The store, policy, user, IP, time and attempt id to release.
+    release: Option<(Arc<RedisStore>, LockoutPolicy, String, IpAddr, u64, u64)>,
 }
 
 impl Drop for UnreadGate {
     fn drop(&mut self) {
-        let Some((store, policy, user, ip, now)) = self.release.take() else { return };
+        let Some((store, policy, user, ip, now, attempt)) = self.release.take() else { return };
         // After `close`, the task's send fails (and it gives the slot back
         // itself), or it already succeeded and the gate is read here.
         self.rx.close();
         if let Ok(Ok(Gate::Open)) = self.rx.try_recv() {
-            store.release_later(policy, user, ip, now, false);
+            store.release_later(policy, user, ip, now, false, attempt);
         }
     }
 }
@@ -527,11 +536,17 @@ impl RedisStore {
         self.batch(vec![create, extend]).await.map(drop)
     }
 
-    fn user_keys(&self, user: &str, ip: IpAddr) -> (String, String) {
+    /// A user's keys: its counters, its trust of `ip`, its attempts in
+    /// flight.
+    fn user_keys(&self, user: &str, ip: IpAddr) -> [String; 3] {
         let digest = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
         let tag = hex(&digest.as_ref()[..16]);
-        // One hash tag: both keys of a user live in one cluster slot.
-        (self.key("lu", &format!("{{{tag}}}")), self.key("lt", &format!("{{{tag}}}:{ip}")))
+        // One hash tag: a user's keys live in one cluster slot.
+        [
+            self.key("lu", &format!("{{{tag}}}")),
+            self.key("lt", &format!("{{{tag}}}:{ip}")),
+            self.key("lp", &format!("{{{tag}}}")),
+        ]
     }
 
     fn ip_key(&self, ip: IpAddr) -> String {
@@ -545,16 +560,25 @@ impl RedisStore {
     }
 
     /// [`crate::lockout::Lockout::begin`], shared: the IP check and the user
-    /// gate in one pipeline.
-    pub async fn begin(&self, p: &LockoutPolicy, user: &str, ip: IpAddr, now: u64) -> Result<Gate, StoreError> {
+    /// gate in one pipeline. An open gate holds a slot in flight under
+    /// `attempt` (see [`new_attempt`]) until [`Self::finish`] with the same
+    /// id, or for 60 s.
+    pub async fn begin(
+        &self,
+        p: &LockoutPolicy,
+        user: &str,
+        ip: IpAddr,
+        now: u64,
+        attempt: u64,
+    ) -> Result<Gate, StoreError> {
         let mut cmds = vec![redis::cmd("HGET").arg(self.ip_key(ip)).arg("tu").clone()];
         if p.max_failures != 0 {
-            let (ukey, tkey) = self.user_keys(user, ip);
+            let [ukey, tkey, pkey] = self.user_keys(user, ip);
             let burst = u64::from(crate::lockout::CLEAN_BURST);
             cmds.push(Self::eval(
                 USER_BEGIN,
-                &[&ukey, &tkey],
-                &[now, u64::from(p.max_failures), p.window, burst, idle_ttl(p)],
+                &[&ukey, &tkey, &pkey],
+                &[now, u64::from(p.max_failures), p.window, burst, idle_ttl(p), attempt],
             ));
         }
         let values = self.batch(cmds).await?;
@@ -566,66 +590,78 @@ impl RedisStore {
             // gives its in-flight slot back, or throttled requests would
             // fill the user's slots.
             if p.max_failures != 0 && locked == Some(0) {
-                // A failure here leaves the slot taken until 60 s pass with
-                // no attempt admitted for this user (USER_BEGIN); the answer
-                // is still the throttle's.
-                let _ = self.finish(p, user, ip, now, None).await;
+                // A failure here leaves the slot taken for 60 s
+                // (USER_BEGIN); the answer is still the throttle's.
+                let _ = self.finish(p, user, ip, now, None, attempt).await;
             }
             return Ok(Gate::IpThrottled { retry_after: until - now });
         }
         Ok(if locked == Some(1) { Gate::UserLocked } else { Gate::Open })
     }
 
-    /// [`Self::begin`] in a task of its own, for a request that may be
-    /// dropped while it waits (its client hung up). Redis runs the user
-    /// gate whether or not anyone reads the answer, so an open gate that
-    /// reaches nobody would keep its in-flight slot until 60 s pass with no
-    /// attempt admitted for the user (USER_BEGIN), which steady logins
-    /// never allow; repeated hang-ups could then hold a username shut. Here
-    /// an open gate nobody received gives its slot back.
-    ///
-    /// Not covered: a check that outlives `command_timeout_ms` is answered
-    /// as an error (503) and may still run in Redis later; its slot is
-    /// left to that 60-s rule, since releasing a slot the script may never
-    /// have taken would free someone else's.
+    /// [`Self::begin`] under a new attempt id, in a task of its own, for a
+    /// request that may be dropped while it waits (its client hung up).
+    /// Redis runs the user gate whether or not anyone reads the answer, so
+    /// an open gate that reaches nobody would keep its in-flight slot for
+    /// 60 s; repeated hang-ups could then hold a username shut. Here an
+    /// open gate nobody received gives its slot back, and so does a check
+    /// that failed: one that outlived `command_timeout_ms` (answered 503)
+    /// may still run in Redis. The release removes this attempt's own slot
+    /// or nothing; should Redis run the check after it (the timeout drops
+    /// the connection, and the release goes over a new one), the slot
+    /// stops counting 60 s after the attempt began. Returns the gate and
+    /// the attempt's id, for [`Self::finish`].
     pub async fn begin_detached(
         self: &Arc<Self>,
         p: &LockoutPolicy,
         user: &str,
         ip: IpAddr,
         now: u64,
-    ) -> Result<Gate, StoreError> {
+    ) -> Result<(Gate, u64), StoreError> {
+        let attempt = new_attempt();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (store, policy, name) = (Arc::clone(self), *p, user.to_owned());
         tokio::spawn(async move {
-            let gate = store.begin(&policy, &name, ip, now).await;
-            if let Err(Ok(Gate::Open)) = tx.send(gate) {
-                // The request went away before the answer came.
-                let _ = store.finish(&policy, &name, ip, now, None).await;
+            let gate = store.begin(&policy, &name, ip, now, attempt).await;
+            let failed = gate.is_err();
+            let unread_open = matches!(tx.send(gate), Err(Ok(Gate::Open)));
+            if failed || unread_open {
+                // Nobody will finish this attempt: the request went away
+                // before an open gate reached it, or it was answered 503.
+                let _ = store.finish(&policy, &name, ip, now, None, attempt).await;
             }
         });
-        let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now)) };
+        let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now, attempt)) };
         let gate = (&mut pending.rx).await.unwrap_or(Err(StoreError));
         pending.release = None;
-        gate
+        gate.map(|gate| (gate, attempt))
     }
 
-    /// Gives back an in-flight slot that [`Self::begin`] took for an
-    /// attempt whose request went away, from a task of its own (the caller
-    /// is a `Drop`); `cost_a_hash` also counts a failure against the IP.
-    /// Outside a runtime (a drop at shutdown) the slot is left to the 60-s
-    /// rule of USER_BEGIN.
-    pub fn release_later(self: Arc<Self>, p: LockoutPolicy, user: String, ip: IpAddr, now: u64, cost_a_hash: bool) {
+    /// Gives back the in-flight slot that [`Self::begin`] took for
+    /// `attempt`, whose request went away, from a task of its own (the
+    /// caller is a `Drop`); `cost_a_hash` also counts a failure against the
+    /// IP. Outside a runtime (a drop at shutdown) the slot is left to the
+    /// 60-s rule of USER_BEGIN.
+    pub fn release_later(
+        self: Arc<Self>,
+        p: LockoutPolicy,
+        user: String,
+        ip: IpAddr,
+        now: u64,
+        cost_a_hash: bool,
+        attempt: u64,
+    ) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
-            let _ = self.finish(&p, &user, ip, now, None).await;
+            let _ = self.finish(&p, &user, ip, now, None, attempt).await;
             if cost_a_hash {
                 let _ = self.ip_failure(&p, ip, now).await;
             }
         });
     }
 
-    /// [`crate::lockout::Lockout::finish`], shared. Returns the seconds of a
+    /// [`crate::lockout::Lockout::finish`], shared, for the attempt
+    /// [`Self::begin`] admitted under `attempt`. Returns the seconds of a
     /// lock this attempt started, and of an IP throttle it started.
     pub async fn finish(
         &self,
@@ -634,6 +670,7 @@ impl RedisStore {
         ip: IpAddr,
         now: u64,
         failed: Option<bool>,
+        attempt: u64,
     ) -> Result<(u64, u64), StoreError> {
         let outcome: u64 = match failed {
             None => 0,
@@ -642,11 +679,11 @@ impl RedisStore {
         };
         let mut cmds = Vec::with_capacity(2);
         if p.max_failures != 0 {
-            let (ukey, tkey) = self.user_keys(user, ip);
+            let [ukey, tkey, pkey] = self.user_keys(user, ip);
             let trust_ttl = p.trusted_ip_days.saturating_mul(86_400);
             cmds.push(Self::eval(
                 USER_FINISH,
-                &[&ukey, &tkey],
+                &[&ukey, &tkey, &pkey],
                 &[
                     now,
                     outcome,
@@ -656,6 +693,7 @@ impl RedisStore {
                     p.max_lock_time,
                     idle_ttl(p),
                     trust_ttl,
+                    attempt,
                 ],
             ));
         }
@@ -684,6 +722,27 @@ impl RedisStore {
         }
         self.one(self.ip_failure_cmd(p, ip, now)).await
     }
+}
+
+/// A new attempt id: unique among this process's attempts, and (with a
+/// random part drawn once) among the instances sharing the Redis.
+pub fn new_attempt() -> u64 {
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nonce = *NONCE.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without the system's randomness, the time still tells instances
+        // apart in practice.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            bytes = u64::try_from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            )
+            .unwrap_or(u64::MAX)
+            .to_le_bytes();
+        }
+        u64::from_le_bytes(bytes)
+    });
+    nonce ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn convert<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {

@@ -10,6 +10,7 @@
 //! | `f:<family>` | `1`: the grant family is revoked | until its last token expires |
 //! | `lu:{<user hash>}` | failure window, lock and back-off of a username | idle time |
 //! | `lt:{<user hash>}:<ip>` | an IP the user logged in from (trusted) | `trusted_ip_days` |
+//! | `lp:{<user hash>}` | the user's attempts in flight: ids scored by when they began | idle time (gone with its last member) |
 //! | `li:<ip>` | failure window and throttle of an IP | idle time |
 //!
 //! Round trips: reading a record is one (a script checks the family), or
@@ -91,9 +92,11 @@ end
 /// Attempts in flight are members of a sorted set, scored by when they
 /// began: each finish removes its own (a second one, or one for an attempt
 /// never admitted, removes nothing), and each stops counting 60 s after it
-/// began, whatever else happens for the user. So a slot whose finish never
-/// comes (an instance that crashed, a check whose answer came too late)
-/// is held 60 s at most.
+/// began (ended or not; a login still queued then no longer holds a slot),
+/// whatever else happens for the user. So a slot whose finish never comes
+/// (an instance that crashed, a check whose answer came too late) is held
+/// about 60 s at most. The set lives a second longer than the last
+/// member's 60 s, at least.
 const USER_BEGIN: &str = concat!(
     lua_window!(),
     r"
@@ -103,7 +106,7 @@ local pe = redis.call('ZCARD', KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   -- a trusted IP passes, counted in flight so that its finish releases its own slot
   redis.call('ZADD', KEYS[3], now, ARGV[6])
-  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl + 1)
   return 0
 end
 local lu = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
@@ -117,7 +120,7 @@ if failures + pe >= cap then return 1 end
 redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp)
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], now, ARGV[6])
-redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[3], ttl + 1)
 return 0
 "
 );

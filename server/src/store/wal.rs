@@ -811,11 +811,15 @@ impl Compaction {
         file.file().write_all(&snap)?;
         let mut len = snap.len() as u64;
         let mut durable = 0;
-        let closed = || io::Error::other("the token log was closed");
-        for _ in 0..TAIL_ROUNDS {
+        for round in 0..TAIL_ROUNDS {
             let since = {
-                let log = self.inner.upgrade().ok_or_else(closed)?;
+                let log = self.inner.upgrade().ok_or_else(|| io::Error::other("the token log was closed"))?;
                 let mut inner = log.lock();
+                let piled_up = inner.compacting.as_ref().map_or(0, Vec::len);
+                if round > 0 && piled_up <= SMALL_TAIL {
+                    // Little came during the last sync: step 3 takes it.
+                    break;
+                }
                 durable = inner.written;
                 inner.compacting.as_mut().map(std::mem::take).unwrap_or_default()
             };
@@ -826,14 +830,6 @@ impl Compaction {
                 hook();
             }
             file.file().sync_data()?;
-            let copied_meanwhile = {
-                let log = self.inner.upgrade().ok_or_else(closed)?;
-                let inner = log.lock();
-                inner.compacting.as_ref().map_or(0, Vec::len)
-            };
-            if copied_meanwhile <= SMALL_TAIL {
-                break;
-            }
         }
         Ok(Stage { file, snap_len: snap.len() as u64, len, durable })
     }

@@ -15,6 +15,11 @@
 #   grants instead (same rate, connections and address; no lock to wait
 #   for): what the same number of the cheapest requests costs the valid
 #   logins, to compare locked attempts with.
+#   ATTACK_IPS=N: the attacker's 512 connections come from N addresses,
+#   127.0.0.2 on (--bind-count; default 1). With 512, each address sends
+#   about 2 guesses a second and no address reaches ip_max_failures (100)
+#   within the 20 s: an attack from many machines, answered as locked to
+#   the end, where one address is soon throttled (429).
 set -u
 export LC_ALL=C   # decimal points for awk and bc
 . "$(dirname "$0")/common.sh"
@@ -31,7 +36,7 @@ start_at() { # a wall-clock time $1 s from now, for --start-at
   date +%s.%N | awk -v d="$1" '{printf "%.3f", $1 + d}'; }
 sleep_until() { # the wall-clock time $1
   sleep "$(date +%s.%N | awk -v t="$1" '{d = t - $1; printf "%.3f", (d > 0 ? d : 0)}')"; }
-start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --start-at $1
+start_attacker() { # wrong passwords for user0 from 127.0.0.2 (on) at 1000/s from --start-at $1
   # (pid in AP); CPU snapshot and scrape ("before") at $1; scrapes as soon as
   # ropc_lockout_locks_total rises ("lock") and 3 s later ("locked").
   # The attacker's own latency is not measured, and its CPU comes off the
@@ -39,7 +44,7 @@ start_attacker() { # wrong passwords for user0 from 127.0.0.2 at 1000/s from --s
   # the runtime's timer (--pacer runtime) keep its wake-ups, and so its
   # share, small.
   if [ -n "${CONTROL:-}" ]; then what="--scenario $CONTROL"; else what="--users 1 --user-offset 0 --password-prefix wrong-"; fi
-  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 \
+  ./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --bind 127.0.0.2 --bind-count "${ATTACK_IPS:-1}" \
     --threads 1 --pacer runtime --start-at $1 \
     $what --rate 1000 --connections 512 --duration 20 \
     --quiet --json $D/attacker.json > $D/attacker.txt &

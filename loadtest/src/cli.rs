@@ -136,6 +136,13 @@ struct RunArgs {
     /// appear as another client of a server on loopback.
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
+    /// With --bind: spread the connections over this many consecutive local
+    /// addresses from --bind on, each new connection from the next in turn
+    /// (127.0.0.2 to 127.0.2.1 for 512): many clients, such as an attack
+    /// from many machines.
+    #[arg(long, value_name = "N", requires = "bind", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    bind_count: u32,
     /// Length of the run in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -249,6 +256,7 @@ impl RunArgs {
             url,
             cacert: self.cacert.clone(),
             bind: self.bind,
+            bind_count: self.bind_count,
             workload: WorkloadSpec {
                 scenario,
                 token_path,

@@ -21,6 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,12 +40,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Target {
     /// The address connections are made to (resolved once, at start).
     pub addr: SocketAddr,
-    /// The local (source) address of every connection; `None`: the system
-    /// chooses.
+    /// The local (source) address of every connection, or the first of
+    /// `bind_count` consecutive ones; `None`: the system chooses.
     pub bind: Option<IpAddr>,
+    /// How many consecutive local addresses from `bind` on the connections
+    /// are spread over, each new connection from the next in turn (1: all
+    /// from `bind`).
+    pub bind_count: u32,
     /// The `Host` header: the URL's authority.
     pub host: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Connections opened so far: picks the next one's local address.
+    opened: AtomicU32,
 }
 
 impl std::fmt::Debug for Target {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("addr", &self.addr)
             .field("bind", &self.bind)
+            .field("bind_count", &self.bind_count)
             .field("host", &self.host)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -65,7 +73,15 @@ impl Target {
     /// before connecting, on a port the system picks), and only the host's
     /// addresses of the same family are used; an address that this machine
     /// cannot bind is an error here, not one `connect` error per request.
-    pub async fn new(url: &Uri, cacert: Option<&Path>, bind: Option<IpAddr>) -> Result<Target, String> {
+    /// `bind_count` (1 or more) spreads the connections over that many
+    /// consecutive addresses from `bind` on (such as 127.0.0.2 to
+    /// 127.0.2.1 for 512): many clients, each with an address of its own.
+    pub async fn new(
+        url: &Uri,
+        cacert: Option<&Path>,
+        bind: Option<IpAddr>,
+        bind_count: u32,
+    ) -> Result<Target, String> {
         let authority = url.authority().ok_or_else(|| format!("{url}: the URL has no host"))?;
         let https = match url.scheme() {
             Some(s) if *s == Scheme::HTTP => false,
@@ -90,6 +106,11 @@ impl Target {
                 return Err(format!("--bind {ip}: {host} has no {family} address"));
             }
             local_socket(SocketAddr::new(ip, 0)).map_err(|e| format!("--bind {ip}: cannot bind that address: {e}"))?;
+            let count = bind_count.max(1);
+            let last = nth_address(ip, count - 1)
+                .ok_or_else(|| format!("--bind {ip} --bind-count {count}: the range runs past the last address"))?;
+            local_socket(SocketAddr::new(last, 0))
+                .map_err(|e| format!("--bind-count {count}: cannot bind {last}, the range's last address: {e}"))?;
         }
         let addr = first_listening(&addrs, bind).await.ok_or_else(|| format!("{host} resolves to no address"))?;
         let tls = if https {
@@ -107,14 +128,19 @@ impl Target {
         };
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("{authority}: not a valid Host header: {e}"))?;
-        Ok(Target { addr, bind, host, tls })
+        Ok(Target { addr, bind, bind_count: bind_count.max(1), host, tls, opened: AtomicU32::new(0) })
     }
 
     /// Opens a connection: TCP (with `TCP_NODELAY`, from the `bind` address
     /// if there is one), the TLS handshake when the target is https, then
     /// the HTTP/1.1 handshake.
     pub async fn connect(&self) -> Result<Conn, TransportError> {
-        let tcp = tcp_connect(self.addr, self.bind).await.map_err(|_| TransportError::Connect)?;
+        let bind = self.bind.map(|first| {
+            let n = self.opened.fetch_add(1, Ordering::Relaxed) % self.bind_count;
+            // Checked in `new`: every address of the range exists.
+            nth_address(first, n).unwrap_or(first)
+        });
+        let tcp = tcp_connect(self.addr, bind).await.map_err(|_| TransportError::Connect)?;
         tcp.set_nodelay(true).map_err(|_| TransportError::Connect)?;
         let stream = match &self.tls {
             None => Stream::Plain(tcp),
@@ -126,6 +152,14 @@ impl Target {
             .await
             .map_err(|e| TransportError::from_hyper(&e))?;
         Ok(Conn { sender, driver: Box::pin(driver), closed: false })
+    }
+}
+
+/// The address `n` after `first` (`n = 0`: `first`), if there is one.
+fn nth_address(first: IpAddr, n: u32) -> Option<IpAddr> {
+    match first {
+        IpAddr::V4(ip) => u32::from(ip).checked_add(n).map(|a| IpAddr::V4(a.into())),
+        IpAddr::V6(ip) => u128::from(ip).checked_add(u128::from(n)).map(|a| IpAddr::V6(a.into())),
     }
 }
 
@@ -343,5 +377,25 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nth_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn addresses_count_on_across_octets_and_stop_at_the_last() {
+        assert_eq!(nth_address(ip("127.0.0.2"), 0), Some(ip("127.0.0.2")));
+        assert_eq!(nth_address(ip("127.0.0.2"), 511), Some(ip("127.0.2.1")));
+        assert_eq!(nth_address(ip("255.255.255.254"), 1), Some(ip("255.255.255.255")));
+        assert_eq!(nth_address(ip("255.255.255.254"), 2), None);
+        assert_eq!(nth_address(ip("::1"), 0xffff), Some(ip("::1:0")));
+        assert_eq!(nth_address(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"), 2), None);
     }
 }

@@ -71,6 +71,10 @@ pub struct LoadReport {
     /// The local address connections were made from (`--bind`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    /// `--bind-count`, when the connections came from more than one
+    /// address (`bind` is the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_count: Option<u32>,
     /// `--start-at`: when the measured phase was to start, seconds since
     /// the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,6 +245,7 @@ impl Report {
                 connections: spec.connections,
                 new_connection: spec.new_connection,
                 bind: spec.bind.map(|ip| ip.to_string()),
+                bind_count: (spec.bind.is_some() && spec.bind_count > 1).then_some(spec.bind_count),
                 start_at: spec
                     .start_at
                     .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
@@ -305,7 +310,11 @@ impl Report {
             None => "closed loop".to_owned(),
         };
         let connection = if load.new_connection { "a new connection per request" } else { "keep-alive" };
-        let from = load.bind.as_ref().map_or_else(String::new, |ip| format!(" from {ip}"));
+        let from = match (&load.bind, load.bind_count) {
+            (Some(ip), Some(n)) => format!(" from {n} addresses, {ip} on"),
+            (Some(ip), None) => format!(" from {ip}"),
+            (None, _) => String::new(),
+        };
         let _ = writeln!(out, "{} {} against {}", self.tool, self.scenario, self.url);
         let _ = writeln!(
             out,
@@ -417,6 +426,7 @@ pub(crate) mod tests {
             url: Uri::from_static("http://127.0.0.1:8443/oauth/v2/oauth-token"),
             cacert: None,
             bind: None,
+            bind_count: 1,
             workload: WorkloadSpec {
                 scenario: Scenario::Refresh,
                 token_path: Uri::from_static("/oauth/v2/oauth-token"),

@@ -66,6 +66,9 @@ pub struct RunSpec {
     /// The local (source) address of every connection; `None`: the system
     /// chooses.
     pub bind: Option<IpAddr>,
+    /// How many consecutive local addresses from `bind` on the connections
+    /// are spread over (1: all from `bind`).
+    pub bind_count: u32,
     /// What to send.
     pub workload: WorkloadSpec,
     /// Virtual users, each with one connection.
@@ -209,7 +212,7 @@ impl Shared {
 /// Runs `spec` and returns what it measured. Fails only before the measured
 /// phase: the target cannot be resolved, or the setup cannot get tokens.
 pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
-    let target = Target::new(&spec.url, spec.cacert.as_deref(), spec.bind).await?;
+    let target = Target::new(&spec.url, spec.cacert.as_deref(), spec.bind, spec.bind_count).await?;
     let workload = Workload::new(spec.workload.clone(), target.host.clone())?;
     let connections = spec.connections.max(1);
     let shards = spec.shards.clamp(1, connections);

@@ -15,6 +15,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
         url: format!("http://{addr}/token").parse().unwrap(),
         cacert: None,
         bind: None,
+        bind_count: 1,
         workload: WorkloadSpec {
             scenario,
             token_path: Uri::from_static("/token"),
@@ -204,6 +205,29 @@ async fn connections_come_from_the_bind_address() {
     // The probe, then one connection per virtual user.
     assert_eq!(peers.len(), 4, "{peers:?}");
     assert!(peers.iter().all(|p| p.ip() == ip), "{peers:?}");
+}
+
+/// `--bind-count`: the connections are spread over consecutive addresses,
+/// each new one from the next in turn (the probe takes none of them).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn connections_are_spread_over_bind_count_addresses() {
+    let (addr, peers) = token_server::start_recording_peers().await;
+    let mut spec = spec(addr, Scenario::ClientCredentials, 6, 60);
+    spec.bind = Some("127.0.0.255".parse().unwrap());
+    spec.bind_count = 3;
+    let report = run_and_check(&spec).await;
+    assert_eq!(report.successes, 60, "{}", report.to_text());
+    assert_eq!((report.load.bind.as_deref(), report.load.bind_count), (Some("127.0.0.255"), Some(3)));
+    assert!(report.to_text().contains("6 connections from 3 addresses, 127.0.0.255 on"), "{}", report.to_text());
+    let mut peers: Vec<String> = peers.lock().unwrap().iter().map(|p| p.ip().to_string()).collect();
+    // The probe from the first address, then two connections from each
+    // (counting on across the .255 to .0 carry).
+    peers.sort();
+    assert_eq!(
+        peers,
+        ["127.0.0.255", "127.0.0.255", "127.0.0.255", "127.0.1.0", "127.0.1.0", "127.0.1.1", "127.0.1.1"]
+    );
 }
 
 #[tokio::test]

@@ -589,6 +589,11 @@ impl App {
         match gate {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
             Gate::UserLocked => {
+                // A refused guess is still a failed login from that IP: an
+                // IP that goes on hammering a locked account is throttled
+                // (and then answered at once, with 429) like one spraying
+                // guesses over many accounts.
+                self.ip_failure(peer, now, "too many refused logins from one IP").await;
                 // Take as long as a real verification does right now, queue
                 // wait included.
                 let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
@@ -744,16 +749,27 @@ impl App {
         }
         let ok = live.client_secrets.verify(&*self.verifier, client, secret).await.map_err(Refused::Verify)?;
         if !ok {
-            match &self.redis {
-                None => self.lockout.client_failure(peer, now),
-                Some(redis) => {
-                    if let Ok(seconds @ 1..) = redis.ip_failure(&self.lockout.policy(), peer, now).await {
-                        tracing::warn!(event = "ip_throttled", ip = %peer, seconds, why = "too many failed client authentications");
-                    }
-                }
-            }
+            self.ip_failure(peer, now, "too many failed client authentications").await;
         }
         Ok(ok)
+    }
+
+    /// Counts a failure against `peer` only, in memory or in the shared
+    /// Redis. With Redis the count runs in a task of its own, so that a
+    /// client hanging up does not take it along, and is awaited, so that
+    /// the client's next request sees it; a Redis error loses it. `why`
+    /// goes into the audit line of a throttle it starts.
+    async fn ip_failure(&self, peer: IpAddr, now: u64, why: &'static str) {
+        let Some(redis) = &self.redis else {
+            return self.lockout.ip_failure(peer, now, why);
+        };
+        let (store, policy) = (Arc::clone(redis), self.lockout.policy());
+        let counted = tokio::spawn(async move {
+            if let Ok(seconds @ 1..) = store.ip_failure(&policy, peer, now).await {
+                tracing::warn!(event = "ip_throttled", ip = %peer, seconds, why);
+            }
+        });
+        let _ = counted.await;
     }
 
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.

@@ -385,12 +385,10 @@ impl Lockout {
         });
     }
 
-    /// Counts a failed client authentication against the caller's IP only.
-    pub fn client_failure(&self, ip: IpAddr, now: u64) {
-        self.ip_failure(ip, now, "too many failed client authentications");
-    }
-
-    fn ip_failure(&self, ip: IpAddr, now: u64, why: &'static str) {
+    /// Counts a failure against `ip` only: a failed client authentication,
+    /// or an attempt refused by a user's lock. `why` goes into the audit
+    /// line of a throttle it starts.
+    pub fn ip_failure(&self, ip: IpAddr, now: u64, why: &'static str) {
         let p = self.policy();
         if p.ip_max_failures == 0 {
             return;

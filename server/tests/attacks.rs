@@ -74,37 +74,43 @@ async fn brute_force_locks_the_account_then_releases_it() {
     let before = server.get("/metrics").await.body;
     let locked = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
     assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
-    for _ in 0..4 {
+    for _ in 0..3 {
         token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
     }
     let after = server.get("/metrics").await.body;
     assert_eq!(metric(&after, "ropc_hash_completed_total"), metric(&before, "ropc_hash_completed_total"));
-    assert_eq!(metric(&after, "ropc_lockout_refused_total") - metric(&before, "ropc_lockout_refused_total"), 5.0);
+    assert_eq!(metric(&after, "ropc_lockout_refused_total") - metric(&before, "ropc_lockout_refused_total"), 4.0);
     assert_eq!(metric(&after, "ropc_lockout_locks_total"), 1.0);
     assert!(server.log_shows("reason=\"locked_user\""));
-    // Other users are not affected.
+    // Other users are not affected (from another IP: the attacker's 3
+    // failures and 4 refused guesses are one short of its IP's 8).
     assert_eq!(
-        token_from(&server, ATTACKER, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await.status,
+        token_from(&server, BOTNET, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await.status,
         200
     );
-    // The lock expires by itself (2 s, in whole seconds).
+    // The lock expires by itself (2 s, in whole seconds). Polled from an
+    // IP of its own, few enough times that its refused guesses do not
+    // throttle it.
+    const POLLER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+        let r = token_from(&server, POLLER, &login("alice", "wonderland"), LEGACY).await;
         if r.status == 200 {
             break;
         }
+        assert_eq!(r.status, 400, "{}", r.body);
         assert!(Instant::now() < deadline, "the lock never expired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(server.log_shows("event=\"account_unlocked\"") || server.log_shows("status=200"));
 
     // Unknown usernames lock the same way, so a lock reveals nothing.
-    let first = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    let first = token_from(&server, BOTNET, &login("ghost", "x"), LEGACY).await;
     for _ in 0..3 {
-        token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+        token_from(&server, BOTNET, &login("ghost", "x"), LEGACY).await;
     }
-    let after = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    let after = token_from(&server, BOTNET, &login("ghost", "x"), LEGACY).await;
     assert_eq!((after.status, &after.body), (first.status, &first.body));
 }
 
@@ -283,6 +289,40 @@ async fn one_ip_failing_too_often_gets_429() {
     assert!(server.log_shows("event=\"ip_throttled\""));
     // Another IP is unaffected.
     assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);
+}
+
+#[tokio::test]
+async fn guesses_at_a_locked_account_count_against_the_ip() {
+    locked_guesses_count_against_the_ip(standard_config("")).await;
+}
+
+/// A guess refused by a user's lock spends no hash, but it is a failed
+/// login from its IP all the same: an IP that goes on hammering a locked
+/// account is throttled, and then answered at once with `429`, like one
+/// that sprays guesses over many accounts. `config` is a standard config
+/// with any store.
+pub(crate) async fn locked_guesses_count_against_the_ip(config: String) {
+    let config = config + "\n[credential_manager.lockout]\nmax_failures = 1\nlock_time = 60\nip_max_failures = 4\n";
+    let server = Server::start(&config, &standard_users());
+    // One failure locks alice (and is the IP's first).
+    let wrong = token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+    assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant".into()), "{}", wrong.body);
+    // Three refused guesses: the wrong password's answer, the IP's second
+    // to fourth failures; the fourth throttles it.
+    for _ in 0..3 {
+        let r = token_from(&server, ATTACKER, &login("alice", "guess"), LEGACY).await;
+        assert_eq!((r.status, &r.body), (wrong.status, &wrong.body));
+    }
+    assert!(server.log_shows("event=\"ip_throttled\""), "{}", server.logs());
+    assert!(server.log_shows("too many refused logins from one IP"), "{}", server.logs());
+    // Throttled: anything from that IP now gets 429, a right password for
+    // another user too.
+    let r = token_from(&server, ATTACKER, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await;
+    assert_eq!((r.status, r.error()), (429, "temporarily_unavailable".into()), "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "{}", r.body);
+    // Only that IP: the same login from another one works.
+    let r = token_from(&server, BOTNET, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

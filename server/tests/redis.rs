@@ -252,6 +252,12 @@ fn stat(info: &str, field: &str) -> f64 {
 }
 
 #[tokio::test]
+async fn guesses_at_a_locked_account_count_against_the_ip_in_redis() {
+    let redis = Redis::start();
+    crate::attacks::locked_guesses_count_against_the_ip(redis_config(&redis.url(), "")).await;
+}
+
+#[tokio::test]
 async fn a_hang_up_after_the_hash_started_counts_against_the_ip_in_redis() {
     let redis = Redis::start();
     crate::attacks::hang_up_after_the_hash_started(redis_config(&redis.url(), "")).await;

@@ -8,7 +8,7 @@ use crate::credentials::{ClientSecrets, UserStore};
 use crate::delay::Delays;
 use crate::hash::{HashJob, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyError};
 use crate::jwt::JwtKeys;
-use crate::lockout::{Gate, Lockout};
+use crate::lockout::{self, Gate, Lockout};
 use crate::metrics::{moving_mean, write_histogram, write_value, RequestMetrics};
 use crate::store::redis::RedisStore;
 use crate::store::wal::{restore_into, snapshot_of, Entry, SnapshotFn, Wal};
@@ -249,6 +249,24 @@ impl Drop for InFlight<'_> {
             cost_a_hash,
             self.attempt,
         );
+    }
+}
+
+/// A guess refused by a user's lock, not yet counted against its IP: when
+/// dropped armed (its client hung up before the answer was due), it is
+/// counted then.
+struct RefusedGuess<'a> {
+    app: &'a App,
+    ip: IpAddr,
+    now: u64,
+    armed: bool,
+}
+
+impl Drop for RefusedGuess<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            drop(self.app.ip_failure_begun(self.ip, self.now, lockout::REFUSED_GUESSES));
+        }
     }
 }
 
@@ -588,16 +606,23 @@ impl App {
         };
         match gate {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
-            Gate::UserLocked => {
-                // A refused guess is still a failed login from that IP: an
-                // IP that goes on hammering a locked account is throttled
-                // (and then answered at once, with 429) like one spraying
-                // guesses over many accounts.
-                self.ip_failure(peer, now, "too many refused logins from one IP").await;
+            Gate::UserLocked | Gate::Crowded => {
+                // A refused guess is still a failed login from its IP: an IP
+                // that goes on hammering a locked account is throttled (and
+                // then answered at once, with 429) like one spraying guesses
+                // over many accounts. Counted when a wrong password's count
+                // would come, once its answer is due, so that the moment of
+                // counting does not tell a locked account from one that is
+                // not; or when the client hangs up before. Not an attempt
+                // over a clean record's cap: that is no guess yet.
+                let mut count = RefusedGuess { app: self, ip: peer, now, armed: gate == Gate::UserLocked };
                 // Take as long as a real verification does right now, queue
                 // wait included.
                 let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
                 self.delays.sleep(typical).await;
+                if std::mem::take(&mut count.armed) {
+                    self.ip_failure(peer, now, lockout::REFUSED_GUESSES).await;
+                }
                 return Ok(PasswordOutcome::Locked);
             }
             Gate::Open => {}
@@ -755,21 +780,30 @@ impl App {
     }
 
     /// Counts a failure against `peer` only, in memory or in the shared
-    /// Redis. With Redis the count runs in a task of its own, so that a
-    /// client hanging up does not take it along, and is awaited, so that
-    /// the client's next request sees it; a Redis error loses it. `why`
-    /// goes into the audit line of a throttle it starts.
+    /// Redis, and waits until it is counted, so that the client's next
+    /// request sees it. `why` goes into the audit line of a throttle it
+    /// starts.
     async fn ip_failure(&self, peer: IpAddr, now: u64, why: &'static str) {
+        if let Some(counted) = self.ip_failure_begun(peer, now, why) {
+            let _ = counted.await;
+        }
+    }
+
+    /// Counts a failure against `peer` only: in memory at once, or in Redis
+    /// from a task of its own (returned), so that a client hanging up does
+    /// not take the count along; a Redis error loses it.
+    fn ip_failure_begun(&self, peer: IpAddr, now: u64, why: &'static str) -> Option<tokio::task::JoinHandle<()>> {
         let Some(redis) = &self.redis else {
-            return self.lockout.ip_failure(peer, now, why);
+            self.lockout.ip_failure(peer, now, why);
+            return None;
         };
         let (store, policy) = (Arc::clone(redis), self.lockout.policy());
-        let counted = tokio::spawn(async move {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(async move {
             if let Ok(seconds @ 1..) = store.ip_failure(&policy, peer, now).await {
                 tracing::warn!(event = "ip_throttled", ip = %peer, seconds, why);
             }
-        });
-        let _ = counted.await;
+        }))
     }
 
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.

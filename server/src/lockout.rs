@@ -113,13 +113,24 @@ struct IpEntry {
     last_seen: u64,
 }
 
+/// The audit line's `why` for an IP throttled by its guesses at locked
+/// accounts.
+pub const REFUSED_GUESSES: &str = "too many refused logins from one IP";
+
 /// What a password attempt may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gate {
     /// Verify the password.
     Open,
-    /// The username is locked: answer as for a wrong password, hash nothing.
+    /// The username is locked, or its attempts in flight are at the cap of
+    /// a record with failures or past locks: answer as for a wrong
+    /// password, hash nothing. A guess all the same, it counts against the
+    /// IP.
     UserLocked,
+    /// A clean record's attempts in flight are at their cap (a burst of
+    /// logins to a shared account, or the first burst of guesses before any
+    /// has failed): answered as `UserLocked`, but counted against nobody.
+    Crowded,
     /// The IP is throttled: answer `429` with this `Retry-After`.
     IpThrottled {
         /// Seconds until the IP may try again.
@@ -310,14 +321,14 @@ impl Lockout {
             let suspect = failures > 0 || e.consecutive_locks > 0;
             let cap = if suspect { p.max_failures } else { p.max_failures.saturating_mul(CLEAN_BURST) };
             if failures.saturating_add(e.pending) >= cap {
-                return (Gate::UserLocked, None);
+                return (if suspect { Gate::UserLocked } else { Gate::Crowded }, None);
             }
             e.pending += 1;
             let signal = watch.then(|| Arc::clone(e.signal.get_or_insert_with(Default::default)));
             (Gate::Open, signal)
         });
         let (gate, signal) = gate.unwrap_or((Gate::Open, None));
-        if gate == Gate::UserLocked {
+        if matches!(gate, Gate::UserLocked | Gate::Crowded) {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         (gate, signal)
@@ -658,7 +669,7 @@ mod tests {
         for _ in 0..12 {
             assert_eq!(l.begin("svc", A, 1_000), Gate::Open);
         }
-        assert_eq!(l.begin("svc", A, 1_000), Gate::UserLocked, "capped at 4 x max_failures");
+        assert_eq!(l.begin("svc", A, 1_000), Gate::Crowded, "capped at 4 x max_failures, not yet a guess");
         // After a failure, two guesses in flight use up the rest of the
         // allowance of three...
         l.failure("alice", A, 1_000);

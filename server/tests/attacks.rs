@@ -325,6 +325,80 @@ pub(crate) async fn locked_guesses_count_against_the_ip(config: String) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// Logins over a clean record's cap of attempts in flight (a burst to a
+/// shared account) get the wrong-password answer without a hash, but are
+/// no guesses: they count against no IP.
+#[tokio::test]
+async fn logins_over_a_clean_records_cap_count_against_no_ip() {
+    // One failure locks, so a clean record admits 4 at once; one failure
+    // from an IP throttles it.
+    let config = one_slow_worker(standard_config(""), "max_failures = 1\nlock_time = 60\nip_max_failures = 1\n");
+    let server = Server::start(&config, &standard_users());
+    // The client's secret is verified (and remembered) first, from HOME.
+    assert_eq!(token_from(&server, HOME, &login("nobody", "x"), LEGACY).await.status, 400);
+    let hashed = metric(&server.get("/metrics").await.body, "ropc_hash_completed_total");
+    // A slow guess (unknown user, from a third IP: HOME is throttled now)
+    // keeps the one worker busy...
+    let blocker = {
+        let (addr, body) = (server.addr, login("ghost", "x"));
+        tokio::spawn(async move { crate::support::token_to(addr, BOTNET, &body, LEGACY).await })
+    };
+    crate::support::wait_until_hashes_submitted(&server, hashed + 1.0).await;
+    // ...so that alice's four right-password logins from ATTACKER wait in
+    // the queue, and a fifth is over her clean record's cap.
+    let logins: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, body) = (server.addr, login("alice", "wonderland"));
+            tokio::spawn(async move { crate::support::token_to(addr, ATTACKER, &body, LEGACY).await })
+        })
+        .collect();
+    crate::support::wait_until_hashes_submitted(&server, hashed + 5.0).await;
+    let over = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!((over.status, over.error()), (400, "invalid_grant".into()), "{}", over.body);
+    assert_eq!(blocker.await.unwrap().status, 400);
+    for l in logins {
+        assert_eq!(l.await.unwrap().status, 200);
+    }
+    // Nothing counted against ATTACKER: it is not throttled.
+    let r = token_from(&server, ATTACKER, &login("j%C3%B6rg", "p%C3%A4ssw%C3%B6rd%3A+with+space"), LEGACY).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!server.log_shows("event=\"ip_throttled\" ip=127.0.0.2"), "{}", server.logs());
+}
+
+/// A guess refused by a lock whose client hangs up before the (padded)
+/// answer is due still counts against its IP.
+#[tokio::test]
+async fn a_refused_guess_counts_against_the_ip_when_its_client_hangs_up() {
+    let config = one_slow_worker(standard_config(""), "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n");
+    let server = Server::start(&config, &standard_users());
+    // One slow guess locks ghost (the IP's first failure) and sets the
+    // typical verification time, which a refused answer is held for, to
+    // the slow dummy hash's.
+    let wrong = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
+    assert_eq!(wrong.status, 400);
+    let refused = metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total");
+    let stream = send_login(server.addr, ATTACKER, &login("ghost", "x")).await;
+    // Hang up once the guess is refused, long before its answer is due.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total") == refused {
+        assert!(Instant::now() < deadline, "the guess was never refused");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let hung_up = Instant::now();
+    drop(stream);
+    // The IP's second failure throttles it: a right password is refused.
+    loop {
+        let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(Instant::now() < deadline, "the hung-up guess was never counted:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!("counted {:?} after the hang-up", hung_up.elapsed());
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

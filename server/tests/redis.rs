@@ -333,15 +333,15 @@ async fn a_slot_in_flight_is_the_attempts_own_and_ends_60_s_after_it_began() {
     for id in &ids[..4] {
         assert_eq!(begin(1_000, *id).await, Gate::Open);
     }
-    assert_eq!(begin(1_000, ids[4]).await, Gate::UserLocked, "4 in flight fill a clean user's slots");
+    assert_eq!(begin(1_000, ids[4]).await, Gate::Crowded, "4 in flight fill a clean user's slots");
     // A finish for an attempt never admitted frees nothing.
     store.finish(&p, "alice", ip, 1_001, None, ids[4]).await.unwrap();
-    assert_eq!(begin(1_001, ids[4]).await, Gate::UserLocked);
+    assert_eq!(begin(1_001, ids[4]).await, Gate::Crowded);
     // The first attempt ends (twice: the second frees nothing more).
     store.finish(&p, "alice", ip, 1_030, None, ids[0]).await.unwrap();
     store.finish(&p, "alice", ip, 1_030, None, ids[0]).await.unwrap();
     assert_eq!(begin(1_030, ids[4]).await, Gate::Open, "its slot, and only its, came back");
-    assert_eq!(begin(1_030, ids[5]).await, Gate::UserLocked);
+    assert_eq!(begin(1_030, ids[5]).await, Gate::Crowded);
     // The three attempts of 1,000 never end. At 1,061 their slots stop
     // counting, though an attempt was admitted at 1,030; that one's slot
     // (ids[4]) still counts, up to 1,090.
@@ -359,4 +359,12 @@ async fn a_slot_in_flight_is_the_attempts_own_and_ends_60_s_after_it_began() {
             store.finish(&p, "alice", ip, now, None, id).await.unwrap();
         }
     }
+    // With a failure on record, the cap is the threshold's and a refusal
+    // is a guess (`UserLocked`, counted against the IP), not `Crowded`.
+    let p = LockoutPolicy { max_failures: 2, ..p };
+    let first = new_attempt();
+    assert_eq!(store.begin(&p, "bob", ip, 2_000, first).await.unwrap(), Gate::Open);
+    store.finish(&p, "bob", ip, 2_000, Some(true), first).await.unwrap();
+    assert_eq!(store.begin(&p, "bob", ip, 2_000, new_attempt()).await.unwrap(), Gate::Open);
+    assert_eq!(store.begin(&p, "bob", ip, 2_000, new_attempt()).await.unwrap(), Gate::UserLocked);
 }

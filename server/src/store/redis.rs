@@ -85,7 +85,8 @@ end
     };
 }
 
-/// Starts a password attempt: 0 open, 1 locked. KEYS: user, trust, in
+/// Starts a password attempt: 0 open, 1 locked (or at the cap of a record
+/// with failures), 2 at a clean record's cap (`Gate::Crowded`). KEYS: user, trust, in
 /// flight. ARGV: now, max_failures, window, clean burst, idle TTL, the
 /// attempt's id.
 ///
@@ -114,9 +115,13 @@ if lu > now then return 1 end
 local ws, wc, wp = window(KEYS[1], now, len)
 local failures = estimate(ws, wc, wp, now, len)
 local cl = tonumber(redis.call('HGET', KEYS[1], 'cl') or '0')
+local suspect = failures > 0 or cl > 0
 local cap = maxf * burst
-if failures > 0 or cl > 0 then cap = maxf end
-if failures + pe >= cap then return 1 end
+if suspect then cap = maxf end
+if failures + pe >= cap then
+  if suspect then return 1 end
+  return 2
+end
 redis.call('HSET', KEYS[1], 'ws', ws, 'wc', wc, 'wp', wp)
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], now, ARGV[6])
@@ -599,7 +604,11 @@ impl RedisStore {
             }
             return Ok(Gate::IpThrottled { retry_after: until - now });
         }
-        Ok(if locked == Some(1) { Gate::UserLocked } else { Gate::Open })
+        Ok(match locked {
+            Some(1) => Gate::UserLocked,
+            Some(2) => Gate::Crowded,
+            _ => Gate::Open,
+        })
     }
 
     /// [`Self::begin`] under a new attempt id, in a task of its own, for a
@@ -627,11 +636,18 @@ impl RedisStore {
         tokio::spawn(async move {
             let gate = store.begin(&policy, &name, ip, now, attempt).await;
             let failed = gate.is_err();
-            let unread_open = matches!(tx.send(gate), Err(Ok(Gate::Open)));
-            if failed || unread_open {
+            let unread = tx.send(gate).err();
+            if failed || matches!(unread, Some(Ok(Gate::Open))) {
                 // Nobody will finish this attempt: the request went away
                 // before an open gate reached it, or it was answered 503.
                 let _ = store.finish(&policy, &name, ip, now, None, attempt).await;
+            }
+            if matches!(unread, Some(Ok(Gate::UserLocked))) {
+                // A refused guess whose client hung up counts against the
+                // IP all the same, as it does in memory.
+                if let Ok(seconds @ 1..) = store.ip_failure(&policy, ip, now).await {
+                    tracing::warn!(event = "ip_throttled", %ip, seconds, why = crate::lockout::REFUSED_GUESSES);
+                }
             }
         });
         let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now, attempt)) };
@@ -717,8 +733,9 @@ impl RedisStore {
         Self::eval(IP_FAILURE, &[&self.ip_key(ip)], &[now, u64::from(p.ip_max_failures), p.window, idle_ttl(p)])
     }
 
-    /// Counts a failed client authentication against `ip`; returns the
-    /// seconds of a throttle it started.
+    /// Counts a failure against `ip` alone (a failed client
+    /// authentication, a guess refused by a lock, a hang-up that cost a
+    /// hash); returns the seconds of a throttle it started.
     pub async fn ip_failure(&self, p: &LockoutPolicy, ip: IpAddr, now: u64) -> Result<u64, StoreError> {
         if p.ip_max_failures == 0 {
             return Ok(0);

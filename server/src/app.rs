@@ -797,13 +797,7 @@ impl App {
             self.lockout.ip_failure(peer, now, why);
             return None;
         };
-        let (store, policy) = (Arc::clone(redis), self.lockout.policy());
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        Some(runtime.spawn(async move {
-            if let Ok(seconds @ 1..) = store.ip_failure(&policy, peer, now).await {
-                tracing::warn!(event = "ip_throttled", ip = %peer, seconds, why);
-            }
-        }))
+        Arc::clone(redis).ip_failure_later(self.lockout.policy(), peer, now, why)
     }
 
     /// Runs one revocation (RFC 7009) or introspection (RFC 7662) request.
@@ -917,7 +911,7 @@ impl App {
                 );
             }
             if throttled > 0 {
-                tracing::warn!(event = "ip_throttled", ip = %peer, seconds = throttled, why = "too many failed logins from one IP");
+                tracing::warn!(event = "ip_throttled", ip = %peer, seconds = throttled, why = lockout::FAILED_LOGINS);
             }
             locked > 0
         });

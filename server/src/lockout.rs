@@ -113,6 +113,10 @@ struct IpEntry {
     last_seen: u64,
 }
 
+/// The audit line's `why` for an IP throttled by its failed logins (or
+/// hang-ups that cost a hash).
+pub const FAILED_LOGINS: &str = "too many failed logins from one IP";
+
 /// The audit line's `why` for an IP throttled by its guesses at locked
 /// accounts.
 pub const REFUSED_GUESSES: &str = "too many refused logins from one IP";
@@ -358,13 +362,13 @@ impl Lockout {
     /// against the user.
     pub fn abandon(&self, user: &str, ip: IpAddr, now: u64) {
         self.finish(user, ip, now, None);
-        self.ip_failure(ip, now, "too many failed logins from one IP");
+        self.ip_failure(ip, now, FAILED_LOGINS);
     }
 
     /// Counts a failed attempt (wrong password or unknown user).
     pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
         let p = self.policy();
-        self.ip_failure(ip, now, "too many failed logins from one IP");
+        self.ip_failure(ip, now, FAILED_LOGINS);
         if p.max_failures == 0 {
             return;
         }

@@ -365,11 +365,16 @@ async fn logins_over_a_clean_records_cap_count_against_no_ip() {
     assert!(!server.log_shows("event=\"ip_throttled\" ip=127.0.0.2"), "{}", server.logs());
 }
 
-/// A guess refused by a lock whose client hangs up before the (padded)
-/// answer is due still counts against its IP.
 #[tokio::test]
 async fn a_refused_guess_counts_against_the_ip_when_its_client_hangs_up() {
-    let config = one_slow_worker(standard_config(""), "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n");
+    hung_up_refused_guess_counts(standard_config("")).await;
+}
+
+/// A guess refused by a lock whose client hangs up before the (padded)
+/// answer is due still counts against its IP. `config` is a standard
+/// config with any store.
+pub(crate) async fn hung_up_refused_guess_counts(config: String) {
+    let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n");
     let server = Server::start(&config, &standard_users());
     // One slow guess locks ghost (the IP's first failure) and sets the
     // typical verification time, which a refused answer is held for, to

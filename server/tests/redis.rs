@@ -258,6 +258,12 @@ async fn guesses_at_a_locked_account_count_against_the_ip_in_redis() {
 }
 
 #[tokio::test]
+async fn a_refused_guess_counts_against_the_ip_in_redis_when_its_client_hangs_up() {
+    let redis = Redis::start();
+    crate::attacks::hung_up_refused_guess_counts(redis_config(&redis.url(), "")).await;
+}
+
+#[tokio::test]
 async fn a_hang_up_after_the_hash_started_counts_against_the_ip_in_redis() {
     let redis = Redis::start();
     crate::attacks::hang_up_after_the_hash_started(redis_config(&redis.url(), "")).await;

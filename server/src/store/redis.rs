@@ -265,8 +265,11 @@ impl Drop for UnreadGate {
         // After `close`, the task's send fails (and it gives the slot back
         // itself), or it already succeeded and the gate is read here.
         self.rx.close();
-        if let Ok(Ok(Gate::Open)) = self.rx.try_recv() {
-            store.release_later(policy, user, ip, now, false, attempt);
+        match self.rx.try_recv() {
+            Ok(Ok(Gate::Open)) => store.release_later(policy, user, ip, now, false, attempt),
+            // A refused guess, sent but never read: counted as in memory.
+            Ok(Ok(Gate::UserLocked)) => drop(store.ip_failure_later(policy, ip, now, crate::lockout::REFUSED_GUESSES)),
+            _ => {}
         }
     }
 }
@@ -645,9 +648,7 @@ impl RedisStore {
             if matches!(unread, Some(Ok(Gate::UserLocked))) {
                 // A refused guess whose client hung up counts against the
                 // IP all the same, as it does in memory.
-                if let Ok(seconds @ 1..) = store.ip_failure(&policy, ip, now).await {
-                    tracing::warn!(event = "ip_throttled", %ip, seconds, why = crate::lockout::REFUSED_GUESSES);
-                }
+                store.count_ip(&policy, ip, now, crate::lockout::REFUSED_GUESSES).await;
             }
         });
         let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now, attempt)) };
@@ -674,9 +675,31 @@ impl RedisStore {
         runtime.spawn(async move {
             let _ = self.finish(&p, &user, ip, now, None, attempt).await;
             if cost_a_hash {
-                let _ = self.ip_failure(&p, ip, now).await;
+                self.count_ip(&p, ip, now, crate::lockout::FAILED_LOGINS).await;
             }
         });
+    }
+
+    /// [`Self::ip_failure`], with the audit line of a throttle it starts
+    /// (`why`); a Redis error loses the count.
+    async fn count_ip(&self, p: &LockoutPolicy, ip: IpAddr, now: u64, why: &'static str) {
+        if let Ok(seconds @ 1..) = self.ip_failure(p, ip, now).await {
+            tracing::warn!(event = "ip_throttled", %ip, seconds, why);
+        }
+    }
+
+    /// [`Self::count_ip`] in a task of its own (returned; `None` outside a
+    /// runtime), so that a request dropped meanwhile does not take the
+    /// count along.
+    pub fn ip_failure_later(
+        self: Arc<Self>,
+        p: LockoutPolicy,
+        ip: IpAddr,
+        now: u64,
+        why: &'static str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(async move { self.count_ip(&p, ip, now, why).await }))
     }
 
     /// [`crate::lockout::Lockout::finish`], shared, for the attempt

@@ -252,20 +252,26 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// A guess refused by a user's lock, not yet counted against its IP: when
-/// dropped armed (its client hung up before the answer was due), it is
-/// counted then.
+/// A guess refused by a user's lock (or given up when its username
+/// locked), not yet counted against its IP: it counts when its answer is
+/// due. Dropped armed, its client having hung up first, it counts only if
+/// a guess let through would have had its hash started by then
+/// (`hash_due`), as a hung-up guess counts only once its hash started (see
+/// [`InFlight`]): so a hang-up does not tell a locked account from another
+/// either.
 struct RefusedGuess<'a> {
     app: &'a App,
     ip: IpAddr,
     now: u64,
     armed: bool,
+    hash_due: std::time::Instant,
+    why: &'static str,
 }
 
 impl Drop for RefusedGuess<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            drop(self.app.ip_failure_begun(self.ip, self.now, lockout::REFUSED_GUESSES));
+        if self.armed && std::time::Instant::now() >= self.hash_due {
+            drop(self.app.ip_failure_begun(self.ip, self.now, self.why));
         }
     }
 }
@@ -615,7 +621,10 @@ impl App {
                 // counting does not tell a locked account from one that is
                 // not; or when the client hangs up before. Not an attempt
                 // over a clean record's cap: that is no guess yet.
-                let mut count = RefusedGuess { app: self, ip: peer, now, armed: gate == Gate::UserLocked };
+                let hash_due = std::time::Instant::now() + self.queue_wait();
+                let armed = gate == Gate::UserLocked;
+                let mut count =
+                    RefusedGuess { app: self, ip: peer, now, armed, hash_due, why: lockout::REFUSED_GUESSES };
                 // Take as long as a real verification does right now, queue
                 // wait included.
                 let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
@@ -656,16 +665,28 @@ impl App {
                     // hash already running finishes unread). The answer is
                     // a locked user's, whatever the password, as it would
                     // be for an attempt arriving now; it still counts
-                    // against the IP, as the guess it replaces would have.
+                    // against the IP, as the guess it replaces would have,
+                    // when its answer is due (a hang-up before: once its
+                    // hash would have started in turn, if it had not).
                     in_flight.armed = false;
-                    self.lockout.abandon(username, peer, now);
+                    self.lockout.finish(username, peer, now, None);
                     self.lockout.note_refused();
+                    let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+                    let answer_due = in_turn.unwrap_or(typical);
+                    let hash_due = if in_flight.started.load(Ordering::Relaxed) {
+                        started
+                    } else {
+                        started + answer_due.saturating_sub(self.pool.as_ref().map_or(Duration::ZERO, |p| p.mean_hash_time()))
+                    };
+                    let mut count =
+                        RefusedGuess { app: self, ip: peer, now, armed: true, hash_due, why: lockout::FAILED_LOGINS };
                     // It comes when the hash would have answered, so that
                     // the rest of a burst is not answered all at once.
-                    let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
-                    if let Some(rest) = in_turn.unwrap_or(typical).checked_sub(started.elapsed()) {
+                    if let Some(rest) = answer_due.checked_sub(started.elapsed()) {
                         self.delays.sleep(rest).await;
                     }
+                    count.armed = false;
+                    self.lockout.ip_failure(peer, now, lockout::FAILED_LOGINS);
                     return Ok(PasswordOutcome::Locked);
                 }
             },
@@ -777,6 +798,15 @@ impl App {
             self.ip_failure(peer, now, "too many failed client authentications").await;
         }
         Ok(ok)
+    }
+
+    /// How long a hash submitted now would wait for the jobs queued ahead
+    /// of it (none without a pool: the inline verifier starts at once).
+    fn queue_wait(&self) -> Duration {
+        self.pool.as_ref().map_or(Duration::ZERO, |pool| {
+            let rounds = pool.queue_len() / pool.workers().max(1);
+            pool.mean_hash_time().saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+        })
     }
 
     /// Counts a failure against `peer` only, in memory or in the shared

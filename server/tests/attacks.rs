@@ -374,7 +374,10 @@ async fn a_refused_guess_counts_against_the_ip_when_its_client_hangs_up() {
 /// answer is due still counts against its IP. `config` is a standard
 /// config with any store.
 pub(crate) async fn hung_up_refused_guess_counts(config: String) {
-    let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n");
+    // A dummy hash of some 0.3 s: the refused answer is held that long, so
+    // that the hang-up comes well before it even on a busy machine.
+    let config = one_slow_worker(config, "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n")
+        .replace("t_cost = 6", "t_cost = 40");
     let server = Server::start(&config, &standard_users());
     // One slow guess locks ghost (the IP's first failure) and sets the
     // typical verification time, which a refused answer is held for, to
@@ -402,6 +405,54 @@ pub(crate) async fn hung_up_refused_guess_counts(config: String) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     println!("counted {:?} after the hang-up", hung_up.elapsed());
+    // The hung-up guess was never answered (so its request went away, and
+    // it was the hang-up that counted it): ghost's one answered failure is
+    // the first guess's.
+    // (The log is read from the server's output by another thread: wait
+    // for the first answer's line, and past when the second's would be.)
+    assert!(server.log_shows("user=\"ghost\" status=400"), "{}", server.logs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let logs = server.logs();
+    let answered =
+        logs.lines().filter(|l| l.contains("event=\"login_failure\"") && l.contains("user=\"ghost\"")).count();
+    assert_eq!(answered, 1, "{logs}");
+}
+
+/// A refused guess whose client hangs up before a guess let through would
+/// have had its hash started (the queue is busy) counts nothing, as such a
+/// guess would count nothing: a hang-up does not tell a locked account.
+#[tokio::test]
+async fn a_refused_guess_hung_up_before_a_hash_would_start_counts_nothing() {
+    let config = one_slow_worker(standard_config(""), "max_failures = 1\nlock_time = 60\nip_max_failures = 2\n");
+    let server = Server::start(&config, &standard_users());
+    // One failure locks ghost: ATTACKER's first.
+    assert_eq!(token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await.status, 400);
+    let hashed = metric(&server.get("/metrics").await.body, "ropc_hash_completed_total");
+    // Three slow guesses from three other IPs: one hashing, two queued.
+    let blockers: Vec<_> = (5..8)
+        .map(|i| {
+            let (addr, body) = (server.addr, login(&format!("nobody{i}"), "x"));
+            let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, i));
+            tokio::spawn(async move { crate::support::token_to(addr, from, &body, LEGACY).await })
+        })
+        .collect();
+    crate::support::wait_until_hashes_submitted(&server, hashed + 3.0).await;
+    // A guess at ghost, refused, and hung up at once: a guess let through
+    // would still wait two hashes for its turn.
+    let refused = metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total");
+    let stream = send_login(server.addr, ATTACKER, &login("ghost", "x")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total") == refused {
+        assert!(Instant::now() < deadline, "the guess was never refused");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(stream);
+    for b in blockers {
+        assert_eq!(b.await.unwrap().status, 400);
+    }
+    // Counted, it would have been ATTACKER's second failure (429 now).
+    let r = token_from(&server, ATTACKER, &login("alice", "wonderland"), LEGACY).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, server.logs());
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

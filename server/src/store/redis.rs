@@ -265,11 +265,10 @@ impl Drop for UnreadGate {
         // After `close`, the task's send fails (and it gives the slot back
         // itself), or it already succeeded and the gate is read here.
         self.rx.close();
-        match self.rx.try_recv() {
-            Ok(Ok(Gate::Open)) => store.release_later(policy, user, ip, now, false, attempt),
-            // A refused guess, sent but never read: counted as in memory.
-            Ok(Ok(Gate::UserLocked)) => drop(store.ip_failure_later(policy, ip, now, crate::lockout::REFUSED_GUESSES)),
-            _ => {}
+        // A refused guess whose request went away before reading its gate
+        // counts nothing, as an open one whose hash had not started.
+        if let Ok(Ok(Gate::Open)) = self.rx.try_recv() {
+            store.release_later(policy, user, ip, now, false, attempt);
         }
     }
 }
@@ -639,16 +638,11 @@ impl RedisStore {
         tokio::spawn(async move {
             let gate = store.begin(&policy, &name, ip, now, attempt).await;
             let failed = gate.is_err();
-            let unread = tx.send(gate).err();
-            if failed || matches!(unread, Some(Ok(Gate::Open))) {
+            let unread_open = matches!(tx.send(gate), Err(Ok(Gate::Open)));
+            if failed || unread_open {
                 // Nobody will finish this attempt: the request went away
                 // before an open gate reached it, or it was answered 503.
                 let _ = store.finish(&policy, &name, ip, now, None, attempt).await;
-            }
-            if matches!(unread, Some(Ok(Gate::UserLocked))) {
-                // A refused guess whose client hung up counts against the
-                // IP all the same, as it does in memory.
-                store.count_ip(&policy, ip, now, crate::lockout::REFUSED_GUESSES).await;
             }
         });
         let mut pending = UnreadGate { rx, release: Some((Arc::clone(self), *p, user.to_owned(), ip, now, attempt)) };

@@ -616,10 +616,10 @@ impl App {
                 // A refused guess is still a failed login from its IP: an IP
                 // that goes on hammering a locked account is throttled (and
                 // then answered at once, with 429) like one spraying guesses
-                // over many accounts. Counted when a wrong password's count
-                // would come, once its answer is due, so that the moment of
-                // counting does not tell a locked account from one that is
-                // not; or when the client hangs up before. Not an attempt
+                // over many accounts. Counted when its answer is due, as a
+                // wrong password's count comes after its hash; if the client
+                // hangs up first, only once a guess let through would have
+                // had its hash started (see `RefusedGuess`). Not an attempt
                 // over a clean record's cap: that is no guess yet.
                 let hash_due = std::time::Instant::now() + self.queue_wait();
                 let armed = gate == Gate::UserLocked;

@@ -356,10 +356,9 @@ impl Lockout {
         }
     }
 
-    /// Ends an attempt that [`Lockout::begin_watched`] let through and that
-    /// was given up when its username locked (its hash not read): it counts
-    /// against the IP, as the guess would have (its hash may have run), not
-    /// against the user.
+    /// Ends an attempt whose hash started but whose answer nobody will read
+    /// (its client hung up): it cost a hash, so it counts against the IP,
+    /// not against the user.
     pub fn abandon(&self, user: &str, ip: IpAddr, now: u64) {
         self.finish(user, ip, now, None);
         self.ip_failure(ip, now, FAILED_LOGINS);

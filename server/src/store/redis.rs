@@ -86,9 +86,9 @@ end
 }
 
 /// Starts a password attempt: 0 open, 1 locked (or at the cap of a record
-/// with failures), 2 at a clean record's cap (`Gate::Crowded`). KEYS: user, trust, in
-/// flight. ARGV: now, max_failures, window, clean burst, idle TTL, the
-/// attempt's id.
+/// with failures or past locks), 2 at a clean record's cap
+/// (`Gate::Crowded`). KEYS: user, trust, in flight. ARGV: now,
+/// max_failures, window, clean burst, idle TTL, the attempt's id.
 ///
 /// Attempts in flight are members of a sorted set, scored by when they
 /// began: each finish removes its own (a second one, or one for an attempt

@@ -365,6 +365,19 @@ async fn logins_over_a_clean_records_cap_count_against_no_ip() {
     assert!(!server.log_shows("event=\"ip_throttled\" ip=127.0.0.2"), "{}", server.logs());
 }
 
+/// Sends a guess at the locked `ghost` from ATTACKER and returns its
+/// connection, unread, once the lockout has refused it.
+async fn refused_guess_at_ghost(server: &Server) -> tokio::net::TcpStream {
+    let refused = metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total");
+    let stream = send_login(server.addr, ATTACKER, &login("ghost", "x")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total") == refused {
+        assert!(Instant::now() < deadline, "the guess was never refused");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stream
+}
+
 #[tokio::test]
 async fn a_refused_guess_counts_against_the_ip_when_its_client_hangs_up() {
     hung_up_refused_guess_counts(standard_config("")).await;
@@ -384,14 +397,9 @@ pub(crate) async fn hung_up_refused_guess_counts(config: String) {
     // the slow dummy hash's.
     let wrong = token_from(&server, ATTACKER, &login("ghost", "x"), LEGACY).await;
     assert_eq!(wrong.status, 400);
-    let refused = metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total");
-    let stream = send_login(server.addr, ATTACKER, &login("ghost", "x")).await;
     // Hang up once the guess is refused, long before its answer is due.
+    let stream = refused_guess_at_ghost(&server).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total") == refused {
-        assert!(Instant::now() < deadline, "the guess was never refused");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
     let hung_up = Instant::now();
     drop(stream);
     // The IP's second failure throttles it: a right password is refused.
@@ -439,13 +447,7 @@ async fn a_refused_guess_hung_up_before_a_hash_would_start_counts_nothing() {
     crate::support::wait_until_hashes_submitted(&server, hashed + 3.0).await;
     // A guess at ghost, refused, and hung up at once: a guess let through
     // would still wait two hashes for its turn.
-    let refused = metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total");
-    let stream = send_login(server.addr, ATTACKER, &login("ghost", "x")).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&server.get("/metrics").await.body, "ropc_lockout_refused_total") == refused {
-        assert!(Instant::now() < deadline, "the guess was never refused");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let stream = refused_guess_at_ghost(&server).await;
     drop(stream);
     for b in blockers {
         assert_eq!(b.await.unwrap().status, 400);

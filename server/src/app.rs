@@ -268,6 +268,15 @@ struct RefusedGuess<'a> {
     why: &'static str,
 }
 
+impl RefusedGuess<'_> {
+    /// Counts it now that its answer is due (if armed).
+    async fn now(mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.app.ip_failure(self.ip, self.now, self.why).await;
+        }
+    }
+}
+
 impl Drop for RefusedGuess<'_> {
     fn drop(&mut self) {
         if self.armed && std::time::Instant::now() >= self.hash_due {
@@ -623,15 +632,12 @@ impl App {
                 // over a clean record's cap: that is no guess yet.
                 let hash_due = std::time::Instant::now() + self.queue_wait();
                 let armed = gate == Gate::UserLocked;
-                let mut count =
-                    RefusedGuess { app: self, ip: peer, now, armed, hash_due, why: lockout::REFUSED_GUESSES };
+                let count = RefusedGuess { app: self, ip: peer, now, armed, hash_due, why: lockout::REFUSED_GUESSES };
                 // Take as long as a real verification does right now, queue
                 // wait included.
                 let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
                 self.delays.sleep(typical).await;
-                if std::mem::take(&mut count.armed) {
-                    self.ip_failure(peer, now, lockout::REFUSED_GUESSES).await;
-                }
+                count.now().await;
                 return Ok(PasswordOutcome::Locked);
             }
             Gate::Open => {}
@@ -645,12 +651,12 @@ impl App {
         // configured cost; only legacy or outdated hashes are not.
         let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = std::time::Instant::now();
-        // When the answer would come if this job is hashed in turn behind
-        // the queue it joins (for an attempt abandoned below: only watched
-        // attempts can be).
-        let in_turn = lock_signal.as_ref().and(self.pool.as_ref()).map(|pool| {
-            let rounds = pool.queue_len() / pool.workers().max(1) + 1;
-            pool.mean_hash_time().saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+        // When this job's hash would start, and its answer come, if it is
+        // hashed in turn behind the queue it joins (for an attempt
+        // abandoned below: only watched attempts can be).
+        let in_turn = lock_signal.as_ref().map(|_| {
+            let queued = self.queue_wait();
+            (queued, self.pool.as_ref().map(|pool| queued.saturating_add(pool.mean_hash_time())))
         });
         let verified = live.users.verify(&*self.verifier, username, password, Some(Arc::clone(&in_flight.started)));
         let verified = match &lock_signal {
@@ -672,21 +678,17 @@ impl App {
                     self.lockout.finish(username, peer, now, None);
                     self.lockout.note_refused();
                     let typical = Duration::from_nanos(self.verify_latency_ns.load(Ordering::Relaxed));
+                    let (queued, in_turn) = in_turn.unwrap_or_default();
                     let answer_due = in_turn.unwrap_or(typical);
-                    let hash_due = if in_flight.started.load(Ordering::Relaxed) {
-                        started
-                    } else {
-                        started + answer_due.saturating_sub(self.pool.as_ref().map_or(Duration::ZERO, |p| p.mean_hash_time()))
-                    };
-                    let mut count =
+                    let hash_due = if in_flight.started.load(Ordering::Relaxed) { started } else { started + queued };
+                    let count =
                         RefusedGuess { app: self, ip: peer, now, armed: true, hash_due, why: lockout::FAILED_LOGINS };
                     // It comes when the hash would have answered, so that
                     // the rest of a burst is not answered all at once.
                     if let Some(rest) = answer_due.checked_sub(started.elapsed()) {
                         self.delays.sleep(rest).await;
                     }
-                    count.armed = false;
-                    self.lockout.ip_failure(peer, now, lockout::FAILED_LOGINS);
+                    count.now().await;
                     return Ok(PasswordOutcome::Locked);
                 }
             },

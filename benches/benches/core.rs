@@ -133,7 +133,7 @@ fn issue(c: &mut Criterion) {
     let engine = engine();
     let counter = CounterRandom(AtomicU64::new(0));
     let system = SystemRandom(ring::rand::SystemRandom::new());
-    let buffered = ropc_server::app::BufferedRandom::default();
+    let buffered = ropc_server::provider::BufferedRandom::default();
     let providers: [(&str, Provider<'_>); 4] = [
         ("counter_rng+sha256", Provider { random: &counter, digest: &Sha256 }),
         ("system_rng+sha256", Provider { random: &system, digest: &Sha256 }),

@@ -14,7 +14,7 @@
 //! `RUSTFLAGS="-C target-cpu=native" cargo bench -p ropc-benches --bench hash -- verify_reused`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ropc_server::hash::{
+use ropc_hash::{
     hash_password, HashMemory, HashParams, HashPool, HashPriority, PasswordVerifier, StoredHash, VerifyJob,
 };
 use std::sync::Arc;

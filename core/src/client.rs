@@ -2,6 +2,7 @@
 //! not here: the runtime keeps their hashes and answers
 //! [`crate::Step::AuthenticateClient`] by [`ClientIndex`].
 
+use crate::request::GrantType;
 use crate::scope::ScopeSet;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -35,6 +36,16 @@ impl Capabilities {
     /// No capability.
     pub const fn empty() -> Self {
         Capabilities(0)
+    }
+
+    /// The capability a grant needs (its configuration name is the grant
+    /// type's).
+    pub const fn for_grant(grant: GrantType) -> Self {
+        match grant {
+            GrantType::Password => Self::PASSWORD,
+            GrantType::RefreshToken => Self::REFRESH_TOKEN,
+            GrantType::ClientCredentials => Self::CLIENT_CREDENTIALS,
+        }
     }
 
     /// The capability called `name` in the configuration.
@@ -83,6 +94,8 @@ pub enum ClientError {
     EmptyId,
     /// `default_scopes` names a scope that `scopes` does not allow.
     DefaultNotAllowed,
+    /// The table holds [`ClientTable::CAPACITY`] slots already.
+    Full,
 }
 
 impl fmt::Display for ClientError {
@@ -91,6 +104,7 @@ impl fmt::Display for ClientError {
             ClientError::DuplicateId => "another client has the same id",
             ClientError::EmptyId => "the client id is empty",
             ClientError::DefaultNotAllowed => "default_scopes must be a subset of scopes",
+            ClientError::Full => "too many clients: at most 16777216 fit a token record",
         })
     }
 }
@@ -120,6 +134,18 @@ pub struct ClientTable {
 }
 
 impl ClientTable {
+    /// The most slots a table holds, retired ones included: a packed token
+    /// record keeps the client's index in 24 bits.
+    pub const CAPACITY: usize = 1 << 24;
+
+    /// The next slot's index, unless the table is full.
+    fn next_index(&self) -> Result<ClientIndex, ClientError> {
+        match u32::try_from(self.clients.len()) {
+            Ok(n) if (n as usize) < Self::CAPACITY => Ok(ClientIndex(n)),
+            _ => Err(ClientError::Full),
+        }
+    }
+
     /// An empty table.
     pub const fn new() -> Self {
         Self { clients: Vec::new(), formats: Vec::new(), by_id: BTreeMap::new() }
@@ -136,7 +162,7 @@ impl ClientTable {
         if !client.default_scopes.is_subset(client.allowed_scopes) {
             return Err(ClientError::DefaultNotAllowed);
         }
-        let index = ClientIndex(u32::try_from(self.clients.len()).map_err(|_| ClientError::DuplicateId)?);
+        let index = self.next_index()?;
         self.by_id.insert(client.id.clone(), index);
         self.clients.push(client);
         self.formats.push(TokenFormat::Opaque);
@@ -148,7 +174,7 @@ impl ClientTable {
     /// skips it. The slot is never reused, so records issued to a removed
     /// client stay unusable even if a client with its id is added again.
     pub fn retire_slot(&mut self) -> Result<ClientIndex, ClientError> {
-        let index = ClientIndex(u32::try_from(self.clients.len()).map_err(|_| ClientError::DuplicateId)?);
+        let index = self.next_index()?;
         self.clients.push(Client {
             id: String::new(),
             capabilities: Capabilities::empty(),

@@ -15,7 +15,7 @@ use crate::client::{Capabilities, ClientIndex, ClientTable, TokenFormat};
 use crate::error::{ErrorCode, OAuthError, Reason};
 use crate::form::Limits;
 use crate::jwt::{self, JwtIssuer};
-use crate::request::{ClientAuth, GrantRequest, TokenRequest};
+use crate::request::{ClientAuth, GrantRequest, GrantType, TokenRequest};
 use crate::response;
 use crate::scope::{ScopeRegistry, ScopeSet};
 use crate::token::{self, FamilyId, Provider, RandomError, Token, TokenKey, TokenKind, TokenRecord, UserRef};
@@ -321,7 +321,7 @@ impl<'a> TokenGrant<'a> {
     }
 
     /// The grant type, for logs (`None` if the request did not parse).
-    pub fn grant_type(&self) -> Option<&'static str> {
+    pub fn grant_type(&self) -> Option<GrantType> {
         self.request.as_ref().map(|r| r.grant.grant_type())
     }
 
@@ -356,11 +356,7 @@ impl<'a> TokenGrant<'a> {
         let Some(client) = self.engine.clients.get(index) else {
             return self.reject(invalid_client(Reason::UnknownClient, basic));
         };
-        let needed = match request.grant {
-            GrantRequest::Password { .. } => Capabilities::PASSWORD,
-            GrantRequest::RefreshToken { .. } => Capabilities::REFRESH_TOKEN,
-            GrantRequest::ClientCredentials { .. } => Capabilities::CLIENT_CREDENTIALS,
-        };
+        let needed = Capabilities::for_grant(request.grant.grant_type());
         if !client.capabilities.contains(needed) {
             return self.reject(OAuthError::new(
                 ErrorCode::UnauthorizedClient,

@@ -33,6 +33,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of [`ErrorCode::index`].
+    pub const ALL: [ErrorCode; 9] = [
+        Self::InvalidRequest,
+        Self::InvalidClient,
+        Self::InvalidGrant,
+        Self::UnauthorizedClient,
+        Self::UnsupportedGrantType,
+        Self::InvalidScope,
+        Self::UnsupportedTokenType,
+        Self::TemporarilyUnavailable,
+        Self::ServerError,
+    ];
+
+    /// A dense index, for tables keyed by error code (metrics).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The code as it appears in the `error` member.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -65,8 +83,10 @@ pub enum Reason {
     Malformed,
     /// A parameter the RFC defines was sent twice.
     DuplicateParameter,
-    /// The body or a header exceeds a configured limit.
+    /// A header, or the number of parameters, exceeds a configured limit.
     TooLarge,
+    /// The body exceeds `max_body_bytes` (answered `413`).
+    BodyTooLarge,
     /// The request carried no client authentication.
     NoClientAuthentication,
     /// The request used two client authentication methods at once.
@@ -119,6 +139,7 @@ impl Reason {
             Self::Malformed => "malformed_request",
             Self::DuplicateParameter => "duplicate_parameter",
             Self::TooLarge => "too_large",
+            Self::BodyTooLarge => "body_too_large",
             Self::NoClientAuthentication => "no_client_authentication",
             Self::MultipleClientAuthentication => "multiple_client_authentication",
             Self::BadAuthorizationHeader => "bad_authorization_header",
@@ -182,9 +203,9 @@ impl OAuthError {
     /// The body is not `application/x-www-form-urlencoded` (RFC 6749 §4.3.2).
     pub const UNSUPPORTED_CONTENT_TYPE: OAuthError =
         OAuthError::invalid_request("The request body must be application/x-www-form-urlencoded.");
-    /// The body exceeds the size limit (the runtime answers `413`).
+    /// The body exceeds the size limit (answered `413`, RFC 9110 §15.5.14).
     pub const BODY_TOO_LARGE: OAuthError =
-        OAuthError::new(ErrorCode::InvalidRequest, Reason::TooLarge, "The request body is too large.");
+        OAuthError::new(ErrorCode::InvalidRequest, Reason::BodyTooLarge, "The request body is too large.");
     /// The body could not be read in time or was cut short.
     pub const BODY_UNREADABLE: OAuthError = OAuthError::invalid_request("The request body could not be read.");
     /// A header the request needs appears more than once.
@@ -219,6 +240,8 @@ impl OAuthError {
             // RFC 6749 §5.2: 401 when the client tried the Authorization
             // header; 400 otherwise, since a 401 must carry a challenge.
             ErrorCode::InvalidClient if self.basic_challenge => 401,
+            // RFC 9110 §15.5.14: the body is larger than the server accepts.
+            ErrorCode::InvalidRequest if matches!(self.reason, Reason::BodyTooLarge) => 413,
             // RFC 6585 §4: this client is sending too many requests.
             ErrorCode::TemporarilyUnavailable if matches!(self.reason, Reason::IpThrottled) => 429,
             ErrorCode::TemporarilyUnavailable => 503,
@@ -256,6 +279,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_code_is_listed_at_its_index() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code}");
+        }
+    }
+
+    #[test]
     fn status_mapping() {
         let mut e = OAuthError::new(ErrorCode::InvalidClient, Reason::UnknownClient, "x");
         assert_eq!((e.status(), e.www_authenticate()), (400, None));
@@ -266,6 +296,8 @@ mod tests {
         let busy = OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::Overloaded, "x");
         assert_eq!(busy.status(), 503);
         assert_eq!(OAuthError::IP_THROTTLED.status(), 429);
+        assert_eq!(OAuthError::BODY_TOO_LARGE.status(), 413);
+        assert_eq!(OAuthError::BODY_UNREADABLE.status(), 400);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub use error::{ErrorCode, OAuthError, Reason};
 pub use form::Limits;
 pub use jwt::{JwtIssuer, SignError, TokenSigner};
 pub use query::{QueryKind, QueryStep, Revocation, TokenQueryGrant};
+pub use request::GrantType;
 pub use scope::{ScopeRegistry, ScopeSet};
 pub use token::{
     FamilyId, Provider, RandomError, SecureRandom, Token, TokenDigest, TokenKey, TokenKind, TokenRecord, UserRef,

@@ -96,12 +96,42 @@ pub enum GrantRequest<'a> {
 
 impl GrantRequest<'_> {
     /// The `grant_type` value.
-    pub fn grant_type(&self) -> &'static str {
+    pub fn grant_type(&self) -> GrantType {
         match self {
-            GrantRequest::Password { .. } => "password",
-            GrantRequest::RefreshToken { .. } => "refresh_token",
-            GrantRequest::ClientCredentials { .. } => "client_credentials",
+            GrantRequest::Password { .. } => GrantType::Password,
+            GrantRequest::RefreshToken { .. } => GrantType::RefreshToken,
+            GrantRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
         }
+    }
+}
+
+/// The grant types ropc implements (RFC 6749 §4.3, §6, §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    /// `password`: the resource owner's username and password.
+    Password,
+    /// `refresh_token`.
+    RefreshToken,
+    /// `client_credentials`.
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// Every grant type, in the order of [`GrantType::index`].
+    pub const ALL: [GrantType; 3] = [GrantType::Password, GrantType::RefreshToken, GrantType::ClientCredentials];
+
+    /// The `grant_type` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// A dense index, for tables keyed by grant type.
+    pub const fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -140,7 +170,8 @@ pub struct TokenQuery<'a> {
 pub(crate) fn form_error(e: FormError) -> OAuthError {
     let reason = match e {
         FormError::Duplicate(_) => Reason::DuplicateParameter,
-        FormError::TooLarge | FormError::TooManyParameters => Reason::TooLarge,
+        FormError::TooLarge => Reason::BodyTooLarge,
+        FormError::TooManyParameters => Reason::TooLarge,
         FormError::BadPercentEncoding | FormError::InvalidUtf8 => Reason::Malformed,
     };
     OAuthError::new(ErrorCode::InvalidRequest, reason, e.description())
@@ -273,7 +304,7 @@ mod tests {
         let mut scratch = [0u8; basic::SCRATCH_LEN];
         let req = TokenRequest::parse(body.as_bytes(), auth.map(str::as_bytes), &mut scratch, &Limits::default())?;
         let auth = alloc::format!("{:?}", req.auth);
-        Ok((auth, req.grant.grant_type()))
+        Ok((auth, req.grant.grant_type().as_str()))
     }
 
     fn code(body: &str, auth: Option<&str>) -> ErrorCode {

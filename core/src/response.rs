@@ -201,6 +201,10 @@ pub fn write_introspection(out: &mut Vec<u8>, token: Option<&Introspection<'_>>)
     o.finish();
 }
 
+/// Where the metadata document is served: RFC 8414 §3's well-known URI for
+/// an issuer without a path.
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
 /// Authorization server metadata, RFC 8414 §2.
 #[derive(Clone, Copy, Debug)]
 pub struct Metadata<'m> {

@@ -8,7 +8,7 @@ use crate::scenario::{ClientAuth, Kind, Scenario, Users, WorkloadSpec};
 use crate::svg;
 use clap::{Parser, Subcommand, ValueEnum};
 use http::Uri;
-use ropc_server::hash::HashParams;
+use ropc_hash::HashParams;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

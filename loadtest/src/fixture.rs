@@ -1,5 +1,5 @@
 //! `ropc-loadtest fixture`: a ropc configuration for load tests. It writes
-//! `ropc.toml` (format: DESIGN.md Part 2), a users file whose user K has the
+//! `ropc.toml` (format: docs/configuration.md), a users file whose user K has the
 //! known password `pass-K`, hashed with argon2id on every core, and a client
 //! with a freshly generated secret and the `password`, `refresh_token` and
 //! `client_credentials` capabilities. So a run can be reproduced with
@@ -10,7 +10,7 @@
 //! load tests only.
 
 use crate::form::Secret;
-use ropc_server::hash::{generate_secret, hash_password, HashParams};
+use ropc_hash::{generate_secret, hash_password, HashParams};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -128,7 +128,7 @@ fn hash_users(spec: &FixtureSpec) -> Result<Vec<String>, String> {
                     let mut k = t;
                     while k < spec.users {
                         let password = format!("{}{k}", spec.password_prefix);
-                        let hash = hash_password(password.as_bytes(), spec.params)?;
+                        let hash = hash_password(password.as_bytes(), spec.params).map_err(|e| e.to_string())?;
                         out.push((k, format!("{}{k}:{hash}", spec.user_prefix)));
                         done.fetch_add(1, Ordering::Relaxed);
                         k += threads;
@@ -187,7 +187,7 @@ pub fn write(spec: &FixtureSpec) -> Result<Fixture, String> {
     if spec.users == 0 || spec.users > 10_000_000 {
         return Err("--users must be 1 ..= 10000000".into());
     }
-    spec.params.to_params()?;
+    spec.params.to_params().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&spec.dir).map_err(|e| format!("cannot create {}: {e}", spec.dir.display()))?;
     let config = spec.dir.join(CONFIG_FILE);
     let users_file = spec.dir.join(USERS_FILE);
@@ -200,8 +200,8 @@ pub fn write(spec: &FixtureSpec) -> Result<Fixture, String> {
         }
     }
 
-    let secret = Secret::new(generate_secret()?);
-    let secret_hash = hash_password(secret.expose().as_bytes(), spec.params)?;
+    let secret = Secret::new(generate_secret().map_err(|e| e.to_string())?);
+    let secret_hash = hash_password(secret.expose().as_bytes(), spec.params).map_err(|e| e.to_string())?;
     let lines = hash_users(spec)?;
     let mut users = format!(
         "# ropc-loadtest fixture: {n} users {u}0..{u}{last}; the password of {u}K is {p}K.\n\
@@ -366,7 +366,7 @@ mod tests {
         for (k, line) in lines.iter().enumerate() {
             let (name, phc) = line.split_once(':').unwrap();
             assert_eq!(name, format!("user{k}"));
-            let stored = ropc_server::hash::StoredHash::parse(phc).unwrap();
+            let stored = ropc_hash::StoredHash::parse(phc).unwrap();
             assert!(stored.verify(format!("pass-{k}").as_bytes()));
         }
         let saved = std::fs::read_to_string(&fixture.secret_file).unwrap();

@@ -4,7 +4,7 @@
 //! the secret, password and certificate stay the same between starts.
 
 use crate::fsutil::write_atomic;
-use crate::hash::{generate_secret, hash_password, HashParams};
+use ropc_hash::{generate_secret, hash_password, HashParams};
 use std::path::{Path, PathBuf};
 
 /// The demo's folder, relative to the working directory.
@@ -40,11 +40,11 @@ pub fn prepare(dir: &Path) -> Result<Demo, String> {
         return Ok(Demo { config, client_secret: value("client_secret")?, password: value("password")? });
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let client_secret = generate_secret()?;
-    let password = generate_secret()?[..22].to_owned();
+    let client_secret = generate_secret().map_err(|e| e.to_string())?;
+    let password = generate_secret().map_err(|e| e.to_string())?[..22].to_owned();
     let params = HashParams::default();
-    let secret_hash = hash_password(client_secret.as_bytes(), params)?;
-    let password_hash = hash_password(password.as_bytes(), params)?;
+    let secret_hash = hash_password(client_secret.as_bytes(), params).map_err(|e| e.to_string())?;
+    let password_hash = hash_password(password.as_bytes(), params).map_err(|e| e.to_string())?;
     let write = |name: &str, body: String, mode| {
         let path = dir.join(name);
         write_atomic(&path, body.as_bytes(), mode).map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -10,13 +10,13 @@
 //!   until `access_token_ttl` after its successor appeared, so every token it
 //!   signed can still be verified, and then drops out of the JWKS.
 
+use crate::clock::now;
 use crate::fsutil::write_atomic;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use ropc_core::jwt::{write_jwks, Jwk, SignError, TokenSigner};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The JWS algorithm of new keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,10 +129,6 @@ pub struct JwtKeys {
     pub active: SigningKey,
     /// The JWKS document (RFC 7517), built once.
     pub jwks: Vec<u8>,
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// PEM-encodes a PKCS#8 private key.

@@ -7,11 +7,14 @@
 //!   [`write_atomic`] (temp file, fsync, rename, directory fsync): a crash
 //!   leaves the old file or the new one, never half of one;
 //! - `ropc user add` and the server's upgrades on login both go through
-//!   [`update`], so neither loses the other's lines.
+//!   [`update`], so neither loses the other's lines;
+//! - the server's upgrades are written by one thread per file
+//!   ([`spawn_writer`]), in batches, off the request threads.
 
 use crate::fsutil::write_atomic;
+use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::fsutil::lock_path;
 pub use crate::fsutil::FileLock;
@@ -22,6 +25,32 @@ pub fn lock(path: &Path) -> io::Result<FileLock> {
     crate::fsutil::lock(path, true)
 }
 
+/// Why a users file was not changed.
+#[derive(Debug)]
+pub enum EditError {
+    /// Its lock file could not be taken.
+    Lock(PathBuf, io::Error),
+    /// It could not be read.
+    Read(PathBuf, io::Error),
+    /// The result would not be a valid users file: why.
+    Invalid(String),
+    /// It could not be written.
+    Write(PathBuf, io::Error),
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::Lock(path, e) => write!(f, "cannot lock {}: {e}", lock_path(path).display()),
+            EditError::Read(path, e) => write!(f, "cannot read {}: {e}", path.display()),
+            EditError::Invalid(why) => f.write_str(why),
+            EditError::Write(path, e) => write!(f, "cannot write {}: {e}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for EditError {}
+
 /// Under the lock, reads `path` (empty if missing), lets `edit` change its
 /// lines, checks the result with `validate`, and writes it atomically if
 /// `edit` returned true. Returns whether it wrote.
@@ -29,12 +58,12 @@ pub fn update(
     path: &Path,
     edit: impl FnOnce(&mut Vec<String>) -> bool,
     validate: impl FnOnce(&str) -> Result<(), String>,
-) -> Result<bool, String> {
-    let _lock = lock(path).map_err(|e| format!("cannot lock {}: {e}", lock_path(path).display()))?;
+) -> Result<bool, EditError> {
+    let _lock = lock(path).map_err(|e| EditError::Lock(path.to_owned(), e))?;
     let existing = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(EditError::Read(path.to_owned(), e)),
     };
     let mut lines: Vec<String> = existing.lines().map(str::to_owned).collect();
     if !edit(&mut lines) {
@@ -42,8 +71,8 @@ pub fn update(
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    validate(&text)?;
-    write_atomic(path, text.as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    validate(&text).map_err(EditError::Invalid)?;
+    write_atomic(path, text.as_bytes(), 0o600).map_err(|e| EditError::Write(path.to_owned(), e))?;
     Ok(true)
 }
 
@@ -69,7 +98,7 @@ pub struct Replacement {
 
 /// Applies `changes` in one locked, atomic rewrite; returns how many were
 /// applied (the others' lines had changed or gone).
-pub fn replace_hashes(path: &Path, changes: &[Replacement]) -> Result<usize, String> {
+pub fn replace_hashes(path: &Path, changes: &[Replacement]) -> Result<usize, EditError> {
     let mut applied = 0;
     update(
         path,
@@ -87,6 +116,24 @@ pub fn replace_hashes(path: &Path, changes: &[Replacement]) -> Result<usize, Str
         |_| Ok(()),
     )?;
     Ok(applied)
+}
+
+/// Starts the thread that writes upgraded hashes to the users file at
+/// `path`: it takes what is queued, applies it in one locked atomic
+/// rewrite, and waits for more. Ends when every sender is dropped.
+pub fn spawn_writer(path: PathBuf) -> io::Result<crossbeam_channel::Sender<Replacement>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Replacement>(4096);
+    std::thread::Builder::new().name("ropc-users-file".into()).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter().take(4095));
+            match replace_hashes(&path, &batch) {
+                Ok(n) => tracing::info!(written = n, queued = batch.len(), "users file updated with upgraded hashes"),
+                Err(e) => tracing::error!(error = %e, "cannot write upgraded hashes to the users file"),
+            }
+        }
+    })?;
+    Ok(tx)
 }
 
 #[cfg(test)]

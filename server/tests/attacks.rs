@@ -471,8 +471,8 @@ async fn wrong_password_unknown_user_and_locked_user_look_alike() {
     let _alone = crate::support::exclusive();
     let config = standard_config("").replace("m_cost = 256", "m_cost = 8192")
         + "\n[credential_manager.lockout]\nmax_failures = 3\nlock_time = 600\nmax_lock_time = 600\nip_max_failures = 100000\n";
-    let params = ropc_server::hash::HashParams { m_cost: 8192, t_cost: 1, p_cost: 1 };
-    let users = format!("alice:{}\n", ropc_server::hash::hash_password(b"wonderland", params).unwrap());
+    let params = ropc_hash::HashParams { m_cost: 8192, t_cost: 1, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start_unshared(&config, &users);
     // alice trusts HOME; the attacker locks her for everyone else.
     assert_eq!(token_from(&server, HOME, &login("alice", "wonderland"), LEGACY).await.status, 200);

@@ -2,7 +2,7 @@
 //! client reset-secret, user add — each checked against a running server.
 
 use crate::support::{ropc, standard_config, standard_users, Server};
-use ropc_server::hash::StoredHash;
+use ropc_hash::StoredHash;
 use std::io::Write;
 use std::process::{Output, Stdio};
 
@@ -182,7 +182,7 @@ fn kill_9_during_a_rewrite_leaves_the_old_or_the_new_file() {
     let config = dir.path().join("ropc.toml");
     std::fs::write(&config, standard_config("")).unwrap();
     let (u, c) = (users.to_str().unwrap(), config.to_str().unwrap());
-    let params = ropc_server::hash::HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
+    let params = ropc_hash::HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
     // How long one whole run takes here (debug or release, loaded or not),
     // to spread the kills over it.
     let started = std::time::Instant::now();
@@ -246,4 +246,27 @@ fn kill_9_during_a_rewrite_leaves_the_old_or_the_new_file() {
 /// Whether a temporary users file (a rewrite in progress) is in `dir`.
 fn staging(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".users.htpasswd.tmp"))
+}
+
+/// `--log-format` is `serve`'s: only its help lists it; it is still taken
+/// before the command, as scripts wrote it.
+#[test]
+fn only_serve_lists_log_format() {
+    for args in
+        [&["hash-password", "--help"][..], &["config", "check", "--help"], &["client", "add", "--help"], &["--help"]]
+    {
+        let out = run(args, "");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("--log-format"), "{args:?}:\n{}", text(&out.stdout));
+    }
+    let out = run(&["serve", "--help"], "");
+    assert!(text(&out.stdout).contains("--log-format"), "{}", text(&out.stdout));
+    // Both places parse (an unknown config path fails after parsing).
+    for args in [
+        &["serve", "--log-format", "json", "--config", "/nonexistent.toml"][..],
+        &["--log-format", "json", "serve", "--config", "/nonexistent.toml"],
+    ] {
+        let out = run(args, "");
+        assert!(text(&out.stderr).contains("/nonexistent.toml"), "{args:?}: {}", text(&out.stderr));
+    }
 }

@@ -65,8 +65,8 @@ async fn admin_listener_serves_metrics_apart() {
 async fn sigterm_with_requests_in_flight_loses_none() {
     // Costlier hashes, so that logins are still queued when the signal lands.
     let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 8192\nt_cost = 2");
-    let params = ropc_server::hash::HashParams { m_cost: 8192, t_cost: 2, p_cost: 1 };
-    let users = format!("alice:{}\n", ropc_server::hash::hash_password(b"wonderland", params).unwrap());
+    let params = ropc_hash::HashParams { m_cost: 8192, t_cost: 2, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start(&config, &users);
     let login = "grant_type=password&username=alice&password=wonderland";
     let auth = ropc_core::basic::encode("legacy", "legacy-secret");

@@ -179,8 +179,8 @@ async fn a_broken_config_or_users_file_is_refused_and_the_old_one_keeps_serving(
 async fn requests_in_flight_finish_on_the_old_config() {
     // Costlier hashes, so that logins are still queued when the commit lands.
     let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 16384\nt_cost = 3");
-    let params = ropc_server::hash::HashParams { m_cost: 16384, t_cost: 3, p_cost: 1 };
-    let users = format!("alice:{}\n", ropc_server::hash::hash_password(b"wonderland", params).unwrap());
+    let params = ropc_hash::HashParams { m_cost: 16384, t_cost: 3, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start(&config, &users);
     // Warm the client secret memo, so that every later hash is a login.
     assert_eq!(server.token_basic("legacy", "legacy-secret", LOGIN).await.status, 200);

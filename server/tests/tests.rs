@@ -2,6 +2,7 @@
 
 mod support;
 
+mod architecture;
 mod attacks;
 
 mod cli;
@@ -9,6 +10,7 @@ mod demo;
 mod durable;
 mod jwt;
 mod lifecycle;
+mod lockout;
 mod migration;
 mod operations;
 mod redis;

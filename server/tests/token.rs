@@ -314,3 +314,47 @@ async fn slow_headers_are_cut_off() {
     // Still serving others.
     assert_eq!(server.get("/healthz").await.status, 200);
 }
+
+/// A client that writes a whole oversized body before it reads (as
+/// Python's http.client and curl do) reads the `413`: the server reads
+/// and throws away the rest of the body before it closes, instead of
+/// resetting the connection under the answer. 1 MiB, Content-Length and
+/// chunked, 20 times each; and a client that asked `Expect: 100-continue`
+/// gets the `413` without sending its body at all.
+#[test]
+fn a_client_that_sends_a_1_mib_body_reads_the_413() {
+    use std::io::{Read, Write};
+    let server = Server::start(&standard_config(""), &standard_users());
+    let body = format!("grant_type=password&username=alice&password={}", "x".repeat(1 << 20));
+    let send = |head: &str, body: &[u8]| -> String {
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let form = "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Basic bGVnYWN5OmxlZ2FjeS1zZWNyZXQ=";
+    for round in 0..20 {
+        let head = format!(
+            "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n{form}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let answer = send(&head, body.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 413"), "round {round}: {answer:.200}");
+        assert!(answer.contains("invalid_request") && answer.contains("connection: close"), "{answer}");
+        let head =
+            format!("POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n{form}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        let answer = send(&head, chunked.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 413"), "round {round}, chunked: {answer:.200}");
+    }
+    let head = format!(
+        "POST /oauth/v2/oauth-token HTTP/1.1\r\nHost: x\r\n{form}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    let answer = send(&head, b"");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "the body was never asked for: {answer}");
+}

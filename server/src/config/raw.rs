@@ -1,11 +1,13 @@
 //! The raw shape of the config file as serde reads it: unknown keys are
-//! refused, and values that need a line number in errors keep their span.
-//! Meaning is checked in the parent module.
+//! refused, closed sets of words are enums (so a wrong one is refused with
+//! the words it could be), and values that need a line number in errors
+//! keep their span. Meaning is checked by each section's module.
 
+use ropc_hash::HashParams;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use std::fmt;
 use toml::Spanned;
-
-use crate::hash::HashParams;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +33,7 @@ pub(super) struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTokenStore {
-    pub(super) kind: Option<Spanned<String>>,
+    pub(super) kind: Option<Spanned<StoreKind>>,
     pub(super) durable: Option<bool>,
     pub(super) file: Option<String>,
     pub(super) sync_interval_ms: Option<Spanned<u64>>,
@@ -46,7 +48,8 @@ pub(super) struct RawTokenStore {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJwt {
-    pub(super) algorithm: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) algorithm: JwtAlgorithm,
     pub(super) signing_key: Option<String>,
     #[serde(default)]
     pub(super) previous_keys: Vec<String>,
@@ -60,7 +63,7 @@ pub(super) struct RawServer {
     #[serde(default = "default_listen")]
     pub(super) listen: Spanned<String>,
     pub(super) admin_listen: Option<Spanned<String>>,
-    pub(super) tls: Option<Spanned<toml::Value>>,
+    pub(super) tls: Option<Spanned<RawTls>>,
     #[serde(default = "default_max_body")]
     pub(super) max_body_bytes: Spanned<u64>,
     #[serde(default = "default_header_timeout")]
@@ -229,7 +232,8 @@ pub(super) struct RawHashPool {
     #[serde(default)]
     pub(super) queue: usize,
     pub(super) nice: Option<Spanned<u64>>,
-    pub(super) policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) policy: HashPolicy,
 }
 
 #[derive(Deserialize)]
@@ -243,10 +247,106 @@ pub(super) struct RawScope {
 pub(super) struct RawClient {
     pub(super) id: Spanned<String>,
     pub(super) secret: Spanned<String>,
-    pub(super) capabilities: Spanned<Vec<Spanned<String>>>,
+    pub(super) capabilities: Vec<Capability>,
     #[serde(default)]
     pub(super) scopes: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) default_scopes: Vec<Spanned<String>>,
-    pub(super) access_token_format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) access_token_format: AccessTokenFormat,
+}
+
+/// `[token_store] kind`.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// `[jwt] algorithm`.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum JwtAlgorithm {
+    #[default]
+    EdDSA,
+    ES256,
+}
+
+/// `[hash_pool] policy`.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HashPolicy {
+    /// The normal scheduling policy, at `nice`.
+    #[default]
+    Normal,
+    /// `SCHED_IDLE`.
+    Idle,
+}
+
+/// `[[clients]] capabilities`.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Capability {
+    Password,
+    RefreshToken,
+    ClientCredentials,
+}
+
+/// `[[clients]] access_token_format`.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum AccessTokenFormat {
+    #[default]
+    Opaque,
+    Jwt,
+}
+
+/// `[server] tls`: `"self-signed"`, `"off"`, or `{ cert = "…", key = "…" }`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum RawTls {
+    SelfSigned,
+    Off,
+    Files { cert: String, key: String },
+}
+
+const TLS_EXPECTED: &str = "\"self-signed\", \"off\" or { cert = \"cert.pem\", key = \"key.pem\" }";
+
+impl<'de> Deserialize<'de> for RawTls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Tls;
+        impl<'de> Visitor<'de> for Tls {
+            type Value = RawTls;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(TLS_EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTls, E> {
+                match v {
+                    "self-signed" => Ok(RawTls::SelfSigned),
+                    "off" => Ok(RawTls::Off),
+                    other => Err(E::custom(format!("unknown TLS mode {other:?}: expected {TLS_EXPECTED}"))),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTls, A::Error> {
+                let (mut cert, mut key) = (None, None);
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.as_str() {
+                        "cert" => cert = Some(map.next_value::<String>()?),
+                        "key" => key = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(de::Error::custom(format!("unknown key `{other}`: expected {TLS_EXPECTED}")))
+                        }
+                    }
+                }
+                match (cert, key) {
+                    (Some(cert), Some(key)) => Ok(RawTls::Files { cert, key }),
+                    _ => Err(de::Error::custom(format!("both cert and key are needed: expected {TLS_EXPECTED}"))),
+                }
+            }
+        }
+        d.deserialize_any(Tls)
+    }
 }

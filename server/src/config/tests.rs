@@ -1,6 +1,7 @@
 //! Config parsing and validation, table-driven.
 use super::*;
-use crate::hash::hash_password;
+use ropc_core::ClientIndex;
+use ropc_hash::hash_password;
 
 fn hash() -> String {
     hash_password(b"s", HashParams { m_cost: 64, t_cost: 1, p_cost: 1 }).unwrap()
@@ -38,12 +39,12 @@ default_scopes = ["read"]
 
 #[test]
 fn hash_pool_policy_and_nice() {
-    use crate::hash::{HashPriority, DEFAULT_NICE};
+    use ropc_hash::{HashPriority, DEFAULT_NICE};
     let with = |pool: &str| config(&good().replacen("[server]", &format!("[hash_pool]\n{pool}\n[server]"), 1));
-    assert_eq!(config(&good()).unwrap().hash_priority, HashPriority::Nice(DEFAULT_NICE));
-    assert_eq!(with("nice = 5").unwrap().hash_priority, HashPriority::Nice(5));
-    assert_eq!(with("policy = \"normal\"\nnice = 0").unwrap().hash_priority, HashPriority::Nice(0));
-    assert_eq!(with("policy = \"idle\"").unwrap().hash_priority, HashPriority::Idle);
+    assert_eq!(config(&good()).unwrap().hash_pool.priority(), HashPriority::Nice(DEFAULT_NICE));
+    assert_eq!(with("nice = 5").unwrap().hash_pool.priority(), HashPriority::Nice(5));
+    assert_eq!(with("policy = \"normal\"\nnice = 0").unwrap().hash_pool.priority(), HashPriority::Nice(0));
+    assert_eq!(with("policy = \"idle\"").unwrap().hash_pool.priority(), HashPriority::Idle);
 }
 
 #[test]
@@ -83,7 +84,7 @@ fn errors_name_line_and_key() {
             "capabilities = [\"password\", \"implicit\"]",
             Some(17),
             "clients.capabilities",
-            "unknown capability",
+            "unknown variant `implicit`, expected one of `password`, `refresh_token`, `client_credentials`",
         ),
         ("name = \"write\"", "name = \"has space\"", Some(12), "scopes.name", "RFC 6749"),
         ("name = \"write\"", "name = \"read\"", Some(12), "scopes.name", "defined twice"),
@@ -113,7 +114,7 @@ fn errors_name_line_and_key() {
             "[hash_pool]\npolicy = \"batch\"\n[server]",
             Some(2),
             "hash_pool.policy",
-            "\"normal\" or \"idle\"",
+            "expected `normal` or `idle`",
         ),
         ("[server]", "[hash_pool]\nnice = 20\n[server]", Some(2), "hash_pool.nice", "between 0"),
     ];
@@ -228,7 +229,7 @@ fn token_store_section() {
     assert!(matches!(&c.token_store, TokenStoreConfig::Redis(r) if r.cluster && r.nodes.len() == 2));
     let base = good().lines().count();
     for (extra, line, key, msg) in [
-        ("kind = \"etcd\"", 2, "token_store.kind", "unknown kind"),
+        ("kind = \"etcd\"", 2, "token_store.kind", "unknown variant `etcd`, expected `memory` or `redis`"),
         ("kind = \"redis\"", 2, "token_store.url", "needs url"),
         ("kind = \"redis\"\nurl = \"http://x\"", 3, "token_store.url", "not a Redis URL"),
         ("url = \"redis://x\"", 2, "token_store.url", "only used with kind"),
@@ -245,4 +246,64 @@ fn token_store_section() {
         assert_eq!((e.key.as_str(), e.line), (key, Some(base + 1 + line)), "{e}");
         assert!(e.message.contains(msg), "{e}");
     }
+}
+
+/// docs/configuration.md lists every key of every table, and no key that
+/// is not one. The keys come from the config types themselves: an unknown
+/// key in a table is refused with the list of the keys it has.
+#[test]
+fn the_configuration_reference_lists_exactly_the_keys() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    check_reference(&doc).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+    // The check fails when a key goes missing from the reference.
+    let without = doc.replacen("| `max_connections` |", "| `max_connexions` |", 1);
+    assert!(check_reference(&without).unwrap_err().contains("max_connections"));
+}
+
+/// The keys of the table `header` (`[server]`, `[[clients]]`), as serde
+/// lists them when refusing an unknown one.
+fn keys_of(header: &str) -> Vec<String> {
+    let body = if header.is_empty() { "zz_unknown = 1\n".to_owned() } else { format!("{header}\nzz_unknown = 1\n") };
+    let e = config(&body).expect_err(header);
+    assert!(e.message.contains("unknown field `zz_unknown`"), "{header}: {e}");
+    let expected = e.message.split_once("expected").map_or("", |(_, list)| list);
+    expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Checks `doc` against the config types; the error says what differs.
+fn check_reference(doc: &str) -> Result<(), String> {
+    // The tables the reference documents, and the keys of each.
+    let mut documented: Vec<(String, Vec<String>)> = Vec::new();
+    for line in doc.lines() {
+        if let Some(h) = line.strip_prefix("### `").and_then(|h| h.strip_suffix('`')) {
+            documented.push((h.to_owned(), Vec::new()));
+        } else if let (Some(row), Some((_, keys))) = (line.strip_prefix("| `"), documented.last_mut()) {
+            keys.push(row.split('`').next().unwrap_or("").to_owned());
+        }
+    }
+    let name = |header: &str| header.trim_matches(|c| c == '[' || c == ']').to_owned();
+    let tables: Vec<String> = documented.iter().map(|(h, _)| name(h)).collect();
+    // Every top-level key is a documented table.
+    for key in keys_of("") {
+        if !tables.contains(&key) {
+            return Err(format!("no section for the table `{key}`"));
+        }
+    }
+    for (header, keys) in &documented {
+        let table = name(header);
+        let actual = keys_of(header);
+        for key in &actual {
+            // A sub-table has a section of its own instead of a row.
+            if !keys.contains(key) && !tables.contains(&format!("{table}.{key}")) {
+                return Err(format!("{header} does not list `{key}`"));
+            }
+        }
+        for key in keys {
+            if !actual.contains(key) {
+                return Err(format!("{header} lists `{key}`, which is no key of it"));
+            }
+        }
+    }
+    Ok(())
 }

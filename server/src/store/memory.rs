@@ -14,17 +14,12 @@
 //! family reads as absent.
 
 use super::table::{self, Shard, Value};
-use super::{Commit, StoreError, TokenStore};
+use super::Commit;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use ropc_core::{ClientIndex, FamilyId, Issued, ScopeSet, TokenKey, TokenKind, TokenRecord, UserRef};
 use std::collections::HashMap;
-use std::future::{ready, Future};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-/// The largest client index a packed record holds (24 bits); the config
-/// refuses more clients than this.
-pub const MAX_CLIENTS: usize = 1 << 24;
 
 const RETIRED: u64 = 1 << 63;
 const REFRESH: u64 = 1 << 62;
@@ -40,7 +35,7 @@ fn seconds(t: u64) -> u64 {
 /// | 0 | `expires_at` (low 32), `issued_at` or, once retired, `retired_at` (high 32) |
 /// | 1 | the scope set |
 /// | 2 | the family |
-/// | 3 | `user` (low 32), `client` (24), then the refresh and retired flags |
+/// | 3 | `user` (low 32), `client` (24: [`ropc_core::ClientTable::CAPACITY`]), then the refresh and retired flags |
 ///
 /// Times are seconds since the epoch in 32 bits (good until 2106; later
 /// times are clamped to it). A retired refresh token needs `retired_at` but
@@ -269,30 +264,6 @@ impl ShardedTokenMap {
     }
 }
 
-impl TokenStore for ShardedTokenMap {
-    fn get(&self, key: &TokenKey) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
-        ready(Ok(self.get_now(key)))
-    }
-
-    fn commit(&self, issued: &Issued) -> impl Future<Output = Result<Commit, StoreError>> + Send {
-        ready(Ok(self.commit_now(issued)))
-    }
-
-    fn store_only(&self, issued: &Issued) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store_only_now(issued);
-        ready(Ok(()))
-    }
-
-    fn remove(&self, key: &TokenKey) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
-        ready(Ok(self.remove_now(key)))
-    }
-
-    fn revoke_family(&self, family: FamilyId, until: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.revoke_family_now(family, until);
-        ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +295,7 @@ mod tests {
             scope: ScopeSet::from_bits(0x8000_0000_0000_0005),
             family: FamilyId(u64::MAX - 3),
             user: UserRef::NONE,
-            client: ClientIndex(MAX_CLIENTS as u32 - 1),
+            client: ClientIndex(ropc_core::ClientTable::CAPACITY as u32 - 1),
             kind: TokenKind::Refresh,
             retired_at: 0,
         };

@@ -17,7 +17,7 @@
 //!               then the username, to the end (empty: no user)
 //! ```
 
-use crate::app::Live;
+use super::Names;
 use ropc_core::{FamilyId, TokenKind, TokenRecord, UserRef};
 
 /// Offset of the retired time in an encoded record.
@@ -90,11 +90,11 @@ fn write_encoded(out: &mut Vec<u8>, f: &Fields, client: &str, scope: &str, user:
 }
 
 impl Portable {
-    /// `record` in names, as `live` numbers them; none if its client or
+    /// `record` in names, as `names` numbers them; none if its client or
     /// user is no longer configured.
-    pub fn from_record(record: &TokenRecord, live: &Live) -> Option<Self> {
-        let client = live.engine.clients.get(record.client)?.id.clone();
-        let user = if record.user == UserRef::NONE { None } else { Some(live.users.name(record.user)?.to_string()) };
+    pub fn from_record(record: &TokenRecord, names: &dyn Names) -> Option<Self> {
+        let client = names.client_id(record.client)?.to_owned();
+        let user = if record.user == UserRef::NONE { None } else { Some(names.user_name(record.user)?.to_owned()) };
         Some(Self {
             family: record.family.0,
             kind: record.kind,
@@ -102,23 +102,23 @@ impl Portable {
             issued_at: record.issued_at,
             expires_at: record.expires_at,
             client,
-            scope: live.engine.scopes.to_string(record.scope),
+            scope: names.scopes().to_string(record.scope),
             user,
         })
     }
 
-    /// The record as `live` numbers it; none if its client or user is not
-    /// configured there. Scopes `live` does not define are dropped.
-    pub fn to_record(&self, live: &Live) -> Option<TokenRecord> {
-        let client = live.engine.clients.find(&self.client)?;
+    /// The record as `names` numbers it; none if its client or user is not
+    /// configured there. Scopes `names` does not define are dropped.
+    pub fn to_record(&self, names: &dyn Names) -> Option<TokenRecord> {
+        let client = names.client(&self.client)?;
         let user = match &self.user {
             None => UserRef::NONE,
-            Some(name) => live.users.find(name)?,
+            Some(name) => names.user(name)?,
         };
         let scope = if self.scope.is_empty() {
             ropc_core::scope::ScopeSet::EMPTY
         } else {
-            live.engine.scopes.parse(&self.scope).map(|(set, _)| set).ok()?
+            names.scopes().parse(&self.scope).map(|(set, _)| set).ok()?
         };
         Some(TokenRecord {
             expires_at: self.expires_at,
@@ -149,18 +149,18 @@ impl Portable {
     /// [`Portable::from_record`] then [`Portable::encode`], appended to
     /// `out` without building the strings in between (the token log's hot
     /// path); false if the client or user is no longer configured.
-    pub fn encode_record(record: &TokenRecord, live: &Live, out: &mut Vec<u8>) -> bool {
-        let Some(client) = live.engine.clients.get(record.client) else { return false };
+    pub fn encode_record(record: &TokenRecord, names: &dyn Names, out: &mut Vec<u8>) -> bool {
+        let Some(client) = names.client_id(record.client) else { return false };
         let user = if record.user == UserRef::NONE {
             None
         } else {
-            match live.users.name(record.user) {
+            match names.user_name(record.user) {
                 Some(name) => Some(name),
                 None => return false,
             }
         };
         let mut scope = String::new();
-        live.engine.scopes.write(record.scope, &mut scope);
+        names.scopes().write(record.scope, &mut scope);
         let fields = Fields {
             family: record.family.0,
             kind: record.kind,
@@ -168,7 +168,7 @@ impl Portable {
             issued_at: record.issued_at,
             expires_at: record.expires_at,
         };
-        write_encoded(out, &fields, &client.id, &scope, user.map_or("", |u| u));
+        write_encoded(out, &fields, client, &scope, user.unwrap_or(""));
         true
     }
 

@@ -1,0 +1,472 @@
+//! The hash pool: a fixed set of worker threads fed by a bounded queue.
+//!
+//! - `try_submit` never blocks: a full queue is answered at once, so the
+//!   token endpoint can send `503` + `Retry-After` instead of letting
+//!   latency grow without bound.
+//! - Each worker keeps its argon2 memory between hashes, which roughly
+//!   halves the cost of a verification at OWASP parameters (no 19 MiB
+//!   allocation and page faults per hash).
+//! - Workers measure their hash time, so `Retry-After` is estimated as
+//!   queue length × hash time ÷ workers.
+//! - A submitter never waits for a worker, even for an instant. The hash
+//!   workers run at a lower priority than the request threads, and a
+//!   low-priority thread can be kept off the CPU for a long time: a request
+//!   thread spinning until such a worker finished taking a job would stall
+//!   every request queued on it. (A bounded crossbeam channel does spin so:
+//!   when it is full and a worker has claimed the oldest slot but not yet
+//!   released it, `try_send` spins until it does, and with the workers at
+//!   a low priority "until" has no bound.) So admission is an
+//!   atomic counter, the jobs wait in a `SegQueue`, whose `push` waits for
+//!   nothing but other pushers, and a submitter wakes a sleeping worker with
+//!   `unpark`, which waits for nothing.
+
+use super::{hash_password, HashJob, HashPriority, PasswordVerifier, Pending, PendingHash, VerifyError, VerifyJob};
+use crossbeam_queue::SegQueue;
+use ropc_metrics::Histogram;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+enum Job {
+    Verify(VerifyJob, oneshot::Sender<bool>),
+    Hash(HashJob, oneshot::Sender<Result<String, crate::HashError>>),
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    /// Exponentially weighted mean hash time, in nanoseconds.
+    mean_hash_ns: AtomicU64,
+    busy: AtomicUsize,
+    completed: AtomicU64,
+    shed: AtomicU64,
+    /// Jobs dropped unhashed: nobody awaited the answer any more.
+    skipped: AtomicU64,
+    hash_time: Histogram,
+}
+
+/// The jobs admitted and not yet taken by a worker, and the workers that
+/// sleep until there is one.
+struct Queue {
+    jobs: SegQueue<Job>,
+    /// Jobs admitted and not yet taken: at most `capacity`.
+    len: AtomicUsize,
+    capacity: usize,
+    workers: Vec<Worker>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Worker {
+    /// Set by `HashPool::new` once the thread is spawned, so before any
+    /// submitter exists.
+    thread: OnceLock<Thread>,
+    /// The worker found the queue empty and sleeps, or is about to.
+    sleeping: AtomicBool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("len", &self.len).field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Admits `job` unless `capacity` jobs wait already; wakes a sleeping
+    /// worker for it. Waits for nothing the workers hold. (A refused push
+    /// raises `len` above `capacity` for an instant, which can refuse a
+    /// concurrent one too: the queue is full either way.)
+    fn push(&self, job: Job) -> Result<(), Job> {
+        if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            return Err(job);
+        }
+        self.jobs.push(job);
+        // Pairs with the fence in `pop_or_sleep`: either this sees the
+        // worker's `sleeping` flag, or the worker's second look sees the job.
+        fence(Ordering::SeqCst);
+        for worker in &self.workers {
+            if worker.sleeping.load(Ordering::Relaxed) && worker.sleeping.swap(false, Ordering::AcqRel) {
+                if let Some(thread) = worker.thread.get() {
+                    thread.unpark();
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next job for worker `me`, sleeping until there is one; `None`
+    /// once the pool is closed.
+    fn pop_or_sleep(&self, me: &Worker) -> Option<Job> {
+        loop {
+            if let Some(job) = self.jobs.pop() {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                return Some(job);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            me.sleeping.store(true, Ordering::Relaxed);
+            // Pairs with the fence in `push`: a job pushed before the flag
+            // was seen is seen here, and the loop takes it.
+            fence(Ordering::SeqCst);
+            if self.jobs.is_empty() && !self.closed.load(Ordering::Acquire) {
+                // An unpark that came first makes this return at once; a
+                // spurious return just looks again.
+                thread::park();
+            }
+            me.sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for worker in &self.workers {
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
+
+/// A bounded pool of hash worker threads.
+#[derive(Debug)]
+pub struct HashPool {
+    queue: Arc<Queue>,
+    stats: Arc<Stats>,
+}
+
+impl HashPool {
+    /// Starts `workers` threads (0: one per core) behind a queue of
+    /// `queue` jobs (0: 64 per worker), each scheduled at `priority` (see
+    /// [`lower_priority`]).
+    pub fn new(workers: usize, queue: usize, priority: HashPriority) -> std::io::Result<Self> {
+        let workers = if workers == 0 { thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
+        let capacity = if queue == 0 { workers * 64 } else { queue };
+        let queue = Arc::new(Queue {
+            jobs: SegQueue::new(),
+            len: AtomicUsize::new(0),
+            capacity,
+            workers: (0..workers).map(|_| Worker::default()).collect(),
+            closed: AtomicBool::new(false),
+        });
+        let stats = Arc::new(Stats::default());
+        for i in 0..workers {
+            let (for_worker, stats) = (Arc::clone(&queue), Arc::clone(&stats));
+            let spawned = thread::Builder::new().name(format!("ropc-hash-{i}")).spawn(move || {
+                if let Err(e) = lower_priority(priority) {
+                    tracing::warn!(?priority, error = %e, "cannot lower the hash worker's priority");
+                }
+                work(&for_worker, &for_worker.workers[i], &stats)
+            });
+            match spawned {
+                Ok(handle) => {
+                    let _ = queue.workers[i].thread.set(handle.thread().clone());
+                }
+                Err(e) => {
+                    // The workers already started would otherwise sleep forever.
+                    queue.close();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Self { queue, stats })
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.queue.workers.len()
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity
+    }
+
+    /// Workers hashing right now.
+    pub fn busy(&self) -> usize {
+        self.stats.busy.load(Ordering::Relaxed)
+    }
+
+    /// Jobs refused because the queue was full.
+    pub fn shed(&self) -> u64 {
+        self.stats.shed.load(Ordering::Relaxed)
+    }
+
+    /// Jobs dropped without hashing because their answer was no longer
+    /// awaited (the client went away, or its username was locked while the
+    /// job waited).
+    pub fn skipped(&self) -> u64 {
+        self.stats.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Jobs completed.
+    pub fn completed(&self) -> u64 {
+        self.stats.completed.load(Ordering::Relaxed)
+    }
+
+    /// Hash times, as measured by the workers.
+    pub fn hash_time(&self) -> &Histogram {
+        &self.stats.hash_time
+    }
+
+    /// The mean time of one hash, as measured by the workers.
+    pub fn mean_hash_time(&self) -> Duration {
+        Duration::from_nanos(self.stats.mean_hash_ns.load(Ordering::Relaxed))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), VerifyError> {
+        match self.queue.push(job) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.stats.shed.fetch_add(1, Ordering::Relaxed);
+                Err(VerifyError::Overloaded { retry_after: self.retry_after() })
+            }
+        }
+    }
+
+    /// Appends the pool's metrics.
+    pub fn write_metrics(&self, out: &mut ropc_metrics::Exposition) {
+        out.gauge("ropc_hash_workers", "Hash worker threads.", self.workers());
+        out.gauge("ropc_hash_busy_workers", "Hash workers hashing now.", self.busy());
+        out.gauge("ropc_hash_queue_length", "Verifications waiting for a worker.", self.queue_len());
+        out.gauge("ropc_hash_queue_capacity", "Verifications that may wait before 503.", self.capacity());
+        out.counter("ropc_hash_completed_total", "Password hashes computed.", self.completed());
+        out.counter(
+            "ropc_hash_skipped_total",
+            "Queued hashes dropped unhashed: their answer was no longer awaited.",
+            self.skipped(),
+        );
+        out.counter("ropc_hash_shed_total", "Verifications refused with 503: queue full.", self.shed());
+        out.histogram("ropc_hash_duration_seconds", "Time of one password hash.", self.hash_time());
+    }
+
+    fn retry_after(&self) -> Duration {
+        let per_hash = self.mean_hash_time().max(Duration::from_millis(1));
+        let workers = self.workers();
+        let queued = u32::try_from(self.queue_len() + workers).unwrap_or(u32::MAX);
+        per_hash.saturating_mul(queued) / u32::try_from(workers.max(1)).unwrap_or(1)
+    }
+}
+
+impl PasswordVerifier for HashPool {
+    fn try_submit(&self, work: VerifyJob) -> Result<Pending, VerifyError> {
+        let (reply, pending) = Pending::channel();
+        self.submit(Job::Verify(work, reply))?;
+        Ok(pending)
+    }
+
+    fn try_submit_hash(&self, job: HashJob) -> Result<PendingHash, VerifyError> {
+        let (reply, pending) = oneshot::channel();
+        self.submit(Job::Hash(job, reply))?;
+        Ok(pending)
+    }
+
+    fn queue_len(&self) -> usize {
+        self.queue.len.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HashPool {
+    /// The workers finish the jobs already queued, then exit.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to `priority`
+/// (`Nice(0)` leaves it alone).
+///
+/// Hash workers run below the async request threads so that refresh,
+/// client-credentials, introspection and revocation, which never queue for a
+/// hash, do not wait for a core behind one either: a waking request thread
+/// preempts a hash worker, and the hash workers still get every cycle the
+/// request threads leave. At nice 19 a hash worker weighs 15 against a
+/// request thread's 1024; under `SCHED_IDLE` it weighs 3 and any waking
+/// thread of the normal policy preempts it. On Linux both are per thread
+/// (`setpriority(PRIO_PROCESS, tid)`, `sched_setscheduler(0)`) and need no
+/// privilege.
+pub fn lower_priority(priority: HashPriority) -> std::io::Result<()> {
+    if priority == HashPriority::Nice(0) {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let rc = match priority {
+            // SAFETY: a plain system call on the calling thread's own id;
+            // no memory is passed.
+            HashPriority::Nice(nice) => unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice)
+            },
+            HashPriority::Idle => {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: pid 0 is the calling thread; `param` is a valid
+                // sched_param that outlives the call.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }
+            }
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread priority is set on Linux only"))
+    }
+}
+
+fn work(queue: &Queue, me: &Worker, stats: &Stats) {
+    let mut memory = crate::HashMemory::huge_pages();
+    while let Some(job) = queue.pop_or_sleep(me) {
+        // The client may have gone away, or its attempt been abandoned,
+        // while the job waited: skip the hash.
+        let closed = match &job {
+            Job::Verify(_, reply) => reply.is_closed(),
+            Job::Hash(_, reply) => reply.is_closed(),
+        };
+        if closed {
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Job::Verify(work, _) = &job {
+            if let Some(started) = &work.started {
+                started.store(true, Ordering::Relaxed);
+            }
+        }
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        // A panic in a hash (none is known; the legacy schemes already catch
+        // theirs) must not kill the worker: its job's caller sees the
+        // verifier unavailable (503), and the worker takes the next job.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+            Job::Verify(work, reply) => {
+                let matched = work.hash.verify_with_memory(&work.password, &mut memory);
+                drop(work);
+                Ok((matched, reply))
+            }
+            Job::Hash(work, reply) => {
+                let _ = reply.send(hash_password(&work.password, work.params));
+                Err(())
+            }
+        }))
+        .unwrap_or_else(|_| {
+            memory = crate::HashMemory::huge_pages();
+            Err(())
+        });
+        let elapsed = start.elapsed();
+        stats.hash_time.observe(elapsed);
+        let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        stats.busy.fetch_sub(1, Ordering::Relaxed);
+        let mean = ropc_metrics::moving_mean(stats.mean_hash_ns.load(Ordering::Relaxed), took, 8);
+        stats.mean_hash_ns.store(mean, Ordering::Relaxed);
+        stats.completed.fetch_add(1, Ordering::Relaxed);
+        if let Ok((matched, reply)) = answer {
+            let _ = reply.send(matched);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{hash_password, HashParams, StoredHash};
+    use zeroize::Zeroizing;
+
+    /// Each priority reaches the calling thread only, as the OS reports it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_priority_lowers_the_calling_thread_only() {
+        // SAFETY (all three): plain queries of the calling thread's own
+        // policy and nice value; no memory is passed.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let on_a_thread = move |priority| {
+            thread::spawn(move || {
+                lower_priority(priority).unwrap();
+                (policy(), nice())
+            })
+            .join()
+            .unwrap()
+        };
+        let before = (policy(), nice());
+        // Nice 19 can always be reached without privilege, whatever the
+        // test process's own nice value.
+        assert_eq!(on_a_thread(HashPriority::Nice(19)), (before.0, 19));
+        assert_eq!(on_a_thread(HashPriority::Idle).0, libc::SCHED_IDLE);
+        // The test's own thread kept its policy and nice value.
+        assert_eq!((policy(), nice()), before);
+    }
+
+    fn job(hash: &Arc<StoredHash>, password: &str) -> VerifyJob {
+        VerifyJob { password: Zeroizing::new(password.as_bytes().to_vec()), hash: Arc::clone(hash), started: None }
+    }
+
+    #[tokio::test]
+    async fn verifies_and_sheds() {
+        let params = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
+        let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
+        let pool = HashPool::new(1, 2, HashPriority::Nice(0)).unwrap();
+        assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());
+        assert!(!pool.try_submit(job(&hash, "nope")).unwrap().await.unwrap());
+        // Flood the queue: with one worker and room for two jobs, some
+        // submissions must be refused at once.
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for _ in 0..50 {
+            match pool.try_submit(job(&hash, "pw")) {
+                Ok(p) => accepted.push(p),
+                Err(VerifyError::Overloaded { retry_after }) => {
+                    assert!(retry_after > Duration::ZERO);
+                    refused += 1
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused > 0 && !accepted.is_empty());
+        assert_eq!(pool.shed(), refused);
+        for p in accepted {
+            assert!(p.await.unwrap());
+        }
+    }
+
+    /// Workers go to sleep between bursts and must be woken for every job:
+    /// a lost wake-up would leave a job waiting forever (caught by the
+    /// timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_job_is_taken_after_the_workers_slept() {
+        let params = HashParams { m_cost: 8, t_cost: 1, p_cost: 1 };
+        let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
+        let pool = Arc::new(HashPool::new(3, 6, HashPriority::Nice(0)).unwrap());
+        for round in 0..200 {
+            let submitters: Vec<_> = (0..4)
+                .map(|_| {
+                    let (pool, hash) = (Arc::clone(&pool), Arc::clone(&hash));
+                    tokio::spawn(async move {
+                        let mut done = 0;
+                        for _ in 0..2 {
+                            if let Ok(p) = pool.try_submit(job(&hash, "pw")) {
+                                let answer = tokio::time::timeout(Duration::from_secs(10), p).await;
+                                assert!(answer.expect("a job was never taken").unwrap());
+                                done += 1;
+                            }
+                        }
+                        done
+                    })
+                })
+                .collect();
+            let mut done = 0;
+            for s in submitters {
+                done += s.await.unwrap();
+            }
+            assert!(done > 0, "round {round}: nothing was admitted");
+            // Let every worker find the queue empty and go to sleep.
+            if round % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert_eq!(pool.queue_len(), 0);
+    }
+}

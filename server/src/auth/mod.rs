@@ -1,0 +1,116 @@
+//! Who is asking: the client's secret, and the user's password under the
+//! brute-force policy, with the answer paced so that its timing tells
+//! nothing. Hashes run where the [`PasswordVerifier`] puts them (the hash
+//! pool), counts go to the [`Lockout`], and upgraded hashes are written
+//! back after the answer.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `client` | client authentication, and the IP throttle in front of it |
+//! | `password` | a password attempt: gate, hash, count, pad |
+//! | `pacing` | how long answers take: the typical verification, the delays |
+//! | `upgrade` | re-hashing a legacy hash after a login, off the answer's path |
+
+mod client;
+mod pacing;
+mod password;
+mod upgrade;
+
+pub use pacing::{Delays, Pacing};
+
+use crate::config::Config;
+use crate::lockout::Lockout;
+use crate::store::RedisConn;
+use ropc_core::OAuthError;
+use ropc_hash::{HashPool, PasswordVerifier, VerifyError};
+use ropc_metrics::Exposition;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a client or a password was not checked: the request fails with
+/// `503` or `429`, and `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The verifier could not take the job: its queue is full, or it (or
+    /// the shared lockout) is unavailable.
+    Verify(VerifyError),
+    /// The client's IP is throttled for its failures.
+    Throttled {
+        /// Seconds until it may try again.
+        retry_after: u64,
+    },
+}
+
+impl Refused {
+    /// The OAuth error, and the `Retry-After` seconds to send with it.
+    pub fn error(self) -> (OAuthError, u64) {
+        match self {
+            Refused::Verify(VerifyError::Overloaded { retry_after }) => {
+                (OAuthError::OVERLOADED, retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            Refused::Verify(VerifyError::Unavailable) => (OAuthError::OVERLOADED, 1),
+            Refused::Throttled { retry_after } => (OAuthError::IP_THROTTLED, retry_after.max(1)),
+        }
+    }
+}
+
+/// The shared lockout did not answer: as a verifier that is unavailable.
+const UNAVAILABLE: Refused = Refused::Verify(VerifyError::Unavailable);
+
+/// Authentication of clients and users.
+#[derive(Debug)]
+pub struct Auth {
+    /// Where password hashes run.
+    pub verifier: Arc<dyn PasswordVerifier>,
+    /// The hash pool, when `verifier` is one (for `Retry-After` and metrics).
+    pub pool: Option<Arc<HashPool>>,
+    /// Failed-login counters and locks.
+    pub lockout: Lockout,
+    pacing: Pacing,
+    /// Hashes upgraded to argon2id since the start.
+    upgraded: Arc<AtomicU64>,
+}
+
+/// Why [`Auth`] could not start.
+#[derive(Debug)]
+pub struct PoolError(pub std::io::Error);
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot start the hash pool: {}", self.0)
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl Auth {
+    /// Starts the hash pool `config` asks for; the lockout counts in
+    /// Redis over `shared`, if given. `typical` is what one verification at
+    /// the configured cost takes (timed at start), so that padded answers
+    /// match it from the first request on.
+    pub fn new(config: &Config, shared: Option<Arc<RedisConn>>, typical: Duration) -> Result<Self, PoolError> {
+        let p = &config.hash_pool;
+        let pool = Arc::new(HashPool::new(p.workers, p.queue, p.priority()).map_err(PoolError)?);
+        Ok(Self {
+            verifier: pool.clone(),
+            pacing: Pacing::new(typical, Some(Arc::clone(&pool))),
+            pool: Some(pool),
+            lockout: Lockout::new(config.lockout, shared),
+            upgraded: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Appends the hash pool's, the upgrades' and the lockout's metrics.
+    pub fn write_metrics(&self, out: &mut Exposition) {
+        if let Some(pool) = &self.pool {
+            pool.write_metrics(out);
+        }
+        out.counter(
+            "ropc_password_upgrades_total",
+            "Legacy or outdated password hashes replaced with argon2id after a login.",
+            self.upgraded.load(Ordering::Relaxed),
+        );
+        self.lockout.write_metrics(out);
+    }
+}

@@ -1,0 +1,159 @@
+//! One password attempt under the brute-force policy: the lockout's gate
+//! first (a locked username or a throttled IP spends no hash), then the
+//! hash on the pool, then the count, then the answer padded so that a
+//! locked account, an unknown user and a fast legacy hash all take as long
+//! as a verification at the configured cost.
+
+use super::{Auth, Refused, UNAVAILABLE};
+use crate::live::Live;
+use crate::lockout::{Attempt, Gate, InFlight, Lockout, Outcome, FAILED_LOGINS, REFUSED_GUESSES};
+use ropc_core::PasswordOutcome;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A guess refused by a user's lock (or given up when its username
+/// locked), not yet counted against its IP: it counts when its answer is
+/// due. Dropped armed, its client having hung up first, it counts only if
+/// a guess let through would have had its hash started by then
+/// (`hash_due`), as a hung-up guess counts only once its hash started (see
+/// [`InFlight`]): so a hang-up does not tell a locked account from another
+/// either.
+struct RefusedGuess<'a> {
+    lockout: &'a Lockout,
+    ip: IpAddr,
+    now: u64,
+    armed: bool,
+    hash_due: Instant,
+    why: &'static str,
+}
+
+impl RefusedGuess<'_> {
+    /// Counts it now that its answer is due (if armed).
+    async fn now(mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.lockout.ip_failure(self.ip, self.now, self.why).await;
+        }
+    }
+}
+
+impl Drop for RefusedGuess<'_> {
+    fn drop(&mut self) {
+        if self.armed && Instant::now() >= self.hash_due {
+            drop(self.lockout.ip_failure_detached(self.ip, self.now, self.why));
+        }
+    }
+}
+
+impl Auth {
+    /// Verifies a password under the brute-force policy: a locked username
+    /// or a throttled IP spends no hash. A locked username waits as long as
+    /// a hash takes, so that its answer cannot be told from a wrong password.
+    pub async fn verify_password(
+        &self,
+        live: &Live,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+        now: u64,
+    ) -> Result<PasswordOutcome, Refused> {
+        let mut attempt = Attempt::new(username, peer, now);
+        let admission = self.lockout.begin(&mut attempt).await.map_err(|_| UNAVAILABLE)?;
+        match admission.gate {
+            Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),
+            Gate::UserLocked | Gate::Crowded => {
+                // A refused guess is still a failed login from its IP: an IP
+                // that goes on hammering a locked account is throttled (and
+                // then answered at once, with 429) like one spraying guesses
+                // over many accounts. Counted when its answer is due, as a
+                // wrong password's count comes after its hash; if the client
+                // hangs up first, only once a guess let through would have
+                // had its hash started (see `RefusedGuess`). Not an attempt
+                // over a clean record's cap: that is no guess yet.
+                let count = RefusedGuess {
+                    lockout: &self.lockout,
+                    ip: peer,
+                    now,
+                    armed: admission.gate == Gate::UserLocked,
+                    hash_due: Instant::now() + self.pacing.queue_wait(),
+                    why: REFUSED_GUESSES,
+                };
+                // Take as long as a real verification does right now, queue
+                // wait included.
+                self.pacing.sleep(self.pacing.typical()).await;
+                count.now().await;
+                return Ok(PasswordOutcome::Locked);
+            }
+            Gate::Open => {}
+        }
+        // The lockout counts this attempt in flight until it ends; if the
+        // request goes away first (its client disconnected while the hash
+        // waited or ran), the guard releases the slot (see `InFlight`).
+        let mut in_flight = InFlight::new(&self.lockout, &attempt);
+        // Unknown users are checked against the dummy hash, at the
+        // configured cost; only legacy or outdated hashes are not.
+        let at_current_cost = live.users.verifies_at_current_cost(username);
+        let started = Instant::now();
+        // When this job's hash would start, if it is hashed in turn behind
+        // the queue it joins, and when its answer would come (for an
+        // attempt abandoned below: only watched attempts can be).
+        let queued = self.pacing.queue_wait();
+        let answer_in_turn = self.pacing.mean_hash_time().map(|hash| queued.saturating_add(hash));
+        let verified = live.users.verify(&*self.verifier, username, password, Some(Arc::clone(&in_flight.started)));
+        let verified = match &admission.signal {
+            None => verified.await,
+            Some(signal) => tokio::select! {
+                biased;
+                verified = verified => verified,
+                () = signal.fired() => {
+                    // The username was locked while this attempt waited
+                    // (a burst of guesses): dropping the verification
+                    // drops its queued hash, which the pool then skips (a
+                    // hash already running finishes unread). The answer is
+                    // a locked user's, whatever the password, as it would
+                    // be for an attempt arriving now; it still counts
+                    // against the IP, as the guess it replaces would have,
+                    // when its answer is due (a hang-up before: once its
+                    // hash would have started in turn, if it had not).
+                    in_flight.disarm();
+                    self.lockout.given_up(&attempt).await;
+                    let hash_due = if in_flight.hash_started() { started } else { started + queued };
+                    let count = RefusedGuess { lockout: &self.lockout, ip: peer, now, armed: true, hash_due, why: FAILED_LOGINS };
+                    // It comes when the hash would have answered, so that
+                    // the rest of a burst is not answered all at once.
+                    self.pacing.pad(started, answer_in_turn.unwrap_or_else(|| self.pacing.typical())).await;
+                    count.now().await;
+                    return Ok(PasswordOutcome::Locked);
+                }
+            },
+        };
+        let outcome = match verified {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                in_flight.disarm();
+                self.lockout.finish(&attempt, Outcome::NoAnswer).await;
+                return Err(Refused::Verify(e));
+            }
+        };
+        let elapsed = started.elapsed();
+        // Counted before any padding below: a client that hangs up while a
+        // wrong password's answer is held back must not take its guess
+        // uncounted.
+        in_flight.disarm();
+        let counted = if matches!(outcome, PasswordOutcome::Valid(_)) { Outcome::Succeeded } else { Outcome::Failed };
+        self.lockout.finish(&attempt, counted).await;
+        if at_current_cost {
+            self.pacing.observe(elapsed);
+        } else if outcome == PasswordOutcome::WrongPassword {
+            // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
+            // the dummy hash an unknown user costs: answer a wrong password
+            // no sooner than a verification at the configured cost, so that
+            // the timing does not tell that the user exists.
+            self.pacing.pad(started, self.pacing.typical()).await;
+        }
+        if let PasswordOutcome::Valid(user) = outcome {
+            self.upgrade_later(live, user, password);
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,91 @@
+//! `[server]` and `[hash_pool]`: listeners, TLS, limits, and the hash
+//! workers' threads.
+
+use super::raw::{RawHashPool, RawServer, RawTls};
+use super::{ConfigError, HashPoolConfig, TlsMode};
+use crate::source::Locator;
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// `[server]`, validated.
+pub(super) struct Server {
+    pub(super) listen: String,
+    pub(super) admin_listen: Option<String>,
+    pub(super) tls: TlsMode,
+    pub(super) max_body_bytes: usize,
+    pub(super) header_read_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_header_bytes: usize,
+    pub(super) max_connections: usize,
+    pub(super) shutdown_delay: Duration,
+}
+
+/// `v` if it lies in `range`, else an error naming `key` and the range.
+pub(super) fn bounded(
+    loc: &Locator<'_>,
+    v: &Spanned<u64>,
+    key: &str,
+    range: RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    if range.contains(v.get_ref()) {
+        Ok(*v.get_ref())
+    } else {
+        Err(loc.at(v.span(), key, format!("must be between {} and {}{unit}", range.start(), range.end())))
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+pub(super) fn parse(loc: &Locator<'_>, dir: &Path, server: &RawServer) -> Result<Server, ConfigError> {
+    let listen = server.listen.get_ref().clone();
+    if !is_host_port(&listen) {
+        return Err(loc.at(server.listen.span(), "server.listen", "expected `host:port`, e.g. \"127.0.0.1:8443\""));
+    }
+    let admin_listen = match &server.admin_listen {
+        Some(a) if !is_host_port(a.get_ref()) => {
+            return Err(loc.at(a.span(), "server.admin_listen", "expected `host:port`, e.g. \"127.0.0.1:9090\""))
+        }
+        Some(a) => Some(a.get_ref().clone()),
+        None => None,
+    };
+    let tls = match server.tls.as_ref().map(Spanned::get_ref) {
+        None | Some(RawTls::SelfSigned) => TlsMode::SelfSigned,
+        Some(RawTls::Off) => TlsMode::Off,
+        Some(RawTls::Files { cert, key }) => TlsMode::Files { cert: dir.join(cert), key: dir.join(key) },
+    };
+    let max_body = bounded(loc, &server.max_body_bytes, "server.max_body_bytes", 64..=1 << 20, "")?;
+    let header_timeout = bounded(loc, &server.header_read_timeout, "server.header_read_timeout", 1..=300, " seconds")?;
+    let idle_timeout = bounded(loc, &server.idle_timeout, "server.idle_timeout", header_timeout..=3600, " seconds")?;
+    let shutdown_delay = bounded(loc, &server.shutdown_delay, "server.shutdown_delay", 0..=300, " seconds")?;
+    let max_header_bytes = bounded(loc, &server.max_header_bytes, "server.max_header_bytes", 8192..=1 << 20, "")?;
+    let max_connections = bounded(loc, &server.max_connections, "server.max_connections", 1..=1_000_000, "")?;
+    Ok(Server {
+        listen,
+        admin_listen,
+        tls,
+        max_body_bytes: max_body as usize,
+        header_read_timeout: Duration::from_secs(header_timeout),
+        idle_timeout: Duration::from_secs(idle_timeout),
+        max_header_bytes: max_header_bytes as usize,
+        max_connections: max_connections as usize,
+        shutdown_delay: Duration::from_secs(shutdown_delay),
+    })
+}
+
+pub(super) fn hash_pool(loc: &Locator<'_>, raw: &RawHashPool) -> Result<HashPoolConfig, ConfigError> {
+    let nice = match &raw.nice {
+        Some(nice) => bounded(loc, nice, "hash_pool.nice", 0..=19, "")?,
+        None => u64::from(ropc_hash::DEFAULT_NICE.unsigned_abs()),
+    };
+    Ok(HashPoolConfig {
+        workers: raw.workers,
+        queue: raw.queue,
+        policy: raw.policy,
+        nice: i32::try_from(nice).unwrap_or(0),
+    })
+}

@@ -1,0 +1,199 @@
+//! HTTP: routing, and the three form endpoints' path through a request.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | which handler a path and method go to |
+//! | `body` | reading a body within its limits (and draining an oversized one) |
+//! | `respond` | the responses and the headers each one owes |
+//! | `observe` | the metrics and the log line of each request |
+
+mod body;
+mod observe;
+mod respond;
+
+pub use respond::Body;
+
+use crate::app::App;
+use crate::grant::GrantOutcome;
+use crate::live::Live;
+use crate::metrics::Endpoint;
+use crate::routes;
+use body::BodyError;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use respond::{json, method_not_allowed, plain};
+use ropc_core::{OAuthError, QueryKind};
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+/// Which listener a request arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The main listener: every endpoint (and `/metrics` unless an admin
+    /// listener is configured).
+    Main,
+    /// `[server] admin_listen`: only `/metrics` and `/healthz`.
+    Admin,
+}
+
+/// Routes one request.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+    listener: Listener,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    let method = req.method().clone();
+    // The configuration this request runs on to the end, whatever commits
+    // meanwhile.
+    let live = app.live();
+    let metrics_here = match listener {
+        // Listeners are set at start: the start-up config says.
+        Listener::Main => app.boot().admin_listen.is_none(),
+        Listener::Admin => true,
+    };
+    if path == routes::METRICS && metrics_here {
+        return Ok(match method {
+            Method::GET | Method::HEAD => {
+                let mut r = Response::new(Body::from(app.render_metrics()));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                r
+            }
+            _ => method_not_allowed("GET, HEAD", false),
+        });
+    }
+    if listener == Listener::Admin && path != routes::HEALTHZ {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+    }
+    let endpoints = &live.config.endpoints;
+    let form = if path == endpoints.token {
+        Some(Endpoint::Token)
+    } else if path == endpoints.revocation {
+        Some(Endpoint::Revocation)
+    } else if path == endpoints.introspection {
+        Some(Endpoint::Introspection)
+    } else {
+        None
+    };
+    let get = matches!(method, Method::GET | Method::HEAD);
+    let response = if let Some(endpoint) = form {
+        if method == Method::POST {
+            form_endpoint(&app, &live, req, endpoint, peer).await
+        } else {
+            method_not_allowed("POST", true)
+        }
+    } else if path == routes::HEALTHZ {
+        if get {
+            healthz(&app).await
+        } else {
+            method_not_allowed("GET, HEAD", false)
+        }
+    } else if path == endpoints.jwks && live.jwt.is_some() {
+        match (get, &live.jwt) {
+            (true, Some(keys)) => json(StatusCode::OK, keys.jwks.clone()),
+            _ => method_not_allowed("GET, HEAD", false),
+        }
+    } else if path == routes::METADATA {
+        if get {
+            json(StatusCode::OK, live.metadata.clone())
+        } else {
+            method_not_allowed("GET, HEAD", false)
+        }
+    } else {
+        plain(StatusCode::NOT_FOUND, "not found\n")
+    };
+    Ok(response)
+}
+
+async fn healthz(app: &App) -> Response<Body> {
+    if app.is_draining() {
+        plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if !app.tokens.is_up().await {
+        plain(StatusCode::SERVICE_UNAVAILABLE, "token store unavailable\n")
+    } else {
+        plain(StatusCode::OK, "ok\n")
+    }
+}
+
+/// `application/x-www-form-urlencoded`, parameters (e.g. charset) allowed.
+fn is_form(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(v) = v.to_str() else { return false };
+    let media = v.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+async fn form_endpoint(
+    app: &App,
+    live: &Live,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    peer: IpAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let early = if !is_form(&parts.headers) {
+        Some(OAuthError::UNSUPPORTED_CONTENT_TYPE)
+    } else if parts.headers.get_all(AUTHORIZATION).iter().count() > 1 {
+        Some(OAuthError::DUPLICATE_HEADER)
+    } else {
+        None
+    };
+    // Like the head's timeout, set at start.
+    let timeout = app.boot().header_read_timeout;
+    let body = match early {
+        Some(e) => Err(e),
+        None => body::read(&parts.headers, body, live.config.max_body_bytes, timeout).await.map_err(|e| match e {
+            BodyError::TooLarge => OAuthError::BODY_TOO_LARGE,
+            BodyError::Unreadable => OAuthError::BODY_UNREADABLE,
+        }),
+    };
+    let (outcome, close) = match body {
+        Err(error) => {
+            let mut outcome = GrantOutcome {
+                body: Vec::new(),
+                result: Err(error),
+                retry_after: None,
+                client_id: None,
+                grant_type: None,
+                username: None,
+            };
+            live.engine.write_error(&error, &mut outcome.body);
+            // The rest of an oversized body was not read (or only thrown
+            // away): do not reuse the connection.
+            (outcome, error == OAuthError::BODY_TOO_LARGE)
+        }
+        Ok(body) => {
+            let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), peer).await;
+            drop::<Zeroizing<Vec<u8>>>(body);
+            (outcome, false)
+        }
+    };
+    observe::request(&app.requests, endpoint, &outcome, started.elapsed());
+    respond::form(outcome, close)
+}
+
+async fn run(
+    app: &App,
+    live: &Live,
+    endpoint: Endpoint,
+    body: &[u8],
+    authorization: Option<&HeaderValue>,
+    peer: IpAddr,
+) -> GrantOutcome {
+    let authorization = authorization.map(HeaderValue::as_bytes);
+    let grants = app.grants();
+    match endpoint {
+        Endpoint::Token => grants.token(live, body, authorization, peer).await,
+        Endpoint::Revocation => grants.token_query(live, QueryKind::Revocation, body, authorization, peer).await,
+        Endpoint::Introspection => grants.token_query(live, QueryKind::Introspection, body, authorization, peer).await,
+    }
+}

@@ -81,5 +81,26 @@ try:
 except Exception as e:  # oauthlib raises InvalidGrantError
     check("wrong password is refused", "invalid_grant" in repr(e) or type(e).__name__ == "InvalidGrantError", repr(e))
 
+# A 1 MiB body, written whole before the answer is read (as http.client
+# does): the 413 is read every time, not a broken pipe or a reset.
+import http.client
+import ssl
+import urllib.parse
+
+parts = urllib.parse.urlsplit(URL)
+context = ssl.create_default_context(cafile=CA)
+big = "grant_type=password&username=alice&password=" + "x" * (1 << 20)
+statuses = []
+for _ in range(20):
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=10)
+    try:
+        conn.request("POST", parts.path, body=big, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        statuses.append(conn.getresponse().status)
+    except OSError as e:  # BrokenPipeError, ConnectionResetError
+        statuses.append(type(e).__name__)
+    finally:
+        conn.close()
+check("a 1 MiB body gets 413, 20 of 20", statuses == [413] * 20, statuses)
+
 print(f"interop: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

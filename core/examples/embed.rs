@@ -20,8 +20,8 @@
 
 use ropc_core::basic::{self, SCRATCH_LEN};
 use ropc_core::{
-    Capabilities, Client, ClientIndex, Engine, EngineConfig, PasswordOutcome, Provider, RandomError, SecureRandom,
-    Step, TokenDigest, TokenGrant, TokenKey, TokenRecord, UserRef,
+    AccountState, Capabilities, Client, ClientIndex, Engine, EngineConfig, PasswordOutcome, Provider, RandomError,
+    SecureRandom, Step, TokenDigest, TokenGrant, TokenKey, TokenRecord, UserRef,
 };
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -119,13 +119,16 @@ impl Runtime {
                         let record = self.store.get(&key).copied();
                         grant.refresh_token_loaded(record, now);
                     }
-                    // Everything checked: mint the tokens and write the JSON.
+                    // The grant's user is still in this device's fixed table.
+                    Step::CheckAccount { .. } => grant.account_checked(AccountState::Active, now),
+                    // A grant that must end: revoke every token of its family.
                     Step::RevokeFamily { family, .. } => {
                         // A rotated refresh token came back: every token of
                         // its login dies, the thief's and the owner's.
                         self.store.retain(|_, r| r.family != family);
                         grant.family_revoked();
                     }
+                    // Everything checked: mint the tokens and write the JSON.
                     Step::Issue => break grant.issue(now, &mut out),
                     Step::Reject(error) => break Err(error),
                 }

@@ -79,6 +79,23 @@ pub enum PasswordOutcome {
     UnknownUser,
     /// The user is locked out; no hash was spent.
     Locked,
+    /// The account is disabled (the runtime still spent its hash, so that
+    /// the answer takes as long as a wrong password).
+    Disabled,
+}
+
+/// What the runtime found when it checked the account behind a refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    /// It may go on.
+    Active,
+    /// It is no longer in its credential manager.
+    Removed,
+    /// It is disabled.
+    Disabled,
+    /// Its password changed after the presented token was issued: the
+    /// grant began with the old one.
+    PasswordChanged,
 }
 
 /// What the runtime must do next for a [`TokenGrant`].
@@ -106,8 +123,18 @@ pub enum Step<'g> {
         /// The digest of the presented refresh token.
         key: TokenKey,
     },
-    /// A rotated refresh token was replayed: revoke every token of this
-    /// family until `until`, then call [`TokenGrant::family_revoked`].
+    /// A refresh token of a user's grant checked out: check the account
+    /// behind it (still there, not disabled, password unchanged since
+    /// `issued_at`), then call [`TokenGrant::account_checked`].
+    CheckAccount {
+        /// The resource owner.
+        user: UserRef,
+        /// When the presented refresh token was issued (or rotated).
+        issued_at: u64,
+    },
+    /// The grant family must end (a rotated refresh token was replayed, or
+    /// its account changed): revoke every token of this family until
+    /// `until`, then call [`TokenGrant::family_revoked`].
     RevokeFamily {
         /// The family to revoke.
         family: FamilyId,
@@ -195,7 +222,8 @@ enum State {
     AuthenticateClient,
     VerifyPassword,
     LoadRefreshToken(TokenKey),
-    RevokeFamily(FamilyId, u64),
+    CheckAccount(UserRef, u64),
+    RevokeFamily(FamilyId, u64, OAuthError),
     Issue,
     Rejected(OAuthError),
 }
@@ -309,7 +337,8 @@ impl<'a> TokenGrant<'a> {
                 _ => Step::Reject(server_error()),
             },
             State::LoadRefreshToken(key) => Step::LoadRefreshToken { key },
-            State::RevokeFamily(family, until) => Step::RevokeFamily { family, until },
+            State::CheckAccount(user, issued_at) => Step::CheckAccount { user, issued_at },
+            State::RevokeFamily(family, until, _) => Step::RevokeFamily { family, until },
             State::Issue => Step::Issue,
             State::Rejected(e) => Step::Reject(e),
         }
@@ -405,6 +434,7 @@ impl<'a> TokenGrant<'a> {
             PasswordOutcome::WrongPassword => State::Rejected(invalid_grant(Reason::WrongPassword, BAD_CREDENTIALS)),
             PasswordOutcome::UnknownUser => State::Rejected(invalid_grant(Reason::UnknownUser, BAD_CREDENTIALS)),
             PasswordOutcome::Locked => State::Rejected(invalid_grant(Reason::LockedUser, BAD_CREDENTIALS)),
+            PasswordOutcome::Disabled => State::Rejected(invalid_grant(Reason::DisabledAccount, BAD_CREDENTIALS)),
         };
     }
 
@@ -425,7 +455,7 @@ impl<'a> TokenGrant<'a> {
             // RFC 9700 §4.14.2: a rotated token presented again means two
             // parties hold it; revoke the family so the thief's copy dies too.
             Some(r) if r.is_retired() && now >= r.retired_at.saturating_add(self.engine.config.refresh_reuse_grace) => {
-                State::RevokeFamily(r.family, family_horizon(self.engine, now))
+                State::RevokeFamily(r.family, family_horizon(self.engine, now), REUSED)
             }
             Some(r) => {
                 let allowed = self.engine.clients.get(index).map_or(ScopeSet::EMPTY, |c| c.allowed_scopes);
@@ -440,7 +470,12 @@ impl<'a> TokenGrant<'a> {
                         // Inside the grace window a retired token is accepted
                         // again without a second retirement.
                         self.retire = (self.engine.config.rotate_refresh_tokens && !r.is_retired()).then_some(key);
-                        State::Issue
+                        // A user's grant goes on only while the account does.
+                        if r.user == UserRef::NONE {
+                            State::Issue
+                        } else {
+                            State::CheckAccount(r.user, r.issued_at)
+                        }
                     }
                     Err(e) => State::Rejected(e),
                 }
@@ -448,10 +483,29 @@ impl<'a> TokenGrant<'a> {
         };
     }
 
+    /// Answers [`Step::CheckAccount`]. An account that is gone, disabled
+    /// or whose password changed since the token was issued ends the grant
+    /// family, with the same `invalid_grant` as an unknown refresh token.
+    pub fn account_checked(&mut self, state: AccountState, now: u64) {
+        let State::CheckAccount(..) = self.state else { return self.misuse() };
+        let Some(family) = self.family else { return self.misuse() };
+        let reason = match state {
+            AccountState::Active => {
+                self.state = State::Issue;
+                return;
+            }
+            AccountState::Removed => Reason::AccountRemoved,
+            AccountState::Disabled => Reason::DisabledAccount,
+            AccountState::PasswordChanged => Reason::PasswordChanged,
+        };
+        let error = invalid_grant(reason, BAD_REFRESH_TOKEN);
+        self.state = State::RevokeFamily(family, family_horizon(self.engine, now), error);
+    }
+
     /// Answers [`Step::RevokeFamily`], once the family is revoked.
     pub fn family_revoked(&mut self) {
-        if matches!(self.state, State::RevokeFamily(..)) {
-            self.state = State::Rejected(REUSED);
+        if let State::RevokeFamily(_, _, error) = self.state {
+            self.state = State::Rejected(error);
         } else {
             self.misuse();
         }

@@ -109,6 +109,12 @@ pub enum Reason {
     WrongPassword,
     /// The user is temporarily locked out.
     LockedUser,
+    /// The account is disabled in its credential manager.
+    DisabledAccount,
+    /// At a refresh, the account was gone from its credential manager.
+    AccountRemoved,
+    /// At a refresh, the account's password had changed since the grant.
+    PasswordChanged,
     /// The refresh token is unknown or was revoked.
     UnknownRefreshToken,
     /// The refresh token has expired.
@@ -151,6 +157,9 @@ impl Reason {
             Self::UnknownUser => "unknown_user",
             Self::WrongPassword => "wrong_password",
             Self::LockedUser => "locked_user",
+            Self::DisabledAccount => "disabled_account",
+            Self::AccountRemoved => "account_removed",
+            Self::PasswordChanged => "password_changed",
             Self::UnknownRefreshToken => "unknown_refresh_token",
             Self::ExpiredRefreshToken => "expired_refresh_token",
             Self::RefreshTokenOfAnotherClient => "refresh_token_of_another_client",

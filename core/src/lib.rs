@@ -16,6 +16,7 @@
 //!    -> Step::AuthenticateClient     runtime checks the client secret
 //!    -> Step::VerifyPassword         runtime runs the password hash
 //!    -> Step::LoadRefreshToken       runtime looks the record up (refresh grant)
+//!    -> Step::CheckAccount           runtime checks the account behind it
 //!    -> Step::Issue -> TokenGrant::issue   tokens minted, JSON written
 //! ```
 #![no_std]
@@ -42,11 +43,11 @@ mod swar;
 pub mod token;
 
 pub use client::{Capabilities, Client, ClientIndex, ClientTable, TokenFormat};
-pub use engine::{Engine, EngineConfig, Issued, LostRace, PasswordOutcome, Secret, Step, TokenGrant};
+pub use engine::{AccountState, Engine, EngineConfig, Issued, LostRace, PasswordOutcome, Secret, Step, TokenGrant};
 pub use error::{ErrorCode, OAuthError, Reason};
 pub use form::Limits;
 pub use jwt::{JwtIssuer, SignError, TokenSigner};
-pub use query::{QueryKind, QueryStep, Revocation, TokenQueryGrant};
+pub use query::{Owner, QueryKind, QueryStep, Revocation, TokenQueryGrant};
 pub use request::GrantType;
 pub use scope::{ScopeRegistry, ScopeSet};
 pub use token::{

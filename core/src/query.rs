@@ -24,6 +24,15 @@ use crate::token::{self, FamilyId, Provider, TokenKey, TokenKind, TokenRecord, U
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// Who a user's token belongs to, as introspection tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The name the user typed.
+    pub username: String,
+    /// The subject their credential manager gives them (`sub`).
+    pub subject: String,
+}
+
 /// Which endpoint a [`TokenQueryGrant`] serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryKind {
@@ -224,7 +233,7 @@ impl<'a> TokenQueryGrant<'a> {
         &self,
         now: u64,
         issuer: &str,
-        user_name: &dyn Fn(UserRef) -> Option<String>,
+        owner: &dyn Fn(UserRef) -> Option<Owner>,
         out: &mut Vec<u8>,
     ) -> bool {
         let inactive = |out: &mut Vec<u8>| {
@@ -236,10 +245,12 @@ impl<'a> TokenQueryGrant<'a> {
             r.is_active(now) && !r.is_retired() && (r.kind == TokenKind::Access || r.client == client)
         });
         let Some((_, r)) = active else { return inactive(out) };
-        let owner = self.engine.clients.get(r.client).map_or("", |c| c.id.as_str());
-        let username = if r.user == UserRef::NONE { None } else { user_name(r.user) };
+        let user = if r.user == UserRef::NONE { None } else { owner(r.user) };
+        let client_id = self.engine.clients.get(r.client).map_or("", |c| c.id.as_str());
         let scope = self.engine.scopes.to_string(r.scope);
-        let sub = username.as_deref().unwrap_or(owner);
+        // RFC 7662 §2.2: `sub` is the resource owner's subject (the
+        // client's id for client credentials), `username` what they typed.
+        let sub = user.as_ref().map_or(client_id, |u| u.subject.as_str());
         let token_type = match r.kind {
             TokenKind::Access => "bearer",
             TokenKind::Refresh => "refresh_token",
@@ -248,8 +259,8 @@ impl<'a> TokenQueryGrant<'a> {
             out,
             Some(&Introspection {
                 scope: &scope,
-                client_id: owner,
-                username: username.as_deref(),
+                client_id,
+                username: user.as_ref().map(|u| u.username.as_str()),
                 token_type,
                 exp: r.expires_at,
                 iat: r.issued_at,

@@ -5,8 +5,8 @@
 
 use ropc_core::basic::{self, SCRATCH_LEN};
 use ropc_core::{
-    Capabilities, Client, ClientIndex, Engine, EngineConfig, Issued, OAuthError, PasswordOutcome, Provider,
-    RandomError, ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord, UserRef,
+    AccountState, Capabilities, Client, ClientIndex, Engine, EngineConfig, Issued, OAuthError, PasswordOutcome,
+    Provider, RandomError, ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord, UserRef,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +140,11 @@ pub struct Server {
     pub now: u64,
     /// How many password hashes the engine asked for.
     pub password_checks: usize,
+    /// What an account check finds, by user (unlisted: active); for
+    /// `PasswordChanged`, the time of the change.
+    pub accounts: BTreeMap<u32, (AccountState, u64)>,
+    /// How many account checks the engine asked for.
+    pub account_checks: usize,
 }
 
 impl Server {
@@ -182,6 +187,8 @@ impl Server {
             store: BTreeMap::new(),
             now: START,
             password_checks: 0,
+            accounts: BTreeMap::new(),
+            account_checks: 0,
         }
     }
 
@@ -210,7 +217,7 @@ impl Server {
             let mut steps = 0;
             loop {
                 steps += 1;
-                assert!(steps <= 5, "the engine does not progress");
+                assert!(steps <= 6, "the engine does not progress");
                 match grant.step() {
                     Step::AuthenticateClient { client, secret } => {
                         let ok = self.secrets.get(client.0 as usize).is_some_and(|s| *s == secret.expose());
@@ -229,6 +236,17 @@ impl Server {
                     Step::LoadRefreshToken { key } => {
                         let record = self.store.get(&key).copied();
                         grant.refresh_token_loaded(record, self.now);
+                    }
+                    Step::CheckAccount { user, issued_at } => {
+                        self.account_checks += 1;
+                        let state = match self.accounts.get(&user.0) {
+                            Some(&(AccountState::PasswordChanged, changed)) if issued_at >= changed => {
+                                AccountState::Active
+                            }
+                            Some(&(state, _)) => state,
+                            None => AccountState::Active,
+                        };
+                        grant.account_checked(state, self.now);
                     }
                     Step::RevokeFamily { family, .. } => {
                         self.store.retain(|_, r| r.family != family);

@@ -189,3 +189,41 @@ fn refresh_may_narrow_but_never_widen_the_scope() {
     let r = s.refresh("legacy", &r.refresh_token(), "");
     assert_eq!(r.string("scope").as_deref(), Some("read write"), "{}", r.body);
 }
+
+/// A refresh checks the account behind it: one removed, disabled, or whose
+/// password changed after the presented token was issued ends the whole
+/// grant (every token of its family), with the same `invalid_grant` as an
+/// unknown refresh token. A password changed before the token was issued
+/// (a later login, or an earlier rotation) does not.
+#[test]
+fn a_refresh_ends_the_grant_of_an_account_that_changed() {
+    use ropc_core::AccountState;
+    for (state, reason) in [
+        (AccountState::Removed, Reason::AccountRemoved),
+        (AccountState::Disabled, Reason::DisabledAccount),
+        (AccountState::PasswordChanged, Reason::PasswordChanged),
+    ] {
+        let mut s = Server::new();
+        let login = s.login("");
+        let first = login.refresh_token();
+        s.now += 10;
+        let checked = s.account_checks;
+        let second = s.refresh("legacy", &first, "").refresh_token();
+        assert_eq!(s.account_checks, checked + 1, "every refresh checks its account");
+        s.now += 10;
+        s.accounts.insert(1, (state, s.now));
+        let r = s.refresh("legacy", &second, "");
+        assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_grant"), "{state:?}");
+        assert_eq!(r.error.as_ref().unwrap().reason, reason);
+        assert_eq!(r.body, s.refresh("legacy", "unknown-token", "").body, "the same body as an unknown token");
+        assert!(s.store.is_empty(), "{state:?}: the family's tokens are revoked");
+    }
+    // A change at a time before the token was issued is not this grant's.
+    let mut s = Server::new();
+    s.accounts.insert(1, (AccountState::PasswordChanged, s.now));
+    s.now += 5;
+    let login = s.login("");
+    s.now += 5;
+    let r = s.refresh("legacy", &login.refresh_token(), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+}

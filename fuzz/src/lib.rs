@@ -2,7 +2,7 @@
 
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::{
-    Capabilities, Client, ClientIndex, Engine, FamilyId, Issued, OAuthError, PasswordOutcome, Provider, RandomError,
+    AccountState, Capabilities, Client, ClientIndex, Engine, FamilyId, Issued, OAuthError, PasswordOutcome, Provider, RandomError,
     ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenKind, TokenRecord, UserRef,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,7 +108,7 @@ pub fn token_request(data: &[u8]) -> Result<Issued, OAuthError> {
     let mut out = Vec::new();
     let mut grant = engine.token_grant(provider, body, header, &mut scratch);
     let mut loaded = None;
-    const MOST_STEPS: usize = 5;
+    const MOST_STEPS: usize = 6;
     for _ in 0..MOST_STEPS {
         match grant.step() {
             Step::AuthenticateClient { .. } => grant.client_authenticated(true),
@@ -116,6 +116,10 @@ pub fn token_request(data: &[u8]) -> Result<Issued, OAuthError> {
             Step::LoadRefreshToken { key } => {
                 loaded = record_for(&key);
                 grant.refresh_token_loaded(loaded, NOW);
+            }
+            Step::CheckAccount { user, .. } => {
+                assert!(loaded.is_some_and(|r| r.user == user), "checked an account no record names");
+                grant.account_checked(AccountState::Active, NOW);
             }
             Step::RevokeFamily { family, until } => {
                 let replay =

@@ -13,6 +13,57 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A secret read from the configuration (a directory's service-account
+/// password): zeroed when dropped, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: String) -> Self {
+        Self(zeroize::Zeroizing::new(value))
+    }
+
+    /// The secret itself. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A connection URL that may carry a password: zeroed when dropped, shown
+/// by `Debug` and [`SecretUrl::redacted`] without it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(zeroize::Zeroizing<String>);
+
+impl SecretUrl {
+    /// Wraps `url`.
+    pub fn new(url: String) -> Self {
+        Self(zeroize::Zeroizing::new(url))
+    }
+
+    /// The URL, password included. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password, for logs.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +74,8 @@ mod tests {
         assert_eq!(redact_url("postgres://ropc:pw@db:5432/x"), "postgres://ropc:<redacted>@db:5432/x");
         assert_eq!(redact_url("redis://10.0.0.5:6379"), "redis://10.0.0.5:6379");
         assert_eq!(redact_url("sqlite:users.db"), "sqlite:users.db");
+        let url = SecretUrl::new("mysql://ropc:hunter2@db/legacy".into());
+        assert_eq!(format!("{url:?}"), "\"mysql://ropc:<redacted>@db/legacy\"");
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "<redacted>");
     }
 }

@@ -3,20 +3,24 @@
 
 use super::raw::{AccessTokenFormat, Capability, RawClient, RawScope};
 use super::ConfigError;
+use crate::credentials::ManagerConfig;
 use crate::slots::carry_over;
 use crate::source::Locator;
 use ropc_core::client::{Client, ClientError};
 use ropc_core::scope::{ScopeError, ScopeRegistry, ScopeSet};
 use ropc_core::{Capabilities, ClientIndex, Engine, EngineConfig, GrantType, TokenFormat};
 use ropc_hash::StoredHash;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use toml::Spanned;
 
-/// The engine, and the clients' secret hashes by index (none for a
-/// retired slot).
+/// The engine, and by client index (none for a retired slot) the clients'
+/// secret hashes and the credential manager each names (none: the
+/// default, `[credential_manager]`).
 pub(super) struct Built {
     pub(super) engine: Engine,
     pub(super) secrets: Vec<Option<Arc<StoredHash>>>,
+    pub(super) managers: Vec<Option<String>>,
 }
 
 /// Builds the engine for `config` from `scopes` and `clients`, keeping the
@@ -27,10 +31,12 @@ pub(super) fn build(
     scopes: Vec<RawScope>,
     clients: Vec<RawClient>,
     previous: Option<&Engine>,
+    managers: &BTreeMap<String, ManagerConfig>,
 ) -> Result<Built, ConfigError> {
     let scopes = scope_registry(loc, scopes, previous)?;
     let mut engine = Engine { config, clients: Default::default(), scopes };
     let mut secrets = Vec::new();
+    let mut client_managers = Vec::new();
     let previous_ids = previous
         .map(|p| (0..p.clients.slots()).map(|i| p.clients.get(ClientIndex(i as u32)).map(|c| c.id.as_str())))
         .into_iter()
@@ -39,7 +45,24 @@ pub(super) fn build(
         let Some(c) = slot else {
             engine.clients.retire_slot().map_err(|e| loc.at(0..0, "clients", e.to_string()))?;
             secrets.push(None);
+            client_managers.push(None);
             continue;
+        };
+        let manager = match &c.credential_manager {
+            Some(name) if !managers.contains_key(name.get_ref()) => {
+                let known: Vec<&str> = managers.keys().map(String::as_str).collect();
+                return Err(loc.at(
+                    name.span(),
+                    "clients.credential_manager",
+                    format!(
+                        "no [credential_managers.{}] table (defined: {})",
+                        name.get_ref(),
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                ));
+            }
+            Some(name) => Some(name.get_ref().clone()),
+            None => None,
         };
         let secret = StoredHash::parse(c.secret.get_ref()).map_err(|e| {
             loc.at(
@@ -80,8 +103,9 @@ pub(super) fn build(
         };
         engine.clients.set_access_token_format(index, format);
         secrets.push(Some(Arc::new(secret)));
+        client_managers.push(manager);
     }
-    Ok(Built { engine, secrets })
+    Ok(Built { engine, secrets, managers: client_managers })
 }
 
 /// The capabilities are named after the grants they allow.

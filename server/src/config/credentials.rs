@@ -58,21 +58,26 @@ pub(super) fn lockout(loc: &Locator<'_>, cm: &RawCredentialManager) -> Result<Lo
     }
 }
 
-/// `[credential_manager] users_file`, resolved: needed once a client may
-/// use the password grant.
+/// `[credential_manager] users_file`, resolved: needed once a client of
+/// the default manager may use the password grant.
 pub(super) fn users_file(
     loc: &Locator<'_>,
     dir: &Path,
     cm: &RawCredentialManager,
     engine: &Engine,
+    client_managers: &[Option<String>],
 ) -> Result<Option<PathBuf>, ConfigError> {
-    let needs_users = engine.clients.capabilities().contains(Capabilities::PASSWORD);
+    let needs_users = engine.clients.iter().any(|(index, client)| {
+        client.capabilities.contains(Capabilities::PASSWORD)
+            && client_managers.get(index.0 as usize).is_some_and(Option::is_none)
+    });
     match &cm.users_file {
         Some(f) => Ok(Some(dir.join(f.get_ref()))),
         None if needs_users => Err(loc.at(
             0..0,
             "credential_manager.users_file",
-            "a client has the `password` capability, so [credential_manager] users_file must be set",
+            "a client of the default credential manager has the `password` capability, so [credential_manager] \
+             users_file must be set",
         )),
         None => Ok(None),
     }

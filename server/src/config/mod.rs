@@ -11,6 +11,7 @@
 
 mod clients;
 mod credentials;
+mod managers;
 pub mod raw;
 mod server;
 mod token_service;
@@ -131,6 +132,11 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Client secret hashes, by client index (none for a retired slot).
     pub client_secrets: Vec<Option<Arc<StoredHash>>>,
+    /// The credential manager each client names, by client index (none:
+    /// the default, `[credential_manager]`).
+    pub client_managers: Vec<Option<String>>,
+    /// `[credential_managers.NAME]`, by name.
+    pub managers: std::collections::BTreeMap<String, crate::credentials::ManagerConfig>,
     /// Where token records live.
     pub token_store: TokenStoreConfig,
 }
@@ -217,8 +223,9 @@ impl Config {
         let service = token_service::parse(&loc, raw.token_service, server.max_body_bytes)?;
         let argon2 = credentials::argon2(&loc, &raw.credential_manager)?;
         let lockout = credentials::lockout(&loc, &raw.credential_manager)?;
-        let built = clients::build(&loc, service.engine, raw.scopes, raw.clients, previous)?;
-        let users_file = credentials::users_file(&loc, &dir, &raw.credential_manager, &built.engine)?;
+        let managers = managers::parse(&loc, &dir, raw.credential_managers)?;
+        let built = clients::build(&loc, service.engine, raw.scopes, raw.clients, previous, &managers)?;
+        let users_file = credentials::users_file(&loc, &dir, &raw.credential_manager, &built.engine, &built.managers)?;
         let jwt = token_service::jwt(&dir, raw.jwt, &built.engine);
         let token_store = token_store::parse(&loc, &dir, raw.token_store)?;
         Ok(Config {
@@ -241,6 +248,8 @@ impl Config {
             engine: Arc::new(built.engine),
             jwt,
             client_secrets: built.secrets,
+            client_managers: built.managers,
+            managers,
             token_store,
             dir,
         })

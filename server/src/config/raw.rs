@@ -28,6 +28,45 @@ pub(super) struct RawConfig {
     pub(super) jwt: RawJwt,
     #[serde(default)]
     pub(super) token_store: RawTokenStore,
+    #[serde(default)]
+    pub(super) credential_managers: std::collections::BTreeMap<String, Spanned<RawManager>>,
+}
+
+/// `[credential_managers.NAME]`: the keys of every kind in one table, each
+/// checked against `kind` by `managers`, so that an error keeps its line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManager {
+    pub(super) kind: Spanned<ManagerKind>,
+    pub(super) users_file: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) url_file: Option<Spanned<String>>,
+    pub(super) query: Option<Spanned<String>>,
+    pub(super) update_query: Option<Spanned<String>>,
+    pub(super) query_timeout_ms: Option<Spanned<u64>>,
+    pub(super) urls: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) start_tls: Option<Spanned<bool>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) bind_dn: Option<Spanned<String>>,
+    pub(super) bind_password_file: Option<Spanned<String>>,
+    pub(super) base_dn: Option<Spanned<String>>,
+    pub(super) user_filter: Option<Spanned<String>>,
+    pub(super) user_dn_template: Option<Spanned<String>>,
+    pub(super) subject_attribute: Option<Spanned<String>>,
+    pub(super) active_directory: Option<Spanned<bool>>,
+    pub(super) operation_timeout_ms: Option<Spanned<u64>>,
+    pub(super) max_connections: Option<Spanned<u64>>,
+    pub(super) connect_timeout_ms: Option<Spanned<u64>>,
+    pub(super) account_cache_ttl: Option<Spanned<u64>>,
+}
+
+/// `[credential_managers.NAME] kind`.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ManagerKind {
+    File,
+    Sql,
+    Ldap,
 }
 
 #[derive(Deserialize, Default)]
@@ -254,6 +293,7 @@ pub(super) struct RawClient {
     pub(super) default_scopes: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) access_token_format: AccessTokenFormat,
+    pub(super) credential_manager: Option<Spanned<String>>,
 }
 
 /// `[token_store] kind`.

@@ -2,8 +2,14 @@
 //! both verified through a [`ropc_hash::PasswordVerifier`], so that the
 //! runtime decides where the hashes run.
 
+pub mod health;
+pub mod ldap;
 mod secrets;
+mod settings;
+pub mod sql;
 mod users;
 
+pub use health::{Health, ManagerError};
 pub use secrets::ClientSecrets;
+pub use settings::{LdapConfig, LdapLocate, ManagerConfig, SqlConfig, SqlDriver};
 pub use users::UserStore;

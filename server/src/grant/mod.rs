@@ -110,6 +110,7 @@ impl Grants<'_> {
                     Ok(record) => grant.refresh_token_loaded(record, clock::now()),
                     Err(_) => break Ok(Err(OAuthError::STORE_FAILED)),
                 },
+                Step::CheckAccount { .. } => grant.account_checked(ropc_core::AccountState::Active, clock::now()),
                 Step::RevokeFamily { family, until } => match self.tokens.revoke_family(family, until).await {
                     Ok(()) => {
                         tracing::warn!(

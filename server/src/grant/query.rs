@@ -91,7 +91,8 @@ impl Grants<'_> {
             }
             QueryKind::Introspection => {
                 let users = &live.users;
-                let name = |u| users.name(u).map(|n| n.to_string());
+                let name =
+                    |u| users.name(u).map(|n| ropc_core::Owner { username: n.to_string(), subject: n.to_string() });
                 let active = query.write_introspection(now, &live.issuer, &name, &mut outcome.body);
                 outcome.result = Ok(if active { Success::Active } else { Success::Inactive });
             }

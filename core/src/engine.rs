@@ -22,6 +22,8 @@ use crate::token::{self, FamilyId, Provider, RandomError, Token, TokenKey, Token
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use crate::step::{AccountState, PasswordOutcome, Secret, Step};
+
 /// Policy the engine applies to every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -65,110 +67,6 @@ pub struct Engine {
     pub clients: ClientTable,
     /// The scopes.
     pub scopes: ScopeRegistry,
-}
-
-/// What the runtime found when it verified a password.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PasswordOutcome {
-    /// The password is right; the user is `UserRef`.
-    Valid(UserRef),
-    /// The user exists and the password is wrong.
-    WrongPassword,
-    /// No such user (the runtime still spent a dummy hash, so that the
-    /// answer takes as long as a wrong password).
-    UnknownUser,
-    /// The user is locked out; no hash was spent.
-    Locked,
-    /// The account is disabled (the runtime still spent its hash, so that
-    /// the answer takes as long as a wrong password).
-    Disabled,
-}
-
-/// What the runtime found when it checked the account behind a refresh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountState {
-    /// It may go on.
-    Active,
-    /// It is no longer in its credential manager.
-    Removed,
-    /// It is disabled.
-    Disabled,
-    /// Its password changed after the presented token was issued: the
-    /// grant began with the old one.
-    PasswordChanged,
-}
-
-/// What the runtime must do next for a [`TokenGrant`].
-#[derive(Debug)]
-pub enum Step<'g> {
-    /// Verify `secret` against the stored hash of client `client`, then call
-    /// [`TokenGrant::client_authenticated`].
-    AuthenticateClient {
-        /// The client's index in the engine's table.
-        client: ClientIndex,
-        /// The presented secret.
-        secret: Secret<'g>,
-    },
-    /// Verify the user's password (on a hash pool: this is the expensive
-    /// step), then call [`TokenGrant::password_verified`].
-    VerifyPassword {
-        /// The presented username.
-        username: &'g str,
-        /// The presented password.
-        password: Secret<'g>,
-    },
-    /// Load the record stored under `key`, then call
-    /// [`TokenGrant::refresh_token_loaded`].
-    LoadRefreshToken {
-        /// The digest of the presented refresh token.
-        key: TokenKey,
-    },
-    /// A refresh token of a user's grant checked out: check the account
-    /// behind it (still there, not disabled, password unchanged since
-    /// `issued_at`), then call [`TokenGrant::account_checked`].
-    CheckAccount {
-        /// The resource owner.
-        user: UserRef,
-        /// When the presented refresh token was issued (or rotated).
-        issued_at: u64,
-    },
-    /// The grant family must end (a rotated refresh token was replayed, or
-    /// its account changed): revoke every token of this family until
-    /// `until`, then call [`TokenGrant::family_revoked`].
-    RevokeFamily {
-        /// The family to revoke.
-        family: FamilyId,
-        /// When every token of the family has expired anyway.
-        until: u64,
-    },
-    /// Everything checked: call [`TokenGrant::issue`].
-    Issue,
-    /// The request fails with this error; write it with
-    /// [`Engine::write_error`].
-    Reject(OAuthError),
-}
-
-/// A secret or password borrowed from the request. `Debug` shows nothing.
-#[derive(Clone, Copy)]
-pub struct Secret<'a>(&'a str);
-
-impl<'a> Secret<'a> {
-    pub(crate) fn new(s: &'a str) -> Self {
-        Secret(s)
-    }
-}
-
-impl Secret<'_> {
-    /// The secret itself. Handle with care: never log it.
-    pub fn expose(&self) -> &str {
-        self.0
-    }
-}
-
-impl core::fmt::Debug for Secret<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// The records a successful grant produced, for the runtime to store.
@@ -326,13 +224,13 @@ impl<'a> TokenGrant<'a> {
         match self.state {
             State::AuthenticateClient => {
                 match (self.client, self.request.as_ref().and_then(|r| r.auth.client_secret())) {
-                    (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret(secret) },
+                    (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret::new(secret) },
                     _ => Step::Reject(NO_CLIENT_AUTH),
                 }
             }
             State::VerifyPassword => match &self.request {
                 Some(TokenRequest { grant: GrantRequest::Password { username, password, .. }, .. }) => {
-                    Step::VerifyPassword { username, password: Secret(password) }
+                    Step::VerifyPassword { username, password: Secret::new(password) }
                 }
                 _ => Step::Reject(server_error()),
             },

@@ -136,6 +136,8 @@ pub enum Reason {
     SigningFailure,
     /// The token store failed.
     StoreFailure,
+    /// The credential manager (a database, a directory) did not answer.
+    BackendUnavailable,
 }
 
 impl Reason {
@@ -170,6 +172,7 @@ impl Reason {
             Self::RandomFailure => "random_failure",
             Self::SigningFailure => "signing_failure",
             Self::StoreFailure => "store_failure",
+            Self::BackendUnavailable => "backend_unavailable",
         }
     }
 }
@@ -231,6 +234,13 @@ impl OAuthError {
         ErrorCode::TemporarilyUnavailable,
         Reason::IpThrottled,
         "Too many failed attempts. Retry after the time in Retry-After.",
+    );
+    /// The credential manager did not answer (sent with `503` and
+    /// `Retry-After`); never `invalid_grant`, and never a failed login.
+    pub const BACKEND_UNAVAILABLE: OAuthError = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Reason::BackendUnavailable,
+        "The user directory is unavailable. Retry after the time in Retry-After.",
     );
     /// The token store failed.
     pub const STORE_FAILED: OAuthError =
@@ -319,6 +329,7 @@ mod tests {
             OAuthError::OVERLOADED,
             OAuthError::IP_THROTTLED,
             OAuthError::STORE_FAILED,
+            OAuthError::BACKEND_UNAVAILABLE,
             OAuthError::INVALID_REFRESH_TOKEN,
         ] {
             assert!(OAuthError::is_valid_description(e.description), "{e}");

@@ -39,6 +39,7 @@ pub mod query;
 pub mod request;
 pub mod response;
 pub mod scope;
+pub mod step;
 mod swar;
 pub mod token;
 

@@ -27,8 +27,9 @@ impl fmt::Display for HashError {
         match self {
             HashError::UnsupportedFormat => f.write_str(
                 "unsupported hash format (expected argon2 ($argon2id$, $argon2i$, $argon2d$), bcrypt ($2a$, $2b$, \
-                 $2y$), PBKDF2 ($pbkdf2-sha256$, $pbkdf2-sha512$, Django pbkdf2_sha256$), SHA-crypt ($5$, $6$), \
-                 $apr1$ or {SHA})",
+                 $2y$), PBKDF2 ($pbkdf2-sha256$, $pbkdf2-sha512$, Django pbkdf2_sha256$), SHA-crypt ($5$, $6$, also \
+                 as {CRYPT}$6$), phpass ($P$, $H$), ASP.NET Identity v2/v3 (base64), $apr1$, {SHA}, {SSHA}, \
+                 {SSHA256} or {SSHA512})",
             ),
             HashError::Malformed(why) | HashError::CostTooHigh(why) | HashError::HashFailed(why) => f.write_str(why),
             HashError::InvalidParams(why) => write!(f, "invalid argon2 parameters: {why}"),

@@ -7,9 +7,17 @@
 //! | bcrypt | `$2a$`, `$2b$`, `$2y$` | bcrypt |
 //! | PBKDF2 (PHC) | `$pbkdf2-sha256$`, `$pbkdf2-sha512$` | pbkdf2 |
 //! | PBKDF2 (Django) | `pbkdf2_sha256$<iterations>$<salt>$<hash>` | pbkdf2, sha2 |
-//! | SHA-crypt | `$5$`, `$6$` | sha-crypt |
+//! | SHA-crypt | `$5$`, `$6$` (also as LDAP's `{CRYPT}$6$…`) | sha-crypt |
 //! | Apache MD5 (weak) | `$apr1$` | crypt3_rs |
 //! | Apache SHA-1 (weak, unsalted) | `{SHA}` | ring |
+//! | phpass (WordPress, phpBB; weak) | `$P$`, `$H$` | md-5 |
+//! | ASP.NET Identity v2 and v3 | base64 of a format byte `0x00` or `0x01`, then the PBKDF2 parameters | pbkdf2, sha2 |
+//! | LDAP salted SHA (weak) | `{SSHA}`, `{SSHA256}`, `{SSHA512}` | ring, sha2 |
+//!
+//! phpass and ASP.NET Identity have no well-kept crate of their own: they
+//! are written here on the crates' primitives (MD5, PBKDF2), and checked
+//! against hashes made by the real tools (passlib's phpass, the ASP.NET
+//! Core Identity tests' vectors, slappasswd).
 
 use crate::error::malformed;
 use crate::HashError;
@@ -27,6 +35,55 @@ const MAX_BCRYPT_COST: u32 = 15;
 const MAX_SHA_CRYPT_ROUNDS: u32 = 10_000_000;
 /// bcrypt reads only the first 72 bytes of a password.
 pub(crate) const BCRYPT_MAX_PASSWORD: usize = 72;
+/// The most phpass rounds accepted, as a power of two (WordPress uses 13).
+const MAX_PHPASS_LOG2: u32 = 20;
+
+/// The digest of an LDAP salted SHA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sha {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Sha {
+    fn len(self) -> usize {
+        match self {
+            Sha::Sha1 => 20,
+            Sha::Sha256 => 32,
+            Sha::Sha512 => 64,
+        }
+    }
+
+    fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
+        use sha2::Digest;
+        match self {
+            Sha::Sha1 => {
+                let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+                parts.iter().for_each(|p| ctx.update(p));
+                ctx.finish().as_ref().to_vec()
+            }
+            Sha::Sha256 => {
+                let mut h = sha2::Sha256::new();
+                parts.iter().for_each(|p| h.update(p));
+                h.finalize().to_vec()
+            }
+            Sha::Sha512 => {
+                let mut h = sha2::Sha512::new();
+                parts.iter().for_each(|p| h.update(p));
+                h.finalize().to_vec()
+            }
+        }
+    }
+}
+
+/// The PRF of an ASP.NET Identity v3 hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prf {
+    Sha1,
+    Sha256,
+    Sha512,
+}
 
 /// A legacy scheme, with what its verification needs beyond the stored
 /// string itself.
@@ -39,6 +96,28 @@ pub(crate) enum Legacy {
     Sha512Crypt,
     Apr1,
     Sha1 { digest: Vec<u8> },
+    Phpass { log2: u32, salt: [u8; 8], hash: Vec<u8> },
+    AspNet { v3: bool, prf: Prf, iterations: u32, salt: Vec<u8>, subkey: Vec<u8> },
+    Ssha { sha: Sha, digest: Vec<u8>, salt: Vec<u8> },
+}
+
+const ITOA64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// phpass's base64: little-endian groups of three bytes, `ITOA64`'s order.
+fn phpass_encode64(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let value = chunk.iter().enumerate().fold(0u32, |v, (i, b)| v | u32::from(*b) << (8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ITOA64[((value >> (6 * i)) & 0x3f) as usize]);
+        }
+    }
+    out
+}
+
+/// LDAP exports wrap crypt(3) hashes: `{CRYPT}$6$…` is `$6$…`.
+fn unwrap_crypt(phc: &str) -> &str {
+    phc.strip_prefix("{CRYPT}").or_else(|| phc.strip_prefix("{crypt}")).unwrap_or(phc)
 }
 
 fn is_crypt64(s: &str) -> bool {
@@ -68,8 +147,9 @@ fn crypt_syntax(phc: &str, id: &str, rounds: bool, max_salt: usize, hash_len: us
 }
 
 impl Legacy {
-    /// The legacy scheme of `phc`: `None` if no legacy prefix matches.
+    /// The legacy scheme of `phc`: `None` if no legacy format matches.
     pub(crate) fn parse(phc: &str) -> Option<Result<Legacy, HashError>> {
+        let phc = unwrap_crypt(phc);
         let parsed = if ["$2a$", "$2b$", "$2y$"].iter().any(|p| phc.starts_with(p)) {
             Self::bcrypt(phc)
         } else if phc.starts_with("$pbkdf2-sha256$") || phc.starts_with("$pbkdf2-sha512$") {
@@ -84,10 +164,92 @@ impl Legacy {
             crypt_syntax(phc, "$apr1$", false, 8, 22).map(|()| Legacy::Apr1)
         } else if let Some(b64) = phc.strip_prefix("{SHA}") {
             Self::sha1(b64)
+        } else if phc.starts_with("$P$") || phc.starts_with("$H$") {
+            Self::phpass(phc)
+        } else if let Some(b64) = phc.strip_prefix("{SSHA}") {
+            Self::ssha(Sha::Sha1, b64)
+        } else if let Some(b64) = phc.strip_prefix("{SSHA256}") {
+            Self::ssha(Sha::Sha256, b64)
+        } else if let Some(b64) = phc.strip_prefix("{SSHA512}") {
+            Self::ssha(Sha::Sha512, b64)
         } else {
-            return None;
+            // ASP.NET Identity: bare base64, told apart by its format byte.
+            return Self::aspnet(phc);
         };
         Some(parsed)
+    }
+
+    fn phpass(phc: &str) -> Result<Legacy, HashError> {
+        let b = phc.as_bytes();
+        if b.len() != 34 || !b[3..].iter().all(|c| ITOA64.contains(c)) {
+            return Err(malformed("malformed phpass hash: expected $P$ and 31 characters of ./0-9A-Za-z"));
+        }
+        let log2 = ITOA64.iter().position(|c| *c == b[3]).unwrap_or(0) as u32;
+        if !(7..=MAX_PHPASS_LOG2).contains(&log2) {
+            return Err(HashError::CostTooHigh(format!(
+                "phpass: 2^{log2} rounds; between 2^7 and 2^{MAX_PHPASS_LOG2} are accepted"
+            )));
+        }
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&b[4..12]);
+        Ok(Legacy::Phpass { log2, salt, hash: b[12..].to_vec() })
+    }
+
+    fn ssha(sha: Sha, b64: &str) -> Result<Legacy, HashError> {
+        let mut out = [0u8; 192];
+        let n = ropc_core::base64::decode_standard(b64.as_bytes(), &mut out)
+            .map_err(|_| malformed("salted SHA hash: not base64"))?;
+        if n <= sha.len() {
+            return Err(malformed("salted SHA hash: expected the digest followed by a salt"));
+        }
+        Ok(Legacy::Ssha { sha, digest: out[..sha.len()].to_vec(), salt: out[sha.len()..n].to_vec() })
+    }
+
+    /// ASP.NET Identity's `PasswordHasher` output: v2 is `0x00`, a 16-byte
+    /// salt and a 32-byte PBKDF2-HMAC-SHA1 subkey at 1,000 iterations; v3
+    /// is `0x01`, the PRF, the iteration count and the salt's length (each
+    /// a big-endian u32), the salt and the subkey. `None` if it is not one
+    /// (nothing else is bare base64 of such bytes).
+    fn aspnet(phc: &str) -> Option<Result<Legacy, HashError>> {
+        if phc.len() < 60 || !phc.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+            return None;
+        }
+        let mut out = [0u8; 512];
+        let n = ropc_core::base64::decode_standard(phc.as_bytes(), &mut out).ok()?;
+        let b = &out[..n];
+        let word = |at: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?)) };
+        Some(match b.first() {
+            Some(0x00) if n == 49 => Ok(Legacy::AspNet {
+                v3: false,
+                prf: Prf::Sha1,
+                iterations: 1000,
+                salt: b[1..17].to_vec(),
+                subkey: b[17..].to_vec(),
+            }),
+            Some(0x00) => Err(malformed("ASP.NET Identity v2 hash: expected 49 bytes")),
+            Some(0x01) => (|| {
+                let prf = match word(1)? {
+                    0 => Prf::Sha1,
+                    1 => Prf::Sha256,
+                    2 => Prf::Sha512,
+                    _ => return None,
+                };
+                let (iterations, salt_len) = (word(5)?, word(9)? as usize);
+                let salt = b.get(13..13 + salt_len)?.to_vec();
+                let subkey = b.get(13 + salt_len..)?.to_vec();
+                (salt.len() >= 16 && subkey.len() >= 16 && iterations >= 1).then_some((prf, iterations, salt, subkey))
+            })()
+            .ok_or_else(|| malformed("malformed ASP.NET Identity v3 hash"))
+            .and_then(|(prf, iterations, salt, subkey)| {
+                if iterations > MAX_PBKDF2_ITERATIONS {
+                    return Err(HashError::CostTooHigh(format!(
+                        "ASP.NET Identity: more than {MAX_PBKDF2_ITERATIONS} iterations"
+                    )));
+                }
+                Ok(Legacy::AspNet { v3: true, prf, iterations, salt, subkey })
+            }),
+            _ => return None,
+        })
     }
 
     fn bcrypt(phc: &str) -> Result<Legacy, HashError> {
@@ -152,16 +314,24 @@ impl Legacy {
             Legacy::Sha512Crypt => "sha512_crypt",
             Legacy::Apr1 => "apr1",
             Legacy::Sha1 { .. } => "sha1",
+            Legacy::Phpass { .. } => "phpass",
+            Legacy::AspNet { v3: false, .. } => "aspnet_identity_v2",
+            Legacy::AspNet { v3: true, .. } => "aspnet_identity_v3",
+            Legacy::Ssha { sha: Sha::Sha1, .. } => "ssha",
+            Legacy::Ssha { sha: Sha::Sha256, .. } => "ssha256",
+            Legacy::Ssha { sha: Sha::Sha512, .. } => "ssha512",
         }
     }
 
-    /// Whether the scheme is weak enough to warn about.
+    /// Whether the scheme is weak enough to warn about: a fast digest, or
+    /// MD5.
     pub(crate) fn is_weak(&self) -> bool {
-        matches!(self, Legacy::Apr1 | Legacy::Sha1 { .. })
+        matches!(self, Legacy::Apr1 | Legacy::Sha1 { .. } | Legacy::Phpass { .. } | Legacy::Ssha { .. })
     }
 
     /// Verifies `password` against `phc`, this scheme's stored string.
     pub(crate) fn verify(&self, phc: &str, password: &[u8]) -> bool {
+        let phc = unwrap_crypt(phc);
         match self {
             Legacy::Bcrypt => bcrypt::verify(password, phc).unwrap_or(false),
             Legacy::Pbkdf2 => {
@@ -189,6 +359,33 @@ impl Legacy {
             Legacy::Sha1 { digest } => {
                 let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password);
                 bool::from(d.as_ref().ct_eq(digest))
+            }
+            Legacy::Phpass { log2, salt, hash } => {
+                use md5::Digest;
+                let mut h = md5::Md5::new().chain_update(salt).chain_update(password).finalize();
+                for _ in 0..(1u32 << log2) {
+                    h = md5::Md5::new().chain_update(h).chain_update(password).finalize();
+                }
+                let ok = bool::from(phpass_encode64(&h).ct_eq(hash));
+                h.zeroize();
+                ok
+            }
+            Legacy::AspNet { prf, iterations, salt, subkey, .. } => {
+                let mut out = vec![0u8; subkey.len()];
+                match prf {
+                    Prf::Sha1 => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, *iterations, &mut out),
+                    Prf::Sha256 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, *iterations, &mut out),
+                    Prf::Sha512 => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password, salt, *iterations, &mut out),
+                }
+                let ok = bool::from(out.ct_eq(subkey));
+                out.zeroize();
+                ok
+            }
+            Legacy::Ssha { sha, digest, salt } => {
+                let mut d = sha.digest(&[password, salt]);
+                let ok = bool::from(d.ct_eq(digest));
+                d.zeroize();
+                ok
             }
         }
     }

@@ -185,7 +185,7 @@ mod tests {
     /// -apr1 -salt saltsalt`, Python's `hashlib` (SHA-1, Django and PHC
     /// PBKDF2, built by hand from `pbkdf2_hmac`), Python's `bcrypt` 4 (`$2a$`,
     /// `$2b$`; `$2y$` is the same hash under PHP's prefix).
-    pub(crate) const LEGACY: [(&str, &str); 10] = [
+    pub(crate) const LEGACY: [(&str, &str); 17] = [
         ("sha256_crypt", "$5$saltsalt$x17in3caGsBwDU2ZoGPQIZ66Z/CyU.7rqeq9PpRfo6A"),
         (
             "sha512_crypt",
@@ -202,6 +202,36 @@ mod tests {
         ("bcrypt", "$2a$04$ff2R9m1X/MCH8wpDT1H6m.XVwF7QYDs1qRBu8HHkPi726U60KSgEu"),
         ("bcrypt", "$2b$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu"),
         ("bcrypt", "$2y$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu"),
+        // phpass: passlib 1.7.4 (`phpass.using(rounds=…, salt=…).hash`) and
+        // phpBB's `$H$` spelling of the same scheme.
+        ("phpass", "$P$6saltsaltOCbaLt38M9Aa19y.EtopW/"),
+        ("phpass", "$H$9abcdefghjzkkI/FAxkmSNYcK994au/"),
+        ("phpass", "$P$Bwpsalt125QXBN2AXHWaOQo0QlDxQh0"),
+        // slappasswd 2.5 (`-h {SSHA}`, and the pw-sha2 module's schemes).
+        ("ssha", "{SSHA}82tXlg5yQ4YnYZXfT74VbhuQZxcoYK0v"),
+        ("ssha256", "{SSHA256}R3EJeUFSymYIZBj/ZybTCqFtE0UuXLKb+y1g7wv2BfM7UT4nx/4NXw=="),
+        (
+            "ssha512",
+            "{SSHA512}b/ckDGHOr8yeYvniMrbfrnKb2p6lFJjPRVYCBbAQLtwHRw/HL0rsmLLhRJpKaRqp/MB+MD2zILR1SC7tKCn/thj+unPhQqEC",
+        ),
+        (
+            "sha512_crypt",
+            "{CRYPT}$6$4oxyD9Ul$QwjR8CMDdm2LHgb.qM/.NaPZBMry2X.M1mJ9IOJ.P8j/UEnR2Ulin4M/QO5qfQZ/UrI0wVrZ7d8oUzzmm5HRi0",
+        ),
+    ];
+    /// ASP.NET Core Identity's own `PasswordHasherTest` vectors, whose
+    /// password is "my password": v2 (PBKDF2-HMAC-SHA1, 1,000 iterations)
+    /// and v3 with each PRF.
+    const ASPNET: &[(&str, &str)] = &[
+        ("aspnet_identity_v2", "AAABAgMEBQYHCAkKCwwNDg+ukCEMDf0yyQ29NYubggHIVY0sdEUfdyeM+E1LtH1uJg=="),
+        ("aspnet_identity_v2", "ANXrDknc7fGPpigibZXXZFMX4aoqz44JveK6jQuwY3eH/UyPhvr5xTPeGYEckLxz9A=="),
+        ("aspnet_identity_v3", "AQAAAAEAACcQAAAAEAABAgMEBQYHCAkKCwwNDg+yWU7rLgUwPZb1Itsmra7cbxw2EFpwpVFIEtP+JIuUEw=="),
+        ("aspnet_identity_v3", "AQAAAAIAAAAyAAAAEOMwvh3+FZxqkdMBz2ekgGhwQ4B6pZWND6zgESBuWiHw"),
+        ("aspnet_identity_v3", "AQAAAAAAAAD6AAAAEAhftMyfTJylOlZT+eEotFXd1elee8ih5WsjXaR3PA9M"),
+        (
+            "aspnet_identity_v3",
+            "AQAAAAEAA9CQAAAAIESkQuj2Du8Y+kbc5lcN/W/3NiAZFEm11P27nrSN5/tId+bR1SwV8CO1Jd72r4C08OLvplNlCDc3oQZ8efcW+jQ=",
+        ),
     ];
     /// The password of every [`LEGACY`] hash.
     pub(crate) const LEGACY_PASSWORD: &str = "pw-legacy";
@@ -216,10 +246,37 @@ mod tests {
             assert!(!stored.verify(b"pw-legacY"), "{phc}");
             assert!(!stored.verify(b""), "{phc}");
             assert!(!stored.is_current(&current), "{phc}");
-            assert_eq!(stored.is_weak(), matches!(scheme, "apr1" | "sha1"));
+            assert_eq!(stored.is_weak(), matches!(scheme, "apr1" | "sha1" | "phpass" | "ssha" | "ssha256" | "ssha512"));
             // Debug names the scheme and shows nothing of the hash.
             let debug = format!("{stored:?}");
             assert!(!debug.contains(&phc[phc.len() - 8..]), "{debug}");
+        }
+    }
+
+    #[test]
+    fn aspnet_identity_verifies() {
+        for (scheme, phc) in ASPNET {
+            let stored = StoredHash::parse(phc).unwrap_or_else(|e| panic!("{phc}: {e}"));
+            assert_eq!(stored.scheme_name(), *scheme);
+            assert!(stored.verify(b"my password"), "{phc}");
+            assert!(!stored.verify(b"my passwore"), "{phc}");
+            assert!(!stored.verify(b""), "{phc}");
+        }
+        // The failure cases of the same test file: a changed subkey byte, a
+        // truncated subkey, and data past the end of the v2 layout.
+        for (phc, parses) in [
+            ("AAABAgMEBQYHCAkKCwwNDg+uAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", true),
+            ("AQAAAAAAAAD6AAAAEAhftMyfTJyAAAAAAAAAAAAAAAAAAAih5WsjXaR3PA9M", true),
+            ("AAABAgMEBQYHCAkKCwwNDg+ukCEMDf0yyQ29NYubggHIVY0sdEUfdyeM+E1LtH1uJgAAAA==", false),
+            ("AQAAAAEAACcQAAAAEAABAgMEBQYHCAkKCwwNDg+y", false),
+        ] {
+            match StoredHash::parse(phc) {
+                Ok(stored) => {
+                    assert!(parses, "{phc} should not parse");
+                    assert!(!stored.verify(b"my password"), "{phc}");
+                }
+                Err(e) => assert!(!parses, "{phc}: {e}"),
+            }
         }
     }
 
@@ -248,6 +305,8 @@ mod tests {
             ("$6$rounds=20000000$saltsalt$HesR2wpSRtAhqbwNYjqoN1g3hsmpmiDskwrGRbSr4XSs7VmD4BbZeQDBeWx2ae65MfQighTdIAKiA/DtTrU3A/", "rounds"),
             ("$pbkdf2-sha256$i=4000000000,l=32$cGhjc2FsdDEyMzQ1Njc4OQ$M3StOd4cSIFtIdlWilVnzlFxDBWkTKrMGstr+F9ofd0", "PBKDF2"),
             ("pbkdf2_sha256$20000000$djangosalt1$8Ju2XUI2/veOATWsTrKj5+jN0357HYJJlllHDUzmY0U=", "iterations"),
+            ("$P$ksaltsaltOCbaLt38M9Aa19y.EtopW/", "phpass"),
+            ("AQAAAAH/////AAAAEAABAgMEBQYHCAkKCwwNDg+yWU7rLgUwPZb1Itsmra7cbxw2EFpwpVFIEtP+JIuUEw==", "ASP.NET"),
         ] {
             let e = StoredHash::parse(bad).unwrap_err();
             assert!(matches!(e, HashError::CostTooHigh(_)), "{bad}: {e:?}");
@@ -272,6 +331,11 @@ mod tests {
             "pbkdf2_sha256$10000$djangosalt1",
             "$pbkdf2-sha256$i=1000,l=32$cGhjc2FsdDEyMzQ1Njc4OQ",
             "$2b$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5E",
+            "$P$6saltsaltOCbaLt38M9Aa19y.EtopW",
+            "$P$6saltsalt!CbaLt38M9Aa19y.EtopW/",
+            "{SSHA}82tXlg5yQ4YnYZXfT74VbhuQ",
+            "{SSHA}not base64!",
+            "{CRYPT}$6$short",
         ] {
             assert!(StoredHash::parse(bad).is_err(), "{bad}");
         }

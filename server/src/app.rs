@@ -63,6 +63,8 @@ pub struct App {
     draining: AtomicBool,
     /// Connections being served.
     open_connections: AtomicUsize,
+    /// Sweep steps taken.
+    sweeps: std::sync::atomic::AtomicU64,
 }
 
 impl App {
@@ -104,6 +106,7 @@ impl App {
             requests: RequestMetrics::default(),
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
+            sweeps: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -120,9 +123,24 @@ impl App {
     }
 
     /// A config commit (SIGHUP, `ropc config reload`); see
-    /// [`LiveConfig::commit`]. Blocking: call it off the async workers.
+    /// [`LiveConfig::commit`]. Blocking: call it off the async workers,
+    /// then [`App::after_commit`] on them.
     pub fn reload(&self) -> Result<Committed, BuildError> {
         self.live.commit(|next| self.auth.lockout.set_policy(next.config.lockout))
+    }
+
+    /// What a commit sets off: the users whose password changed in the
+    /// users file lose their earlier grants.
+    pub async fn after_commit(&self, committed: &Committed) {
+        let live = self.live();
+        let now = clock::now();
+        for user in &committed.users_changed {
+            let Some(owner) = crate::store::Names::owner(&*live, *user) else { continue };
+            let whose = crate::store::Whose::User(owner);
+            if let Err(e) = self.grants().end_grants(&live, whose, now, "password changed in the users file").await {
+                tracing::error!(error = %e, "cannot end the grants of a user whose password changed");
+            }
+        }
     }
 
     /// Config commits refused since the start.
@@ -167,6 +185,7 @@ impl App {
         );
         out.gauge("ropc_clients", "Configured clients.", live.engine.clients.len());
         out.gauge("ropc_users", "Users in the users file.", live.users.len());
+        live.managers.write_metrics(&mut out);
         out.gauge("ropc_open_connections", "Connections being served.", self.open_connections.load(Ordering::Relaxed));
         out.gauge("ropc_draining", "1 while shutting down.", u8::from(self.is_draining()));
         out.finish()
@@ -177,6 +196,14 @@ impl App {
     pub fn sweep_step(&self) -> usize {
         let now = clock::now();
         self.auth.lockout.sweep_step(now);
+        let steps = self.sweeps.fetch_add(1, Ordering::Relaxed);
+        if steps % u64::try_from(self.tokens.shard_count()).unwrap_or(1).max(1) == 0 {
+            // Once a round: forget the accounts no live token can name.
+            let live = self.live();
+            let c = &live.engine.config;
+            let longest = c.refresh_token_ttl.max(c.access_token_ttl).saturating_add(60);
+            live.accounts().sweep(now.saturating_sub(longest));
+        }
         self.tokens.sweep_step(now)
     }
 

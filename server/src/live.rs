@@ -5,10 +5,10 @@
 //! through one.
 
 use crate::config::{Config, JwtKeySource};
-use crate::credentials::{ClientSecrets, UserStore};
+use crate::credentials::{Accounts, ClientSecrets, Managers, ManagersError, NamedManager, UserStore};
 use crate::jwt::JwtKeys;
 use crate::source::SourceError;
-use crate::store::Names;
+use crate::store::{Names, Owner};
 use crate::users_file::Replacement;
 use arc_swap::ArcSwap;
 use ropc_core::response::{self, Metadata};
@@ -30,6 +30,8 @@ pub enum BuildError {
     JwtKeys(String),
     /// A thread (the users-file writer) could not start.
     Thread(std::io::Error),
+    /// A named credential manager.
+    Managers(ManagersError),
 }
 
 impl fmt::Display for BuildError {
@@ -39,6 +41,7 @@ impl fmt::Display for BuildError {
             BuildError::Random => f.write_str("the system random source failed"),
             BuildError::JwtKeys(e) => f.write_str(e),
             BuildError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            BuildError::Managers(e) => e.fmt(f),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Live {
     /// Where upgraded hashes go to be written to the users file (none
     /// without a users file).
     pub upgrades: Option<crossbeam_channel::Sender<Replacement>>,
+    /// `[credential_managers.NAME]`, and their accounts.
+    pub managers: Managers,
 }
 
 impl Live {
@@ -113,6 +118,12 @@ impl Live {
             None
         };
         let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
+        let managers = if config.managers.is_empty() && previous.is_none_or(|p| p.managers.iter().next().is_none()) {
+            Managers::build(&config.managers, config.argon2, previous.map(|p| &p.managers), std::time::Duration::ZERO)
+        } else {
+            Managers::build(&config.managers, config.argon2, previous.map(|p| &p.managers), users.time_dummy())
+        }
+        .map_err(BuildError::Managers)?;
         // One writer per users file: a commit that keeps the file keeps the
         // writer (and what is queued on it).
         let upgrades = match (&config.users_file, previous) {
@@ -120,7 +131,30 @@ impl Live {
             (Some(path), _) => Some(crate::users_file::spawn_writer(path.clone()).map_err(BuildError::Thread)?),
             (None, _) => None,
         };
-        Ok(Self { generation, engine, users: Arc::new(users), client_secrets, issuer, metadata, jwt, upgrades, config })
+        Ok(Self {
+            generation,
+            engine,
+            users: Arc::new(users),
+            client_secrets,
+            issuer,
+            metadata,
+            jwt,
+            upgrades,
+            managers,
+            config,
+        })
+    }
+
+    /// The named manager `client` logs its users in with (none: the
+    /// default users file).
+    pub fn manager_of(&self, client: ropc_core::ClientIndex) -> Option<&Arc<NamedManager>> {
+        let name = self.config.client_managers.get(client.0 as usize)?.as_deref()?;
+        self.managers.get(name)
+    }
+
+    /// The accounts of the named managers.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        self.managers.accounts()
     }
 }
 
@@ -133,12 +167,29 @@ impl Names for Live {
         self.engine.clients.find(id)
     }
 
-    fn user_name(&self, user: UserRef) -> Option<&str> {
-        self.users.name(user).map(|n| &**n)
+    fn owner(&self, user: UserRef) -> Option<Owner> {
+        if !Accounts::is_interned(user) {
+            return self.users.name(user).map(|n| Owner::named(n));
+        }
+        let account = self.accounts().get(user)?;
+        // A manager removed by a commit takes its users' tokens with it.
+        self.managers.get(&account.manager)?;
+        Some(Owner {
+            manager: Some(Arc::clone(&account.manager)),
+            username: Arc::clone(&account.username),
+            subject: Some(account.subject()),
+            hash: account.hash_fingerprint(),
+        })
     }
 
-    fn user(&self, name: &str) -> Option<UserRef> {
-        self.users.find(name)
+    fn user(&self, owner: &Owner) -> Option<UserRef> {
+        let Some(manager) = &owner.manager else { return self.users.find(&owner.username) };
+        self.managers.get(manager)?;
+        let (user, account) = self.accounts().intern(manager, &owner.username, owner.subject(), crate::clock::now())?;
+        if let Some(hash) = owner.hash {
+            account.seed_hash(hash);
+        }
+        Some(user)
     }
 
     fn scopes(&self) -> &ScopeRegistry {
@@ -159,6 +210,9 @@ pub struct Committed {
     pub users: usize,
     /// Users removed: their tokens stop working.
     pub users_removed: usize,
+    /// Users of the default users file whose password changed in it (not
+    /// by ropc's own upgrade): their earlier grants end.
+    pub users_changed: Vec<UserRef>,
     /// Keys whose new values wait for a restart.
     pub restart_needed: Vec<&'static str>,
 }
@@ -240,6 +294,7 @@ impl LiveConfig {
                 clients_removed = ?c.clients_removed,
                 users = c.users,
                 users_removed = c.users_removed,
+                passwords_changed = c.users_changed.len(),
                 restart_needed = ?c.restart_needed,
                 "configuration committed"
             ),
@@ -264,6 +319,7 @@ impl LiveConfig {
             clients_removed: before.iter().filter(|id| !after.contains(id)).cloned().collect(),
             users: next.users.len(),
             users_removed: old.users.names().filter(|n| next.users.find(n).is_none()).count(),
+            users_changed: next.users.changed().to_vec(),
             restart_needed,
         };
         warn_weak_hashes(&next.users);

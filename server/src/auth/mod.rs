@@ -11,14 +11,17 @@
 //! | `pacing` | how long answers take: the typical verification, the delays |
 //! | `upgrade` | re-hashing a legacy hash after a login, off the answer's path |
 
+mod backends;
 mod client;
 mod pacing;
 mod password;
 mod upgrade;
 
 pub use pacing::{Delays, Pacing};
+pub use password::Verified;
 
 use crate::config::Config;
+use crate::credentials::ManagerError;
 use crate::lockout::Lockout;
 use crate::store::RedisConn;
 use ropc_core::OAuthError;
@@ -40,6 +43,8 @@ pub enum Refused {
         /// Seconds until it may try again.
         retry_after: u64,
     },
+    /// The credential manager did not answer.
+    Backend(ManagerError),
 }
 
 impl Refused {
@@ -51,6 +56,7 @@ impl Refused {
             }
             Refused::Verify(VerifyError::Unavailable) => (OAuthError::OVERLOADED, 1),
             Refused::Throttled { retry_after } => (OAuthError::IP_THROTTLED, retry_after.max(1)),
+            Refused::Backend(e) => (OAuthError::BACKEND_UNAVAILABLE, e.retry_after()),
         }
     }
 }

@@ -5,12 +5,23 @@
 //! as a verification at the configured cost.
 
 use super::{Auth, Refused, UNAVAILABLE};
+use crate::credentials::NamedManager;
 use crate::live::Live;
 use crate::lockout::{Attempt, Gate, InFlight, Lockout, Outcome, FAILED_LOGINS, REFUSED_GUESSES};
-use ropc_core::PasswordOutcome;
+use ropc_core::{PasswordOutcome, UserRef};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What a password attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The answer for the core.
+    pub outcome: PasswordOutcome,
+    /// A valid login whose stored hash changed in its backend since it was
+    /// last seen: this user's earlier grants end.
+    pub ends_earlier_grants: Option<UserRef>,
+}
 
 /// A guess refused by a user's lock (or given up when its username
 /// locked), not yet counted against its IP: it counts when its answer is
@@ -46,17 +57,30 @@ impl Drop for RefusedGuess<'_> {
 }
 
 impl Auth {
-    /// Verifies a password under the brute-force policy: a locked username
-    /// or a throttled IP spends no hash. A locked username waits as long as
-    /// a hash takes, so that its answer cannot be told from a wrong password.
+    /// What a verification by `manager` (none: the default users file)
+    /// takes right now.
+    fn typical(&self, manager: Option<&Arc<NamedManager>>) -> Duration {
+        match manager {
+            Some(m) if !m.typical().is_zero() => m.typical(),
+            _ => self.pacing.typical(),
+        }
+    }
+
+    /// Verifies a password with `manager` (the client's; none: the default
+    /// users file) under the brute-force policy: a locked username or a
+    /// throttled IP spends no hash and asks no backend. A locked username
+    /// waits as long as a verification takes, so that its answer cannot be
+    /// told from a wrong password.
     pub async fn verify_password(
         &self,
         live: &Live,
+        manager: Option<&Arc<NamedManager>>,
         username: &str,
         password: &str,
         peer: IpAddr,
         now: u64,
-    ) -> Result<PasswordOutcome, Refused> {
+    ) -> Result<Verified, Refused> {
+        let locked = Verified { outcome: PasswordOutcome::Locked, ends_earlier_grants: None };
         let mut attempt = Attempt::new(username, peer, now);
         let admission = self.lockout.begin(&mut attempt).await.map_err(|_| UNAVAILABLE)?;
         match admission.gate {
@@ -80,9 +104,9 @@ impl Auth {
                 };
                 // Take as long as a real verification does right now, queue
                 // wait included.
-                self.pacing.sleep(self.pacing.typical()).await;
+                self.pacing.sleep(self.typical(manager)).await;
                 count.now().await;
-                return Ok(PasswordOutcome::Locked);
+                return Ok(locked);
             }
             Gate::Open => {}
         }
@@ -90,16 +114,13 @@ impl Auth {
         // request goes away first (its client disconnected while the hash
         // waited or ran), the guard releases the slot (see `InFlight`).
         let mut in_flight = InFlight::new(&self.lockout, &attempt);
-        // Unknown users are checked against the dummy hash, at the
-        // configured cost; only legacy or outdated hashes are not.
-        let at_current_cost = live.users.verifies_at_current_cost(username);
         let started = Instant::now();
         // When this job's hash would start, if it is hashed in turn behind
         // the queue it joins, and when its answer would come (for an
         // attempt abandoned below: only watched attempts can be).
         let queued = self.pacing.queue_wait();
         let answer_in_turn = self.pacing.mean_hash_time().map(|hash| queued.saturating_add(hash));
-        let verified = live.users.verify(&*self.verifier, username, password, Some(Arc::clone(&in_flight.started)));
+        let verified = self.check_login(live, manager, username, password, Arc::clone(&in_flight.started), now);
         let verified = match &admission.signal {
             None => verified.await,
             Some(signal) => tokio::select! {
@@ -121,20 +142,22 @@ impl Auth {
                     let count = RefusedGuess { lockout: &self.lockout, ip: peer, now, armed: true, hash_due, why: FAILED_LOGINS };
                     // It comes when the hash would have answered, so that
                     // the rest of a burst is not answered all at once.
-                    self.pacing.pad(started, answer_in_turn.unwrap_or_else(|| self.pacing.typical())).await;
+                    self.pacing.pad(started, answer_in_turn.unwrap_or_else(|| self.typical(manager))).await;
                     count.now().await;
-                    return Ok(PasswordOutcome::Locked);
+                    return Ok(locked);
                 }
             },
         };
-        let outcome = match verified {
-            Ok(outcome) => outcome,
+        let checked = match verified {
+            Ok(checked) => checked,
             Err(e) => {
+                // No answer (a full queue, a backend that is down): no count.
                 in_flight.disarm();
                 self.lockout.finish(&attempt, Outcome::NoAnswer).await;
-                return Err(Refused::Verify(e));
+                return Err(e);
             }
         };
+        let outcome = checked.outcome;
         let elapsed = started.elapsed();
         // Counted before any padding below: a client that hangs up while a
         // wrong password's answer is held back must not take its guess
@@ -142,18 +165,28 @@ impl Auth {
         in_flight.disarm();
         let counted = if matches!(outcome, PasswordOutcome::Valid(_)) { Outcome::Succeeded } else { Outcome::Failed };
         self.lockout.finish(&attempt, counted).await;
-        if at_current_cost {
-            self.pacing.observe(elapsed);
-        } else if outcome == PasswordOutcome::WrongPassword {
+        if checked.typical {
+            match manager {
+                Some(m) => m.observe(elapsed),
+                None => self.pacing.observe(elapsed),
+            }
+        } else if !matches!(outcome, PasswordOutcome::Valid(_)) {
             // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
-            // the dummy hash an unknown user costs: answer a wrong password
-            // no sooner than a verification at the configured cost, so that
-            // the timing does not tell that the user exists.
-            self.pacing.pad(started, self.pacing.typical()).await;
+            // the dummy hash an unknown user costs, and an unknown LDAP user
+            // costs no bind: answer no sooner than a verification at the
+            // configured cost, so that the timing does not tell that the
+            // user exists.
+            self.pacing.pad(started, self.typical(manager)).await;
         }
-        if let PasswordOutcome::Valid(user) = outcome {
-            self.upgrade_later(live, user, password);
-        }
-        Ok(outcome)
+        let ends_earlier_grants = match outcome {
+            PasswordOutcome::Valid(user) => {
+                if let Some(upgrade) = checked.upgrade {
+                    self.upgrade_later(live, upgrade, password);
+                }
+                checked.changed.then_some(user)
+            }
+            _ => None,
+        };
+        Ok(Verified { outcome, ends_earlier_grants })
     }
 }

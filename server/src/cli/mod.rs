@@ -8,11 +8,15 @@
 //! | `admin` | offline edits: clients, secrets, users |
 //! | `check` | `config check`, `jwt rotate-key` |
 //! | `reload` | `config reload`: validate, then signal the running server |
+//! | `sessions` | `sessions revoke`, through the admin socket or listener |
+//! | `credentials` | `credentials test`: a look-up, never the hash |
 
 mod admin;
 mod check;
+mod credentials;
 mod reload;
 mod serve;
+mod sessions;
 
 use crate::config::Config;
 use crate::logging::LogFormat;
@@ -75,6 +79,52 @@ enum Command {
     Jwt {
         #[command(subcommand)]
         command: JwtCommand,
+    },
+    /// End grants on the running server.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Try a credential manager.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCommand {
+    /// End every grant of a user (or of a client) on the running server
+    /// that FILE configures (every instance, with a shared Redis): refresh
+    /// tokens stop working, access tokens introspect inactive. Goes through
+    /// the admin socket or the admin listener.
+    Revoke {
+        /// The user whose grants end.
+        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
+        user: Option<String>,
+        /// The client whose grants end.
+        #[arg(long)]
+        client: Option<String>,
+        /// The user's credential manager (default: the users file).
+        #[arg(long, requires = "user")]
+        credential_manager: Option<String>,
+        /// The config file the server runs with.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CredentialsCommand {
+    /// Connect to a credential manager and look up the username read from
+    /// stdin: what it found (the hash's format, disabled or not), never the
+    /// hash. NAME is a [credential_managers.NAME] table, or `default`.
+    Test {
+        /// The manager.
+        name: String,
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -188,6 +238,12 @@ pub fn main() -> i32 {
         Command::Config { command: ConfigCommand::Check { file } } => check::config_check(&file),
         Command::Config { command: ConfigCommand::Reload { config, pid } } => reload::config_reload(&config, pid),
         Command::Jwt { command: JwtCommand::RotateKey { config } } => check::jwt_rotate_key(&config),
+        Command::Sessions { command: SessionsCommand::Revoke { user, client, credential_manager, config } } => {
+            sessions::revoke(user.as_deref(), client.as_deref(), credential_manager.as_deref(), &config)
+        }
+        Command::Credentials { command: CredentialsCommand::Test { name, config } } => {
+            read_line().and_then(|username| credentials::test(&name, &username, &config))
+        }
     };
     match result {
         Ok(()) => 0,
@@ -220,6 +276,17 @@ fn read_password(confirm: bool) -> Result<Zeroizing<String>, String> {
         }
     }
     check_password(line)
+}
+
+/// One line of stdin, without its newline (a username).
+fn read_line() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read stdin: {e}"))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    if line.is_empty() {
+        return Err("no username on stdin".into());
+    }
+    Ok(line)
 }
 
 fn check_password(p: Zeroizing<String>) -> Result<Zeroizing<String>, String> {

@@ -96,8 +96,11 @@ pub struct Config {
     pub dir: PathBuf,
     /// `host:port` to listen on.
     pub listen: String,
-    /// `host:port` for `/metrics` and `/healthz` only, plain HTTP.
+    /// `host:port` for `/metrics`, `/healthz` and the operator's `/admin/`
+    /// endpoints only, plain HTTP.
     pub admin_listen: Option<String>,
+    /// The local socket (Unix) for the same, mode 0600; none: no socket.
+    pub admin_socket: Option<PathBuf>,
     /// TLS mode.
     pub tls: TlsMode,
     /// Largest accepted request body, bytes.
@@ -232,6 +235,7 @@ impl Config {
             file: path.to_owned(),
             listen: server.listen,
             admin_listen: server.admin_listen,
+            admin_socket: server.admin_socket,
             tls: server.tls,
             max_body_bytes: server.max_body_bytes,
             header_read_timeout: server.header_read_timeout,

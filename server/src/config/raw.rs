@@ -102,6 +102,7 @@ pub(super) struct RawServer {
     #[serde(default = "default_listen")]
     pub(super) listen: Spanned<String>,
     pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) admin_socket: Option<Spanned<String>>,
     pub(super) tls: Option<Spanned<RawTls>>,
     #[serde(default = "default_max_body")]
     pub(super) max_body_bytes: Spanned<u64>,
@@ -122,6 +123,7 @@ impl Default for RawServer {
         Self {
             listen: default_listen(),
             admin_listen: None,
+            admin_socket: None,
             tls: None,
             max_body_bytes: default_max_body(),
             header_read_timeout: default_header_timeout(),

@@ -13,6 +13,7 @@ use toml::Spanned;
 pub(super) struct Server {
     pub(super) listen: String,
     pub(super) admin_listen: Option<String>,
+    pub(super) admin_socket: Option<std::path::PathBuf>,
     pub(super) tls: TlsMode,
     pub(super) max_body_bytes: usize,
     pub(super) header_read_timeout: Duration,
@@ -37,6 +38,9 @@ pub(super) fn bounded(
     }
 }
 
+/// The local admin socket's default name, beside the config file.
+pub const DEFAULT_ADMIN_SOCKET: &str = "ropc-admin.sock";
+
 fn is_host_port(s: &str) -> bool {
     s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
@@ -53,6 +57,11 @@ pub(super) fn parse(loc: &Locator<'_>, dir: &Path, server: &RawServer) -> Result
         Some(a) => Some(a.get_ref().clone()),
         None => None,
     };
+    let admin_socket = match server.admin_socket.as_ref().map(Spanned::get_ref) {
+        None => Some(dir.join(DEFAULT_ADMIN_SOCKET)),
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(dir.join(s)),
+    };
     let tls = match server.tls.as_ref().map(Spanned::get_ref) {
         None | Some(RawTls::SelfSigned) => TlsMode::SelfSigned,
         Some(RawTls::Off) => TlsMode::Off,
@@ -67,6 +76,7 @@ pub(super) fn parse(loc: &Locator<'_>, dir: &Path, server: &RawServer) -> Result
     Ok(Server {
         listen,
         admin_listen,
+        admin_socket,
         tls,
         max_body_bytes: max_body as usize,
         header_read_timeout: Duration::from_secs(header_timeout),

@@ -3,7 +3,7 @@
 //! configured parameters, so that it costs as much time as a wrong password.
 
 use crate::source::{read_file, SourceError};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use ropc_core::{PasswordOutcome, UserRef};
 use ropc_hash::{self as hash, HashParams, PasswordVerifier, StoredHash, VerifyError, VerifyJob};
 use std::collections::HashMap;
@@ -25,6 +25,13 @@ pub struct UserStore {
     live: usize,
     /// Each user's hash, replaced in place by an upgrade on login.
     hashes: Vec<RwLock<Arc<StoredHash>>>,
+    /// The hash an upgrade on login replaced, by index: the file may still
+    /// hold it (its rewrite is queued, or failed), which is no password
+    /// change.
+    upgraded_from: Vec<Mutex<Option<String>>>,
+    /// Users whose hash changed in the file since the previous generation
+    /// (not by ropc's own upgrade): their earlier grants end.
+    changed: Vec<UserRef>,
     dummy: Arc<StoredHash>,
     params: HashParams,
 }
@@ -88,24 +95,70 @@ impl UserStore {
         let too_many = || SourceError::file(path, "too many users (counting those removed since the server started)");
         // The previous users first, each at its old index (retired slots,
         // with an empty name, stay retired).
-        let previous = previous.map_or(&[][..], |p| &p.names[..]);
+        let previous_names = previous.map_or(&[][..], |p| &p.names[..]);
         let laid =
-            crate::slots::carry_over(previous.iter().map(|n| (!n.is_empty()).then_some(&**n)), fresh, |(n, _)| n);
+            crate::slots::carry_over(previous_names.iter().map(|n| (!n.is_empty()).then_some(&**n)), fresh, |(n, _)| n);
+        let mut changed = Vec::new();
+        let mut upgraded_from = Vec::new();
         for slot in laid {
             let user = UserRef(u32::try_from(names.len()).ok().filter(|u| *u != UserRef::NONE.0).ok_or_else(too_many)?);
             match slot {
                 Some((name, hash)) => {
+                    let (hash, from) = match previous {
+                        Some(p) if p.changed_to(user, hash.as_phc()) => {
+                            changed.push(user);
+                            (hash, None)
+                        }
+                        // The file still holds what ropc's upgrade replaced:
+                        // keep the upgraded hash until its rewrite lands.
+                        Some(p) if p.upgrade_pending(user, hash.as_phc()) => {
+                            let from = hash.as_phc().to_owned();
+                            (p.hash(user).unwrap_or(hash), Some(from))
+                        }
+                        _ => (hash, None),
+                    };
                     by_name.insert(name.to_string(), user);
                     names.push(name);
                     hashes.push(RwLock::new(hash));
+                    upgraded_from.push(Mutex::new(from));
                 }
                 None => {
                     names.push(Arc::from(""));
                     hashes.push(RwLock::new(Arc::clone(&dummy)));
+                    upgraded_from.push(Mutex::new(None));
                 }
             }
         }
-        Ok(Self { live: by_name.len(), by_name, names, hashes, dummy, params })
+        Ok(Self { live: by_name.len(), by_name, names, hashes, upgraded_from, changed, dummy, params })
+    }
+
+    /// Whether `phc`, the hash the file now holds for `user` (a slot of
+    /// this generation too), is a password change: neither the hash `user`
+    /// has here nor the one ropc's upgrade replaced.
+    fn changed_to(&self, user: UserRef, phc: &str) -> bool {
+        let i = user.0 as usize;
+        let Some(current) = self.hashes.get(i) else { return false };
+        if current.read().as_phc() == phc {
+            return false;
+        }
+        self.upgraded_from.get(i).is_none_or(|u| u.lock().as_deref() != Some(phc))
+    }
+
+    /// Whether `phc` is the hash ropc's upgrade replaced for `user`: its
+    /// rewrite of the file has not landed yet.
+    fn upgrade_pending(&self, user: UserRef, phc: &str) -> bool {
+        self.upgraded_from.get(user.0 as usize).is_some_and(|u| u.lock().as_deref() == Some(phc))
+    }
+
+    /// Users whose hash changed in the file since the previous generation,
+    /// other than by ropc's own upgrade: their earlier grants end.
+    pub fn changed(&self) -> &[UserRef] {
+        &self.changed
+    }
+
+    /// The hash unknown users are checked against, at the configured cost.
+    pub fn dummy(&self) -> Arc<StoredHash> {
+        Arc::clone(&self.dummy)
     }
 
     /// How many users there are (retired slots not counted).
@@ -191,6 +244,9 @@ impl UserStore {
             return false;
         }
         *slot = Arc::new(new);
+        if let Some(from) = self.upgraded_from.get(user.0 as usize) {
+            *from.lock() = Some(old.as_phc().to_owned());
+        }
         true
     }
 
@@ -277,6 +333,29 @@ mod tests {
         let third = UserStore::parse_after(Path::new("users"), &format!("bob:{h}\n"), SMALL, Some(&second)).unwrap();
         assert_eq!(third.find("bob"), Some(UserRef(4)));
         assert_eq!(third.len(), 1);
+    }
+
+    #[test]
+    fn a_reload_tells_a_changed_password_from_ropcs_own_upgrade() {
+        let (a, b, c) = (
+            hash::hash_password(b"a", SMALL).unwrap(),
+            hash::hash_password(b"b", SMALL).unwrap(),
+            hash::hash_password(b"c", SMALL).unwrap(),
+        );
+        let first = UserStore::parse(Path::new("users"), &format!("alice:{a}\nbob:{a}\ncarol:{a}\n"), SMALL).unwrap();
+        assert!(first.changed().is_empty());
+        // bob's hash is upgraded by ropc (in memory; the file still says a).
+        let bob = first.find("bob").unwrap();
+        assert!(first.replace(bob, &first.hash(bob).unwrap(), StoredHash::parse(&b).unwrap()));
+        // The file: alice changed, bob still the old one, carol unchanged.
+        let text = format!("alice:{c}\nbob:{a}\ncarol:{a}\n");
+        let second = UserStore::parse_after(Path::new("users"), &text, SMALL, Some(&first)).unwrap();
+        assert_eq!(second.changed(), [first.find("alice").unwrap()]);
+        assert_eq!(second.hash(bob).unwrap().as_phc(), b, "the upgrade is kept until the file has it");
+        // Then the upgrade reaches the file: no change either.
+        let text = format!("alice:{c}\nbob:{b}\ncarol:{a}\n");
+        let third = UserStore::parse_after(Path::new("users"), &text, SMALL, Some(&second)).unwrap();
+        assert!(third.changed().is_empty(), "{:?}", third.changed());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use crate::clock;
 use crate::live::Live;
 use crate::metrics::Success;
 use crate::provider::Platform;
-use crate::store::{Commit, TokenStore, Tokens};
+use crate::store::{Commit, Names, TokenStore, Tokens, Whose};
 use ropc_core::basic::SCRATCH_LEN;
-use ropc_core::{GrantType, Issued, JwtIssuer, LostRace, OAuthError, Step};
+use ropc_core::{AccountState, GrantType, Issued, JwtIssuer, LostRace, OAuthError, Step};
 use std::net::IpAddr;
 use zeroize::Zeroizing;
 
@@ -100,9 +100,19 @@ impl Grants<'_> {
                     }
                 }
                 Step::VerifyPassword { username, password } => {
-                    let checked = self.auth.verify_password(live, username, password.expose(), peer, clock::now());
+                    let manager = grant.client().and_then(|c| live.manager_of(c));
+                    let now = clock::now();
+                    let checked = self.auth.verify_password(live, manager, username, password.expose(), peer, now);
                     match checked.await {
-                        Ok(result) => grant.password_verified(result),
+                        Ok(verified) => {
+                            if let Some(user) = verified.ends_earlier_grants {
+                                // Before this grant is stored: it is not one of them.
+                                if self.end_user_grants(live, user, now).await.is_err() {
+                                    break Ok(Err(OAuthError::STORE_FAILED));
+                                }
+                            }
+                            grant.password_verified(verified.outcome)
+                        }
                         Err(r) => break Err(r),
                     }
                 }
@@ -110,7 +120,27 @@ impl Grants<'_> {
                     Ok(record) => grant.refresh_token_loaded(record, clock::now()),
                     Err(_) => break Ok(Err(OAuthError::STORE_FAILED)),
                 },
-                Step::CheckAccount { .. } => grant.account_checked(ropc_core::AccountState::Active, clock::now()),
+                Step::CheckAccount { user, issued_at } => {
+                    let now = clock::now();
+                    match self.auth.account_state(live, user, issued_at, now).await {
+                        Ok((state, ends_earlier)) => {
+                            if ends_earlier && self.end_user_grants(live, user, now).await.is_err() {
+                                break Ok(Err(OAuthError::STORE_FAILED));
+                            }
+                            if state != AccountState::Active {
+                                tracing::info!(
+                                    event = "grant_ended",
+                                    client = ?outcome.client_id.as_deref().unwrap_or("-"),
+                                    user = ?live.owner(user).map(|o| o.username.to_string()).unwrap_or_default(),
+                                    why = ?state,
+                                    "the account changed: the grant ends at its refresh"
+                                );
+                            }
+                            grant.account_checked(state, now);
+                        }
+                        Err(r) => break Err(r),
+                    }
+                }
                 Step::RevokeFamily { family, until } => match self.tokens.revoke_family(family, until).await {
                     Ok(()) => {
                         tracing::warn!(
@@ -124,7 +154,8 @@ impl Grants<'_> {
                     Err(_) => break Ok(Err(OAuthError::STORE_FAILED)),
                 },
                 Step::Issue => {
-                    let subject = grant.wants_jwt().then(|| live.users.name(grant.user()).cloned()).flatten();
+                    let owner = grant.wants_jwt().then(|| live.owner(grant.user())).flatten();
+                    let subject = owner.as_ref().map(|o| o.subject().to_owned());
                     // Without keys the core answers server_error (signing_failure).
                     let jwt = live.jwt.as_ref().filter(|_| grant.wants_jwt()).map(|keys| JwtIssuer {
                         signer: &keys.active,
@@ -150,6 +181,42 @@ impl Grants<'_> {
             Err(refused) => outcome.refused(live, refused),
         }
         outcome
+    }
+
+    /// Ends every grant of `whose` with a token issued up to `now` (a
+    /// password changed in the backend, an operator's revocation); returns
+    /// how many ended.
+    pub async fn end_grants(
+        &self,
+        live: &Live,
+        whose: Whose,
+        now: u64,
+        why: &'static str,
+    ) -> Result<usize, crate::store::StoreError> {
+        let horizon = now.saturating_add(live.engine.config.refresh_token_ttl.max(live.engine.config.access_token_ttl));
+        let (user, client) = match &whose {
+            Whose::User(o) => (Some(o.username.to_string()), None),
+            Whose::Client(c) => (None, live.client_id(*c).map(str::to_owned)),
+        };
+        let ended = self.tokens.end_grants(live, whose, now, horizon).await?;
+        if ended > 0 {
+            tracing::warn!(event = "grants_ended", user = ?user, client = ?client, grants = ended, why, "grants ended");
+        }
+        Ok(ended)
+    }
+
+    /// Ends `user`'s grants issued up to `now`: their password changed in
+    /// their backend.
+    async fn end_user_grants(
+        &self,
+        live: &Live,
+        user: ropc_core::UserRef,
+        now: u64,
+    ) -> Result<usize, crate::store::StoreError> {
+        match live.owner(user) {
+            Some(owner) => self.end_grants(live, Whose::User(owner), now, "password changed").await,
+            None => Ok(0),
+        }
     }
 
     /// Stores a grant's records; settles a lost rotation race as the engine

@@ -5,7 +5,7 @@ use super::{GrantOutcome, Grants};
 use crate::clock;
 use crate::live::Live;
 use crate::metrics::Success;
-use crate::store::{StoreError, TokenStore};
+use crate::store::{Names, StoreError, TokenStore};
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::{OAuthError, QueryKind, QueryStep};
 use std::net::IpAddr;
@@ -90,9 +90,10 @@ impl Grants<'_> {
                 });
             }
             QueryKind::Introspection => {
-                let users = &live.users;
-                let name =
-                    |u| users.name(u).map(|n| ropc_core::Owner { username: n.to_string(), subject: n.to_string() });
+                let name = |u| {
+                    live.owner(u)
+                        .map(|o| ropc_core::Owner { username: o.username.to_string(), subject: o.subject().to_owned() })
+                };
                 let active = query.write_introspection(now, &live.issuer, &name, &mut outcome.body);
                 outcome.result = Ok(if active { Success::Active } else { Success::Inactive });
             }

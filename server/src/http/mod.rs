@@ -7,6 +7,7 @@
 //! | `respond` | the responses and the headers each one owes |
 //! | `observe` | the metrics and the log line of each request |
 
+pub mod admin;
 mod body;
 mod observe;
 mod respond;
@@ -36,8 +37,11 @@ pub enum Listener {
     /// The main listener: every endpoint (and `/metrics` unless an admin
     /// listener is configured).
     Main,
-    /// `[server] admin_listen`: only `/metrics` and `/healthz`.
+    /// `[server] admin_listen`: `/metrics`, `/healthz` and the operator's
+    /// `/admin/` endpoints.
     Admin,
+    /// The local admin socket (`[server] admin_socket`): the same.
+    Socket,
 }
 
 /// Routes one request.
@@ -55,7 +59,7 @@ pub async fn handle(
     let metrics_here = match listener {
         // Listeners are set at start: the start-up config says.
         Listener::Main => app.boot().admin_listen.is_none(),
-        Listener::Admin => true,
+        Listener::Admin | Listener::Socket => true,
     };
     if path == routes::METRICS && metrics_here {
         return Ok(match method {
@@ -67,8 +71,14 @@ pub async fn handle(
             _ => method_not_allowed("GET, HEAD", false),
         });
     }
-    if listener == Listener::Admin && path != routes::HEALTHZ {
-        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+    if listener != Listener::Main {
+        return Ok(match (path, &method) {
+            (routes::HEALTHZ, &Method::GET | &Method::HEAD) => healthz(&app, &live).await,
+            (routes::HEALTHZ, _) => method_not_allowed("GET, HEAD", false),
+            (admin::SESSIONS_REVOKE, &Method::POST) => admin::sessions_revoke(&app, &live, req.into_body()).await,
+            (admin::SESSIONS_REVOKE, _) => method_not_allowed("POST", false),
+            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        });
     }
     let endpoints = &live.config.endpoints;
     let form = if path == endpoints.token {
@@ -89,7 +99,7 @@ pub async fn handle(
         }
     } else if path == routes::HEALTHZ {
         if get {
-            healthz(&app).await
+            healthz(&app, &live).await
         } else {
             method_not_allowed("GET, HEAD", false)
         }
@@ -110,14 +120,26 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn healthz(app: &App) -> Response<Body> {
-    if app.is_draining() {
-        plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+/// `200` while serving; `503` while draining or while the token store is
+/// down. One line more per named credential manager says whether it
+/// answers: a manager that is down fails its own clients' logins (503),
+/// not the server's other work, so it does not fail the check.
+async fn healthz(app: &App, live: &Live) -> Response<Body> {
+    let (status, first) = if app.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else if !app.tokens.is_up().await {
-        plain(StatusCode::SERVICE_UNAVAILABLE, "token store unavailable\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "token store unavailable\n")
     } else {
-        plain(StatusCode::OK, "ok\n")
+        (StatusCode::OK, "ok\n")
+    };
+    let managers = live.managers.health_lines();
+    if managers.is_empty() {
+        return plain(status, first);
     }
+    let mut r = Response::new(Body::from(format!("{first}{managers}")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
 }
 
 /// `application/x-www-form-urlencoded`, parameters (e.g. charset) allowed.

@@ -4,9 +4,11 @@
 //! signals around it: the sweeper, SIGTERM and SIGHUP.
 
 mod signals;
+mod socket;
 mod sweeper;
 
 pub use signals::{reload_on_sighup, shutdown_signal, take_sighup};
+pub use socket::AdminSocket;
 use sweeper::Sweeper;
 
 use crate::app::{App, StartError};
@@ -39,6 +41,7 @@ pub struct Server {
     app: Arc<App>,
     listeners: Vec<TcpListener>,
     admin: Vec<TcpListener>,
+    socket: Option<AdminSocket>,
     tls: Option<TlsAcceptor>,
     /// The certificate clients should trust, for self-signed TLS.
     pub ca_file: Option<PathBuf>,
@@ -70,7 +73,22 @@ impl Server {
                 tracing::warn!("Redis does not answer at start: token requests get 503 until it does");
             }
         }
-        Ok(Self { app, listeners, admin, tls: tls.map(TlsAcceptor::from), ca_file })
+        let socket = match &app.boot().admin_socket {
+            None => None,
+            Some(path) => match AdminSocket::bind(path) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot serve the admin socket: the operator's tools need admin_listen");
+                    None
+                }
+            },
+        };
+        Ok(Self { app, listeners, admin, socket, tls: tls.map(TlsAcceptor::from), ca_file })
+    }
+
+    /// The admin socket's path, if it is served.
+    pub fn admin_socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_ref().map(AdminSocket::path)
     }
 
     /// The bound admin addresses (`/metrics`, `/healthz`).
@@ -99,7 +117,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { app, listeners, admin, tls, .. } = self;
+        let Server { app, listeners, admin, socket, tls, .. } = self;
         // Listeners, limits and timeouts of the connection layer are set
         // once, from the configuration the server started with.
         let config = app.boot().clone();
@@ -159,6 +177,10 @@ impl Server {
                     }
                 }
             }));
+        }
+
+        if let Some(socket) = socket {
+            accept_loops.push(tokio::spawn(socket.serve(Arc::clone(&app))));
         }
 
         shutdown.await;

@@ -45,8 +45,10 @@ pub fn take_sighup() -> Option<tokio::signal::unix::Signal> {
 pub async fn reload_on_sighup(app: Arc<App>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
-        let app = Arc::clone(&app);
+        let blocking = Arc::clone(&app);
         // The outcome is logged (config_commit or config_rejected).
-        let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+        if let Ok(Ok(committed)) = tokio::task::spawn_blocking(move || blocking.reload()).await {
+            app.after_commit(&committed).await;
+        }
     }
 }

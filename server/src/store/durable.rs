@@ -8,7 +8,7 @@
 //! same refresh token is not taken for a replay.
 
 use super::wal::{self, Entry, SnapshotFn, Wal};
-use super::{Commit, Names, ShardedTokenMap, StoreError, TokenStore};
+use super::{Commit, Names, ShardedTokenMap, StoreError, TokenStore, Whose};
 use ropc_core::{FamilyId, Issued, TokenKey, TokenKind, TokenRecord};
 use ropc_metrics::Exposition;
 use std::path::Path;
@@ -134,5 +134,49 @@ impl TokenStore for MemoryStore {
             Some(wal) => wal.append(&[Entry::RevokeFamily(family.0, until)]).await,
             None => Ok(()),
         }
+    }
+
+    /// A scan of the whole map, one shard at a time (no shard is held
+    /// while the next is read): an operator's action or a password change,
+    /// rare enough for that.
+    async fn end_grants(&self, names: &dyn Names, whose: Whose, before: u64, until: u64) -> Result<usize, StoreError> {
+        let whose = match whose {
+            Whose::User(owner) => match names.user(&owner) {
+                Some(user) => Ok(user),
+                // Nobody this process knows: no record of theirs.
+                None => return Ok(0),
+            },
+            Whose::Client(client) => Err(client),
+        };
+        // Off the request threads: a million records take tens of ms.
+        let map = Arc::clone(&self.map);
+        let scan = move || {
+            let mut families = std::collections::HashSet::new();
+            map.for_each(|_, r| {
+                let theirs = match whose {
+                    Ok(user) => r.user == user,
+                    Err(client) => r.client == client,
+                };
+                if theirs && r.issued_at <= before {
+                    families.insert(r.family);
+                }
+            });
+            families
+        };
+        let families = tokio::task::spawn_blocking(scan).await.map_err(|_| StoreError)?;
+        let mut ended = 0;
+        let mut entries = Vec::with_capacity(families.len());
+        for family in families {
+            if self.map.is_revoked(family) {
+                continue;
+            }
+            let until = self.map.revoke_family_now(family, until);
+            entries.push(Entry::RevokeFamily(family.0, until));
+            ended += 1;
+        }
+        if let Some(wal) = &self.wal {
+            wal.append(&entries).await?;
+        }
+        Ok(ended)
     }
 }

@@ -189,6 +189,11 @@ impl ShardedTokenMap {
         });
     }
 
+    /// Whether `family` is revoked.
+    pub fn is_revoked(&self, family: FamilyId) -> bool {
+        self.revoked_count.load(Ordering::Acquire) > 0 && self.revoked.read().contains_key(&family)
+    }
+
     /// The revoked families and until when.
     pub fn revoked_list(&self) -> Vec<(FamilyId, u64)> {
         self.revoked.read().iter().map(|(f, u)| (*f, *u)).collect()

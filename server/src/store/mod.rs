@@ -31,6 +31,7 @@ use ropc_core::{ClientIndex, FamilyId, Issued, TokenKey, TokenRecord, UserRef};
 use ropc_metrics::Exposition;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 /// The store could not answer (a networked backend is down or timed out,
 /// or the token log could not be written).
@@ -56,6 +57,37 @@ pub enum Commit {
     LostRace,
 }
 
+/// A stored hash's fingerprint (the first 16 bytes of its SHA-256), kept
+/// with an account's records so that a password changed while the records
+/// were away (another instance, a restart) is still noticed.
+pub type HashPrint = [u8; 16];
+
+/// Who a user's token belongs to, by name: what leaves the process instead
+/// of the record's [`UserRef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The credential manager (none: the default users file).
+    pub manager: Option<Arc<str>>,
+    /// The name the user typed.
+    pub username: Arc<str>,
+    /// The subject the manager gives them (none: the username).
+    pub subject: Option<Arc<str>>,
+    /// The stored hash's fingerprint when the token was issued, if known.
+    pub hash: Option<HashPrint>,
+}
+
+impl Owner {
+    /// A default-manager user, known by name only.
+    pub fn named(username: &str) -> Self {
+        Self { manager: None, username: Arc::from(username), subject: None, hash: None }
+    }
+
+    /// The subject (`sub`): the manager's, or the username.
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.username)
+    }
+}
+
 /// How one configuration generation names what records number: clients,
 /// users and scopes. Records that leave the process are written and read
 /// by name, so that another instance, or this one after a restart or a
@@ -65,18 +97,18 @@ pub trait Names: Send + Sync {
     fn client_id(&self, client: ClientIndex) -> Option<&str>;
     /// The index of the client called `id`.
     fn client(&self, id: &str) -> Option<ClientIndex>;
-    /// The name of the user at `user`, unless that slot is retired.
-    fn user_name(&self, user: UserRef) -> Option<&str>;
-    /// The index of the user called `name`.
-    fn user(&self, name: &str) -> Option<UserRef>;
+    /// Who `user` is, unless this generation no longer knows them.
+    fn owner(&self, user: UserRef) -> Option<Owner>;
+    /// The number of the user `owner` names (numbering an account of a
+    /// named manager if need be), unless this generation does not know them.
+    fn user(&self, owner: &Owner) -> Option<UserRef>;
     /// The scopes.
     fn scopes(&self) -> &ScopeRegistry;
 
     /// Whether a record still belongs to this generation: its client and
     /// its user (if any) were not removed.
     fn owns(&self, record: &TokenRecord) -> bool {
-        self.client_id(record.client).is_some()
-            && (record.user == UserRef::NONE || self.user_name(record.user).is_some())
+        self.client_id(record.client).is_some() && (record.user == UserRef::NONE || self.owner(record.user).is_some())
     }
 }
 
@@ -109,6 +141,27 @@ pub trait TokenStore: Send + Sync {
     /// Revokes every token of `family` until `until` (seconds since the
     /// epoch), by which all of them have expired.
     fn revoke_family(&self, family: FamilyId, until: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends every grant of `whose` with a token issued at or before
+    /// `before`: their families are revoked until `until`. Returns how many
+    /// grants ended (families not revoked already).
+    fn end_grants(
+        &self,
+        names: &dyn Names,
+        whose: Whose,
+        before: u64,
+        until: u64,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Whose grants to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Whose {
+    /// One user's (of any client), by name: another instance may have
+    /// issued them.
+    User(Owner),
+    /// One client's (of any user).
+    Client(ClientIndex),
 }
 
 /// The store the server runs: one of the backends, chosen at start.
@@ -188,6 +241,13 @@ impl TokenStore for Tokens {
         match self {
             Tokens::Memory(m) => m.revoke_family(family, until).await,
             Tokens::Redis(r) => r.revoke_family(family, until).await,
+        }
+    }
+
+    async fn end_grants(&self, names: &dyn Names, whose: Whose, before: u64, until: u64) -> Result<usize, StoreError> {
+        match self {
+            Tokens::Memory(m) => m.end_grants(names, whose, before, until).await,
+            Tokens::Redis(r) => r.end_grants(names, whose, before, until).await,
         }
     }
 }

@@ -8,17 +8,26 @@
 //!
 //! ```text
 //! bytes  0..16  family id, 16 lowercase hex digits
-//!       16      kind: 'a' access, 'r' refresh
+//!       16      kind: 'a' access, 'r' refresh; 'A', 'R': the same, with an owner (below)
 //!       17..33  retired_at, 16 hex digits (0: not retired)
 //!       33..49  issued_at, 16 hex digits
 //!       49..65  expires_at, 16 hex digits
 //!       65..69  length of the client id, 4 hex digits; then the client id
 //!               then 4 hex digits and the scope (space-separated names)
-//!               then the username, to the end (empty: no user)
+//!       'a', 'r': then the username, to the end (empty: no user)
+//!       'A', 'R': then 4 hex digits and the credential manager's name,
+//!               4 hex digits and the username, 4 hex digits and the
+//!               subject (empty: the username), and the hash's fingerprint
+//!               (32 hex digits, or nothing)
 //! ```
+//!
+//! A default-manager user's record is written as `a`/`r`, as before
+//! credential managers were named, so that instances of either version read
+//! each other's records during a rolling upgrade.
 
-use super::Names;
+use super::{Names, Owner};
 use ropc_core::{FamilyId, TokenKind, TokenRecord, UserRef};
+use std::sync::Arc;
 
 /// Offset of the retired time in an encoded record.
 pub const RETIRED_AT: usize = 17;
@@ -42,8 +51,8 @@ pub struct Portable {
     pub client: String,
     /// The granted scope, space-separated.
     pub scope: String,
-    /// The username (none for client credentials).
-    pub user: Option<String>,
+    /// Who it belongs to (none for client credentials).
+    pub owner: Option<Owner>,
 }
 
 impl std::fmt::Debug for Portable {
@@ -70,23 +79,42 @@ fn push_hex(out: &mut Vec<u8>, v: u64, digits: u32) {
     }
 }
 
-/// Lengths are bounded by the config (ids) and the users file (names);
-/// longer ones are cut at 0xffff, which decodes as garbage and is refused
-/// there.
-fn write_encoded(out: &mut Vec<u8>, f: &Fields, client: &str, scope: &str, user: &str) {
+/// `s` after its length in 4 hex digits. Lengths are bounded by the config
+/// (ids, names) and the credential managers (usernames, subjects); longer
+/// ones are cut at 0xffff, which decodes as garbage and is refused there.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    push_hex(out, s.len().min(0xffff) as u64, 4);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn write_encoded(out: &mut Vec<u8>, f: &Fields, client: &str, scope: &str, owner: Option<&Owner>) {
     push_hex(out, f.family, 16);
-    out.push(match f.kind {
-        TokenKind::Access => b'a',
-        TokenKind::Refresh => b'r',
+    let plain = owner.is_none_or(|o| o.manager.is_none() && o.subject.is_none() && o.hash.is_none());
+    out.push(match (f.kind, plain) {
+        (TokenKind::Access, true) => b'a',
+        (TokenKind::Refresh, true) => b'r',
+        (TokenKind::Access, false) => b'A',
+        (TokenKind::Refresh, false) => b'R',
     });
     push_hex(out, f.retired_at, 16);
     push_hex(out, f.issued_at, 16);
     push_hex(out, f.expires_at, 16);
-    push_hex(out, client.len().min(0xffff) as u64, 4);
-    out.extend_from_slice(client.as_bytes());
-    push_hex(out, scope.len().min(0xffff) as u64, 4);
-    out.extend_from_slice(scope.as_bytes());
-    out.extend_from_slice(user.as_bytes());
+    push_str(out, client);
+    push_str(out, scope);
+    match owner {
+        None => {}
+        Some(o) if plain => out.extend_from_slice(o.username.as_bytes()),
+        Some(o) => {
+            push_str(out, o.manager.as_deref().unwrap_or(""));
+            push_str(out, &o.username);
+            push_str(out, o.subject.as_deref().unwrap_or(""));
+            if let Some(hash) = o.hash {
+                for b in hash {
+                    push_hex(out, u64::from(b), 2);
+                }
+            }
+        }
+    }
 }
 
 impl Portable {
@@ -94,7 +122,7 @@ impl Portable {
     /// user is no longer configured.
     pub fn from_record(record: &TokenRecord, names: &dyn Names) -> Option<Self> {
         let client = names.client_id(record.client)?.to_owned();
-        let user = if record.user == UserRef::NONE { None } else { Some(names.user_name(record.user)?.to_owned()) };
+        let owner = if record.user == UserRef::NONE { None } else { Some(names.owner(record.user)?) };
         Some(Self {
             family: record.family.0,
             kind: record.kind,
@@ -103,7 +131,7 @@ impl Portable {
             expires_at: record.expires_at,
             client,
             scope: names.scopes().to_string(record.scope),
-            user,
+            owner,
         })
     }
 
@@ -111,9 +139,9 @@ impl Portable {
     /// configured there. Scopes `names` does not define are dropped.
     pub fn to_record(&self, names: &dyn Names) -> Option<TokenRecord> {
         let client = names.client(&self.client)?;
-        let user = match &self.user {
+        let user = match &self.owner {
             None => UserRef::NONE,
-            Some(name) => names.user(name)?,
+            Some(owner) => names.user(owner)?,
         };
         let scope = if self.scope.is_empty() {
             ropc_core::scope::ScopeSet::EMPTY
@@ -134,7 +162,7 @@ impl Portable {
 
     /// The encoding described in the module documentation.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(80 + self.client.len() + self.scope.len());
+        let mut out = Vec::with_capacity(96 + self.client.len() + self.scope.len());
         let fields = Fields {
             family: self.family,
             kind: self.kind,
@@ -142,7 +170,7 @@ impl Portable {
             issued_at: self.issued_at,
             expires_at: self.expires_at,
         };
-        write_encoded(&mut out, &fields, &self.client, &self.scope, self.user.as_deref().unwrap_or(""));
+        write_encoded(&mut out, &fields, &self.client, &self.scope, self.owner.as_ref());
         out
     }
 
@@ -151,11 +179,11 @@ impl Portable {
     /// path); false if the client or user is no longer configured.
     pub fn encode_record(record: &TokenRecord, names: &dyn Names, out: &mut Vec<u8>) -> bool {
         let Some(client) = names.client_id(record.client) else { return false };
-        let user = if record.user == UserRef::NONE {
+        let owner = if record.user == UserRef::NONE {
             None
         } else {
-            match names.user_name(record.user) {
-                Some(name) => Some(name),
+            match names.owner(record.user) {
+                Some(owner) => Some(owner),
                 None => return false,
             }
         };
@@ -168,35 +196,8 @@ impl Portable {
             issued_at: record.issued_at,
             expires_at: record.expires_at,
         };
-        write_encoded(out, &fields, client, &scope, user.unwrap_or(""));
+        write_encoded(out, &fields, client, &scope, owner.as_ref());
         true
-    }
-
-    #[cfg(test)]
-    fn encode_with_format(&self) -> Vec<u8> {
-        use std::io::Write;
-        let user = self.user.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(80 + self.client.len() + self.scope.len() + user.len());
-        let kind = match self.kind {
-            TokenKind::Access => 'a',
-            TokenKind::Refresh => 'r',
-        };
-        // Lengths are bounded by the config (ids) and the users file
-        // (names); longer ones are cut at 0xffff, which decodes as garbage
-        // and is refused there.
-        let _ = write!(
-            out,
-            "{:016x}{kind}{:016x}{:016x}{:016x}{:04x}{}{:04x}{}{user}",
-            self.family,
-            self.retired_at,
-            self.issued_at,
-            self.expires_at,
-            self.client.len().min(0xffff),
-            self.client,
-            self.scope.len().min(0xffff),
-            self.scope,
-        );
-        out
     }
 
     /// Reads [`Portable::encode`]'s output; none if it is malformed.
@@ -207,21 +208,49 @@ impl Portable {
             digits.bytes().all(|b| b.is_ascii_hexdigit()).then_some(())?;
             u64::from_str_radix(digits, 16).ok()
         };
+        // A length-prefixed string at `at`: it and where the next begins.
+        let string = |at: usize| -> Option<(&str, usize)> {
+            let len = usize::try_from(hex(at, 4)?).ok()?;
+            Some((text.get(at + 4..at + 4 + len)?, at + 4 + len))
+        };
         let family = hex(0, HEX)?;
-        let kind = match text.as_bytes().get(16)? {
-            b'a' => TokenKind::Access,
-            b'r' => TokenKind::Refresh,
+        let (kind, with_owner) = match text.as_bytes().get(16)? {
+            b'a' => (TokenKind::Access, false),
+            b'r' => (TokenKind::Refresh, false),
+            b'A' => (TokenKind::Access, true),
+            b'R' => (TokenKind::Refresh, true),
             _ => return None,
         };
         let retired_at = hex(RETIRED_AT, HEX)?;
         let issued_at = hex(33, HEX)?;
         let expires_at = hex(49, HEX)?;
-        let client_len = usize::try_from(hex(65, 4)?).ok()?;
-        let client = text.get(69..69 + client_len)?;
-        let at = 69 + client_len;
-        let scope_len = usize::try_from(hex(at, 4)?).ok()?;
-        let scope = text.get(at + 4..at + 4 + scope_len)?;
-        let user = text.get(at + 4 + scope_len..)?;
+        let (client, at) = string(65)?;
+        let (scope, at) = string(at)?;
+        let owner = if with_owner {
+            let (manager, at) = string(at)?;
+            let (username, at) = string(at)?;
+            let (subject, at) = string(at)?;
+            let hash = match text.get(at..)? {
+                "" => None,
+                h if h.len() == 32 => {
+                    let mut out = [0u8; 16];
+                    for (i, b) in out.iter_mut().enumerate() {
+                        *b = u8::try_from(hex(at + 2 * i, 2)?).ok()?;
+                    }
+                    Some(out)
+                }
+                _ => return None,
+            };
+            Some(Owner {
+                manager: (!manager.is_empty()).then(|| Arc::from(manager)),
+                username: Arc::from(username),
+                subject: (!subject.is_empty()).then(|| Arc::from(subject)),
+                hash,
+            })
+        } else {
+            let user = text.get(at..)?;
+            (!user.is_empty()).then(|| Owner::named(user))
+        };
         Some(Self {
             family,
             kind,
@@ -230,7 +259,7 @@ impl Portable {
             expires_at,
             client: client.to_owned(),
             scope: scope.to_owned(),
-            user: (!user.is_empty()).then(|| user.to_owned()),
+            owner,
         })
     }
 }
@@ -238,6 +267,31 @@ impl Portable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The v1 encoding written with `format!`, as a second opinion on the
+    /// hand-written hex.
+    fn encode_with_format(p: &Portable) -> Vec<u8> {
+        use std::io::Write;
+        let user = p.owner.as_ref().map_or("", |o| &*o.username);
+        let mut out = Vec::new();
+        let kind = match p.kind {
+            TokenKind::Access => 'a',
+            TokenKind::Refresh => 'r',
+        };
+        let _ = write!(
+            out,
+            "{:016x}{kind}{:016x}{:016x}{:016x}{:04x}{}{:04x}{}{user}",
+            p.family,
+            p.retired_at,
+            p.issued_at,
+            p.expires_at,
+            p.client.len().min(0xffff),
+            p.client,
+            p.scope.len().min(0xffff),
+            p.scope,
+        );
+        out
+    }
 
     #[test]
     fn round_trips_and_refuses_garbage() {
@@ -249,13 +303,13 @@ mod tests {
             expires_at: 1_700_086_400,
             client: "legacy|app".into(),
             scope: "read write".into(),
-            user: Some("jörg: with|bars".into()),
+            owner: Some(Owner::named("jörg: with|bars")),
         };
         let bytes = p.encode();
         assert_eq!(&bytes[RETIRED_AT..RETIRED_AT + HEX], b"0000000000000000");
         assert_eq!(Portable::decode(&bytes), Some(p.clone()));
-        assert_eq!(bytes, p.encode_with_format(), "the hand-written hex matches format!'s");
-        let cc = Portable { user: None, scope: String::new(), kind: TokenKind::Access, ..p.clone() };
+        assert_eq!(bytes, encode_with_format(&p), "the hand-written hex matches format!'s");
+        let cc = Portable { owner: None, scope: String::new(), kind: TokenKind::Access, ..p.clone() };
         assert_eq!(Portable::decode(&cc.encode()), Some(cc));
         // A retired time written in place, as the Redis script does.
         let mut retired = bytes.clone();
@@ -270,5 +324,36 @@ mod tests {
         let mut too_long = bytes;
         too_long[65..69].copy_from_slice(b"ffff");
         assert_eq!(Portable::decode(&too_long), None);
+    }
+
+    /// A named manager's user travels with its manager, subject and hash
+    /// fingerprint, as `A`/`R` records; the Redis script's offsets hold.
+    #[test]
+    fn an_owner_of_a_named_manager_round_trips() {
+        let owner = Owner {
+            manager: Some(Arc::from("legacy_db")),
+            username: Arc::from("alice"),
+            subject: Some(Arc::from("17")),
+            hash: Some([0xab; 16]),
+        };
+        let p = Portable {
+            family: 7,
+            kind: TokenKind::Refresh,
+            retired_at: 0,
+            issued_at: 100,
+            expires_at: 200,
+            client: "shop".into(),
+            scope: "read".into(),
+            owner: Some(owner.clone()),
+        };
+        let bytes = p.encode();
+        assert_eq!(bytes[16], b'R');
+        assert_eq!(&bytes[RETIRED_AT..RETIRED_AT + HEX], b"0000000000000000");
+        assert_eq!(Portable::decode(&bytes), Some(p.clone()));
+        let without_hash = Portable { owner: Some(Owner { hash: None, ..owner }), ..p };
+        assert_eq!(Portable::decode(&without_hash.encode()), Some(without_hash.clone()));
+        let mut bad = without_hash.encode();
+        bad.extend_from_slice(b"abc");
+        assert_eq!(Portable::decode(&bad), None, "a fingerprint is 32 hex digits or nothing");
     }
 }

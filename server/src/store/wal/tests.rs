@@ -25,7 +25,7 @@ fn portable(expires_at: u64) -> Portable {
         expires_at,
         client: "legacy".into(),
         scope: "read".into(),
-        user: Some("alice".into()),
+        owner: Some(crate::store::Owner::named("alice")),
     }
 }
 

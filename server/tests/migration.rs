@@ -7,8 +7,8 @@ use crate::support::*;
 use std::time::{Duration, Instant};
 
 /// One hash per legacy format, all of the password `pw-legacy`, made by tools
-/// other than the crates that verify them (see `server/src/hash/phc.rs`).
-const LEGACY: [&str; 10] = [
+/// other than the crates that verify them (see `hash/src/legacy.rs`).
+const LEGACY: [&str; 16] = [
     "$5$saltsalt$x17in3caGsBwDU2ZoGPQIZ66Z/CyU.7rqeq9PpRfo6A",
     "$6$saltsalt$HesR2wpSRtAhqbwNYjqoN1g3hsmpmiDskwrGRbSr4XSs7VmD4BbZeQDBeWx2ae65MfQighTdIAKiA/DtTrU3A/",
     "$apr1$saltsalt$kt1dLoKx.9Du6IoaufuYk.",
@@ -19,6 +19,12 @@ const LEGACY: [&str; 10] = [
     "$2a$04$ff2R9m1X/MCH8wpDT1H6m.XVwF7QYDs1qRBu8HHkPi726U60KSgEu",
     "$2b$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu",
     "$2y$04$b4Nlm6sCYmHVhwj6Rg6cWuw3fm95TqxxIpKj26vIja2QrfiMf5EYu",
+    "$P$6saltsaltOCbaLt38M9Aa19y.EtopW/",
+    "$H$9abcdefghjzkkI/FAxkmSNYcK994au/",
+    "{SSHA}82tXlg5yQ4YnYZXfT74VbhuQZxcoYK0v",
+    "{SSHA256}R3EJeUFSymYIZBj/ZybTCqFtE0UuXLKb+y1g7wv2BfM7UT4nx/4NXw==",
+    "{SSHA512}b/ckDGHOr8yeYvniMrbfrnKb2p6lFJjPRVYCBbAQLtwHRw/HL0rsmLLhRJpKaRqp/MB+MD2zILR1SC7tKCn/thj+unPhQqEC",
+    "{CRYPT}$6$4oxyD9Ul$QwjR8CMDdm2LHgb.qM/.NaPZBMry2X.M1mJ9IOJ.P8j/UEnR2Ulin4M/QO5qfQZ/UrI0wVrZ7d8oUzzmm5HRi0",
 ];
 
 /// The configured cost of new hashes in the standard fixture.

@@ -23,7 +23,7 @@ mod scrub;
 pub use query::{parameters, positional};
 
 use super::health::Admitted;
-use super::{Health, ManagerError, SqlConfig};
+use super::{Health, ManagerError, SqlConfig, SqlDriver};
 use pool::{Failure, Pools};
 use row::Fetched;
 use scrub::Scrubber;
@@ -65,6 +65,7 @@ struct Update {
 /// Logged once per manager: a row without a usable hash, a statement that
 /// matched no row (the bits of `row::Unfit::bit`, and this one).
 const LOGGED_NO_ROW_UPDATED: u8 = 128;
+const LOGGED_BAD_VALUE: u8 = 64;
 
 /// A SQL table of users.
 pub struct SqlManager {
@@ -150,7 +151,15 @@ impl SqlManager {
 
     /// Runs the query for `username` (bound, never spliced): the first
     /// row, or `None` when there is none or it cannot be read (logged).
+    ///
+    /// A username the database cannot take as a value (a NUL in
+    /// PostgreSQL's text, a cast of it that fails) is an unknown user, not
+    /// a failure: usernames come from clients, and must not open the
+    /// breaker for everyone.
     pub async fn find(&self, username: &str) -> Result<Option<Row>, ManagerError> {
+        if username.contains('\0') {
+            return Ok(None);
+        }
         let admitted = self.health.admit()?;
         let binds = vec![username; self.find_binds];
         match self.pools.first_row(&self.find_sql, &binds).await {
@@ -158,8 +167,28 @@ impl SqlManager {
                 admitted.done();
                 Ok(fetched.and_then(|f| self.fit(f)))
             }
+            Err(Failure::Sqlx(sqlx::Error::Database(e))) if self.is_data_exception(e.as_ref()) => {
+                admitted.done();
+                if self.first_time(LOGGED_BAD_VALUE) {
+                    tracing::warn!(
+                        event = "sql_username_refused",
+                        manager = %self.health.name(),
+                        code = %e.code().unwrap_or_default(),
+                        error = %self.scrubber.scrub(e.message()),
+                        "the database refused a username as a value: answered as an unknown user (logged once)"
+                    );
+                }
+                Ok(None)
+            }
             Err(failure) => Err(self.failed(admitted, "look-up", &failure)),
         }
+    }
+
+    /// SQLSTATE class 22, a data exception: the value bound was refused
+    /// (invalid text for a cast, out of range), not the query.
+    fn is_data_exception(&self, e: &dyn sqlx::error::DatabaseError) -> bool {
+        let sqlstate = matches!(self.config.driver, SqlDriver::Postgres | SqlDriver::MySql);
+        sqlstate && e.code().is_some_and(|c| c.len() == 5 && c.starts_with("22"))
     }
 
     /// Runs the update query: `hash` is the user's new hash. Without an
@@ -242,7 +271,11 @@ impl SqlManager {
             ),
             Failure::Sqlx(sqlx::Error::Database(e)) => {
                 let message = self.scrubber.scrub(e.message());
-                let code = e.code().map(|c| c.into_owned()).unwrap_or_default();
+                let mut code = e.code().map(|c| c.into_owned()).unwrap_or_default();
+                if let Some(my) = e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                    // MySQL's manual lists its errors by number.
+                    code = format!("{} {code}", my.number());
+                }
                 tracing::error!(
                     event = "sql_refused",
                     manager = %self.health.name(),
@@ -261,7 +294,6 @@ impl SqlManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::SqlDriver;
     use crate::redact::SecretUrl;
     use std::time::Duration;
 
@@ -324,6 +356,7 @@ mod tests {
             assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
         }
         assert!(!m.health().is_up());
+        assert_eq!(m.find("a\0b").await, Ok(None), "a NUL: no such user, nothing asked");
         let started = std::time::Instant::now();
         assert!(matches!(m.find("alice").await, Err(ManagerError::Unavailable { .. })));
         assert!(started.elapsed() < Duration::from_millis(50), "open: no connect tried");

@@ -15,4 +15,5 @@ mod migration;
 mod operations;
 mod redis;
 mod reload;
+mod sql;
 mod token;

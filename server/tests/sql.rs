@@ -344,12 +344,14 @@ async fn mariadb_reads_argon2_and_bcrypt_users_with_tinyint_and_int_columns() {
     injections_find_nothing(&m).await;
     assert_eq!(db.sql("SELECT COUNT(*) FROM users"), "3", "the table is intact");
 
-    // Renamed and reordered columns, a binary hash, a computed disabled.
+    // Renamed and reordered columns, a binary hash, a computed disabled;
+    // `||` is OR, as in the server's own sql_mode (sqlx would make it a
+    // concatenation).
     let renamed = manager(
         &db.url(),
         SqlDriver::MySql,
         "SELECT NOT active AS Disabled, CAST(password AS BINARY) AS HASH, login, id AS subject FROM users \
-         WHERE login = :username OR CONCAT('x', login) = :username",
+         WHERE login = :username || CONCAT('x', login) = :username",
         None,
     );
     let row = found(&renamed, "xbob").await;

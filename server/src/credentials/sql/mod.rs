@@ -14,6 +14,8 @@
 //! once per manager and kind, with the column names and never the values,
 //! and the look-up answers `Ok(None)`, so that the login fails as an
 //! unknown user's would (no hash is run against it, no wrong answer given).
+//! So does a username the database refuses as a value (a data exception):
+//! clients choose usernames, and must not be able to open the breaker.
 
 mod pool;
 mod query;
@@ -62,10 +64,11 @@ struct Update {
     params: Vec<Param>,
 }
 
-/// Logged once per manager: a row without a usable hash, a statement that
-/// matched no row (the bits of `row::Unfit::bit`, and this one).
-const LOGGED_NO_ROW_UPDATED: u8 = 128;
+/// Logged once per manager, besides each kind of unreadable row (the bits
+/// of `row::Unfit::bit`): a username refused as a value, an update that
+/// matched no row.
 const LOGGED_BAD_VALUE: u8 = 64;
+const LOGGED_NO_ROW_UPDATED: u8 = 128;
 
 /// A SQL table of users.
 pub struct SqlManager {

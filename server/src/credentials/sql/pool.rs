@@ -119,7 +119,12 @@ impl Pools {
                 let named = options.get_application_name().is_some();
                 Connect::Postgres(if named { options } else { options.application_name("ropc") })
             }
-            SqlDriver::MySql => Connect::MySql(MySqlConnectOptions::from_str(url)?),
+            // The session keeps the server's sql_mode and time zone: a
+            // query behaves as it does in the DBA's client (`||` stays OR
+            // unless the server says otherwise; NOW() stays local time).
+            SqlDriver::MySql => {
+                Connect::MySql(MySqlConnectOptions::from_str(url)?.pipes_as_concat(false).timezone(None))
+            }
             // The file must exist (no create_if_missing): a wrong path is
             // a configuration error, not an empty table. A writer that
             // holds the lock is waited for up to the query's timeout.

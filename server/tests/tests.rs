@@ -16,4 +16,5 @@ mod operations;
 mod redis;
 mod reload;
 mod sessions;
+mod sql;
 mod token;

@@ -29,9 +29,9 @@ pub enum Backend {
         writer: Option<crossbeam_channel::Sender<Replacement>>,
     },
     /// A SQL table.
-    Sql(SqlManager),
+    Sql(Box<SqlManager>),
     /// An LDAP directory.
-    Ldap(LdapManager),
+    Ldap(Box<LdapManager>),
 }
 
 /// One named manager.
@@ -203,12 +203,12 @@ fn new_manager(
             let writer = crate::users_file::spawn_writer(users_file.clone()).map_err(ManagersError::Thread)?;
             Backend::File { users: Arc::new(users), writer: Some(writer) }
         }
-        ManagerConfig::Sql(c) => {
-            Backend::Sql(SqlManager::new(name, c.clone()).map_err(|e| ManagersError::Backend(name.to_owned(), e))?)
-        }
-        ManagerConfig::Ldap(c) => {
-            Backend::Ldap(LdapManager::new(name, c.clone()).map_err(|e| ManagersError::Backend(name.to_owned(), e))?)
-        }
+        ManagerConfig::Sql(c) => Backend::Sql(Box::new(
+            SqlManager::new(name, c.clone()).map_err(|e| ManagersError::Backend(name.to_owned(), e))?,
+        )),
+        ManagerConfig::Ldap(c) => Backend::Ldap(Box::new(
+            LdapManager::new(name, c.clone()).map_err(|e| ManagersError::Backend(name.to_owned(), e))?,
+        )),
     };
     Ok(NamedManager {
         name: Arc::from(name),

@@ -11,6 +11,7 @@ mod durable;
 mod jwt;
 mod lifecycle;
 mod lockout;
+mod managers;
 mod migration;
 mod operations;
 mod redis;

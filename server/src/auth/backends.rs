@@ -175,8 +175,8 @@ impl Auth {
 
     /// The account behind a refresh of `user`'s grant whose token was
     /// issued at `issued_at`. Reuses a look-up up to `account_cache_ttl`
-    /// old; a backend that does not answer never ends a grant: the last
-    /// look-up answers if there is one, or the refresh gets 503. Also says
+    /// old, and never an older one: a backend that does not answer gets
+    /// the refresh a 503, never an ended grant. Also says
     /// whether the user's earlier grants end (a password changed in the
     /// backend since it was last seen).
     pub async fn account_state(
@@ -221,7 +221,7 @@ impl Auth {
                     }
                     looked
                 }
-                Err(e) => return stale(manager, &account, e),
+                Err(e) => return Err(Refused::Backend(e)),
             },
             Backend::Ldap(ldap) => match ldap.find(&account.username).await {
                 Ok(None) => Looked { at: now, exists: false, disabled: false },
@@ -234,7 +234,7 @@ impl Auth {
                     }
                     looked
                 }
-                Err(e) => return stale(manager, &account, e),
+                Err(e) => return Err(Refused::Backend(e)),
             },
         };
         account.looked(looked);
@@ -261,22 +261,5 @@ fn from_look(looked: Looked) -> AccountState {
         (false, _) => AccountState::Removed,
         (true, true) => AccountState::Disabled,
         (true, false) => AccountState::Active,
-    }
-}
-
-/// A backend that did not answer: the last look-up, if the account was
-/// there and enabled then (logged), else 503. Never an ended grant.
-fn stale(manager: &NamedManager, account: &Account, e: ManagerError) -> Result<(AccountState, bool), Refused> {
-    match account.last_looked() {
-        Some(looked) if looked.exists && !looked.disabled => {
-            tracing::warn!(
-                manager = %manager.name,
-                user = ?&*account.username,
-                looked_at = looked.at,
-                "the credential manager does not answer: the refresh goes on with its last look-up"
-            );
-            Ok((AccountState::Active, false))
-        }
-        _ => Err(Refused::Backend(e)),
     }
 }

@@ -81,7 +81,7 @@ impl Auth {
         now: u64,
     ) -> Result<Verified, Refused> {
         let locked = Verified { outcome: PasswordOutcome::Locked, ends_earlier_grants: None };
-        let mut attempt = Attempt::new(username, peer, now);
+        let mut attempt = Attempt::of(manager.map(|m| &*m.name), username, peer, now);
         let admission = self.lockout.begin(&mut attempt).await.map_err(|_| UNAVAILABLE)?;
         match admission.gate {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),

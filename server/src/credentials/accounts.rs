@@ -140,11 +140,6 @@ impl Account {
         self.state.lock().looked.filter(|l| now.saturating_sub(l.at) <= ttl)
     }
 
-    /// The last look-up, however old (for a backend that is down).
-    pub fn last_looked(&self) -> Option<Looked> {
-        self.state.lock().looked
-    }
-
     /// Keeps a look-up.
     pub fn looked(&self, looked: Looked) {
         self.state.lock().looked = Some(looked);

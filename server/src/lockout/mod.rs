@@ -120,7 +120,9 @@ pub enum Gate {
 /// in-flight slot is held under.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attempt {
-    /// The username as presented.
+    /// The account: the username as presented, qualified by its credential
+    /// manager (see [`Attempt::of`]), so that a username's failures in one
+    /// manager do not lock the same name out of another.
     pub user: String,
     /// The client's IP.
     pub ip: IpAddr,
@@ -131,10 +133,36 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// An attempt for `user` from `ip` at `now`.
+    /// An attempt for `user` of the default users file from `ip` at `now`.
     pub fn new(user: &str, ip: IpAddr, now: u64) -> Self {
-        Self { user: user.to_owned(), ip, now, id: 0 }
+        Self::of(None, user, ip, now)
     }
+
+    /// An attempt for `user` of `manager` (none: the default users file).
+    /// The key is one-to-one: a named manager's is `\x01NAME\x00user`
+    /// (names hold no NUL); a default user's is the username itself, with
+    /// a `\x00` before it if it starts with `\x00` or `\x01`, so that no
+    /// typed username can stand for another manager's account. (Default
+    /// users keep the keys they had before named managers came.)
+    pub fn of(manager: Option<&str>, user: &str, ip: IpAddr, now: u64) -> Self {
+        let key = match manager {
+            Some(name) => format!("\u{1}{name}\u{0}{user}"),
+            None if user.starts_with(['\u{0}', '\u{1}']) => format!("\u{0}{user}"),
+            None => user.to_owned(),
+        };
+        Self { user: key, ip, now, id: 0 }
+    }
+}
+
+/// The credential manager and the username of an account key made by
+/// [`Attempt::of`], for logs.
+fn account_of(key: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = key.strip_prefix('\u{1}') {
+        if let Some((name, user)) = rest.split_once('\u{0}') {
+            return (Some(name), user);
+        }
+    }
+    (None, key.strip_prefix('\u{0}').unwrap_or(key))
 }
 
 /// How an attempt ended.
@@ -216,12 +244,14 @@ impl Events {
         self.user_hasher.hash_one(user)
     }
 
-    fn locked(&self, user: &str, locked: Locked) {
+    fn locked(&self, account: &str, locked: Locked) {
         self.locks.fetch_add(1, Ordering::Relaxed);
+        let (manager, user) = account_of(account);
         tracing::warn!(
             event = "account_locked",
             user = ?user,
-            user_key = format_args!("{:016x}", self.user_key(user)),
+            credential_manager = manager.unwrap_or("-"),
+            user_key = format_args!("{:016x}", self.user_key(account)),
             seconds = locked.seconds,
             consecutive = locked.consecutive,
             "too many failed logins; the account is locked"

@@ -116,3 +116,27 @@ fn both_backends_forget_at_the_same_idle_age() {
     sweep_all(1_060);
     assert_eq!(l.tracked_users(), 0);
 }
+
+#[test]
+fn account_keys_keep_managers_apart_and_read_back() {
+    let ip = A;
+    let keys = [
+        Attempt::of(None, "alice", ip, 0).user,
+        Attempt::of(Some("db"), "alice", ip, 0).user,
+        Attempt::of(Some("dir"), "alice", ip, 0).user,
+        // What a client could type to pass for db's alice, or for an
+        // escaped default name.
+        Attempt::of(None, "\u{1}db\u{0}alice", ip, 0).user,
+        Attempt::of(None, "\u{0}alice", ip, 0).user,
+        Attempt::of(Some("db"), "\u{0}alice", ip, 0).user,
+    ];
+    for (i, a) in keys.iter().enumerate() {
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+    assert_eq!(keys[0], "alice", "default users keep their keys");
+    assert_eq!(account_of(&keys[1]), (Some("db"), "alice"));
+    assert_eq!(account_of(&keys[3]), (None, "\u{1}db\u{0}alice"));
+    assert_eq!(account_of(&keys[4]), (None, "\u{0}alice"));
+}

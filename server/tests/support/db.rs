@@ -78,13 +78,21 @@ pub struct Postgres {
     data: PathBuf,
     running: bool,
     _dir: tempfile::TempDir,
-    _cpu: std::sync::RwLockReadGuard<'static, ()>,
+    _cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl Postgres {
     /// `initdb` (scram-sha-256), start, and create `ropc` and `legacy`.
     pub fn start() -> Postgres {
-        let cpu = super::shared();
+        Self::start_with(Some(super::shared()))
+    }
+
+    /// The same, for a test that holds [`super::exclusive`] already.
+    pub fn start_unshared() -> Postgres {
+        Self::start_with(None)
+    }
+
+    fn start_with(cpu: Option<std::sync::RwLockReadGuard<'static, ()>>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();

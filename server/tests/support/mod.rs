@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+pub mod ldap;
+
 /// Small argon2 costs keep the suite fast; the dummy hash uses the same.
 pub const TEST_PARAMS: HashParams = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
 

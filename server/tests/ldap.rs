@@ -94,6 +94,12 @@ async fn search_then_bind_right_wrong_and_unknown() {
     );
     assert_eq!(m.authenticate("bob", "builder").await, valid("1002"));
     assert_eq!(slapd.binds_as(&user_dn("alice")), 8, "one bind per password tried, none for the unknown user");
+    // Matching is the directory's: uid's equality is caseIgnoreMatch, so
+    // ALICE is alice's entry. The subject is what was typed, unless
+    // subject_attribute names the entry's own.
+    assert_eq!(manager(search(vec![slapd.url()])).authenticate("ALICE", "wonderland").await, valid("ALICE"));
+    let by_uid = manager(with_subject(search(vec![slapd.url()]), "uid"));
+    assert_eq!(by_uid.authenticate("ALICE", "wonderland").await, valid("alice"));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod cli;
 mod demo;
 mod durable;
 mod jwt;
+mod ldap;
 mod lifecycle;
 mod lockout;
 mod managers;

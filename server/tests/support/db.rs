@@ -78,7 +78,7 @@ pub struct Postgres {
     data: PathBuf,
     running: bool,
     _dir: tempfile::TempDir,
-    _cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
+    _cpu: Option<super::Shared>,
 }
 
 impl Postgres {
@@ -92,7 +92,7 @@ impl Postgres {
         Self::start_with(None)
     }
 
-    fn start_with(cpu: Option<std::sync::RwLockReadGuard<'static, ()>>) -> Postgres {
+    fn start_with(cpu: Option<super::Shared>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
@@ -202,7 +202,7 @@ pub struct Mariadb {
     data: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
-    _cpu: std::sync::RwLockReadGuard<'static, ()>,
+    _cpu: super::Shared,
 }
 
 fn mariadb_program(program: &str) -> Command {

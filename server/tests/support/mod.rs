@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+pub mod ldap;
+
 /// Small argon2 costs keep the suite fast; the dummy hash uses the same.
 pub const TEST_PARAMS: HashParams = HashParams { m_cost: 256, t_cost: 1, p_cost: 1 };
 
@@ -101,19 +103,52 @@ pub fn standard_users() -> String {
 /// it shared, so no other test's server competes for the CPU meanwhile.
 static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Exclusive use of the machine for a timing-sensitive test.
-pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|e| e.into_inner())
+/// Exclusive use of the machine for a timing-sensitive test; the
+/// [`shared`] guards its own fixtures and servers take meanwhile are no-ops.
+pub fn exclusive() -> Exclusive {
+    let guard = CPU.write().unwrap_or_else(|e| e.into_inner());
+    HELD.with(|h| h.set(h.get() + 1));
+    Exclusive(guard)
+}
+
+/// See [`exclusive`].
+pub struct Exclusive(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>);
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+    }
+}
+
+thread_local! {
+    /// Shared guards this thread holds (a test runs on one thread).
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Shared use of the machine: held by every [`Server`] and by fixtures
+/// that burn CPU. Reentrant within a thread: a test that holds one (a
+/// database fixture) and takes another (its server) must not queue behind
+/// an [`exclusive`] waiter that waits for its first, which would deadlock.
+pub struct Shared(Option<std::sync::RwLockReadGuard<'static, ()>>);
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+    }
 }
 
 /// Shared use of the machine, for tests that burn CPU without a [`Server`].
-pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(|e| e.into_inner())
+pub fn shared() -> Shared {
+    let nested = HELD.with(|h| {
+        h.set(h.get() + 1);
+        h.get() > 1
+    });
+    Shared((!nested).then(|| CPU.read().unwrap_or_else(|e| e.into_inner())))
 }
 
 /// A running `ropc serve`, killed on drop.
 pub struct Server {
-    _cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
+    _cpu: Option<Shared>,
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -144,7 +179,7 @@ impl Server {
     }
 
     fn start_inner(config: &str, users: &str, env: &[(&str, &str)], prefix: &str) -> Server {
-        let guard = CPU.read().unwrap_or_else(|e| e.into_inner());
+        let guard = shared();
         Self::start_inner_guarded(config, users, env, prefix, Some(guard))
     }
 
@@ -153,7 +188,7 @@ impl Server {
         users: &str,
         env: &[(&str, &str)],
         prefix: &str,
-        cpu: Option<std::sync::RwLockReadGuard<'static, ()>>,
+        cpu: Option<Shared>,
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ropc.toml"), config).unwrap();
@@ -214,7 +249,7 @@ impl Server {
 
     /// Starts `ropc serve` again on the files in `dir` (a new port).
     pub fn start_in(dir: tempfile::TempDir) -> Server {
-        let guard = CPU.read().unwrap_or_else(|e| e.into_inner());
+        let guard = shared();
         let mut cmd = ropc();
         cmd.arg("serve").arg("--config").arg(dir.path().join("ropc.toml"));
         let (child, stdout, logs) = spawn(cmd, dir.path());

@@ -7,6 +7,7 @@ mod attacks;
 
 mod cli;
 mod demo;
+mod directory;
 mod durable;
 mod jwt;
 mod ldap;

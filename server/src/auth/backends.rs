@@ -5,7 +5,7 @@
 //! Whatever the manager, an unknown user, a wrong password and a disabled
 //! account give the same answer in the same time: the users file and SQL
 //! check an unknown user against the dummy hash and a disabled one against
-//! its own; LDAP pads an unknown user (no bind) to the typical bind.
+//! its own; LDAP binds an unknown user's password to a DN nobody has.
 
 use super::{Auth, Refused};
 use crate::credentials::accounts::{fingerprint, HashSeen, Looked};
@@ -155,8 +155,10 @@ impl Auth {
                         account.looked(Looked { at: now, exists: true, disabled: false });
                         (PasswordOutcome::Valid(user), true)
                     }
-                    // No bind was made: padded to one.
-                    BindOutcome::UnknownUser => (PasswordOutcome::UnknownUser, false),
+                    // The manager bound the password to a DN nobody has
+                    // (or, with a DN template, to the one that does not
+                    // exist): a bind like a wrong password's, no padding.
+                    BindOutcome::UnknownUser => (PasswordOutcome::UnknownUser, true),
                     BindOutcome::WrongPassword { detail } => {
                         if let Some(detail) = detail {
                             tracing::info!(manager = %manager.name, user = ?username, detail, "the directory refused the bind");

@@ -5,7 +5,7 @@
 //! as a verification at the configured cost.
 
 use super::{Auth, Refused, UNAVAILABLE};
-use crate::credentials::NamedManager;
+use crate::credentials::{Backend, NamedManager};
 use crate::live::Live;
 use crate::lockout::{Attempt, Gate, InFlight, Lockout, Outcome, FAILED_LOGINS, REFUSED_GUESSES};
 use ropc_core::{PasswordOutcome, UserRef};
@@ -81,7 +81,19 @@ impl Auth {
         now: u64,
     ) -> Result<Verified, Refused> {
         let locked = Verified { outcome: PasswordOutcome::Locked, ends_earlier_grants: None };
-        let mut attempt = Attempt::of(manager.map(|m| &*m.name), username, peer, now);
+        // A database's collation or a directory's matching rule may ignore
+        // case (MySQL's default, LDAP's caseIgnoreMatch on uid): `ALICE`
+        // is then alice, and must not be a fresh lockout count. A users
+        // file matches exactly.
+        let folded;
+        let counted_as = match manager {
+            Some(m) if !matches!(m.backend, Backend::File { .. }) => {
+                folded = username.to_lowercase();
+                folded.as_str()
+            }
+            _ => username,
+        };
+        let mut attempt = Attempt::of(manager.map(|m| &*m.name), counted_as, peer, now);
         let admission = self.lockout.begin(&mut attempt).await.map_err(|_| UNAVAILABLE)?;
         match admission.gate {
             Gate::IpThrottled { retry_after } => return Err(Refused::Throttled { retry_after }),

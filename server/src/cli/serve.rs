@@ -18,6 +18,10 @@ pub fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<(), Strin
         }
     };
     let config = Config::load(&path).map_err(|e| e.to_string())?;
+    for (name, manager) in &config.managers {
+        // Debug of a manager's config redacts its passwords.
+        tracing::debug!(manager = %name, config = ?manager, "credential manager");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ropc-async")

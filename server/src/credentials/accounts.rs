@@ -135,9 +135,10 @@ impl Account {
         state.upgraded_from = Some(from);
     }
 
-    /// The last look-up, if it is at most `ttl` seconds old at `now`.
+    /// The last look-up, if it is less than `ttl` seconds old at `now`
+    /// (clock seconds: so never relied on for more than `ttl` seconds).
     pub fn looked_within(&self, now: u64, ttl: u64) -> Option<Looked> {
-        self.state.lock().looked.filter(|l| now.saturating_sub(l.at) <= ttl)
+        self.state.lock().looked.filter(|l| now.saturating_sub(l.at) < ttl)
     }
 
     /// Keeps a look-up.

@@ -46,6 +46,8 @@ pub struct NamedManager {
     /// Moving mean of one of its verifications, in nanoseconds (look-up and
     /// hash, or bind): how long its refused attempts are held.
     typical_ns: AtomicU64,
+    /// Verifications taken into that mean (up to its window).
+    observed: AtomicU64,
     /// A file manager's health (the others' is their backend's).
     file_health: Health,
 }
@@ -56,10 +58,17 @@ impl NamedManager {
         Duration::from_nanos(self.typical_ns.load(Ordering::Relaxed))
     }
 
-    /// Takes a verification that took `took` into the mean.
+    /// Takes a verification that took `took` into the mean: the plain mean
+    /// of the first 16, then a moving mean over about 16. (A moving mean
+    /// from the first sample alone would carry a cold start, such as a
+    /// directory's first bind on a new connection, for dozens of requests,
+    /// and pad unknown users' answers past the wrong passwords'.)
     pub fn observe(&self, took: Duration) {
+        const WINDOW: u64 = 16;
         let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let mean = ropc_metrics::moving_mean(self.typical_ns.load(Ordering::Relaxed), took, 16);
+        let n = self.observed.fetch_add(1, Ordering::Relaxed).saturating_add(1).min(WINDOW);
+        let old = self.typical_ns.load(Ordering::Relaxed);
+        let mean = if n == 1 { took } else { ropc_metrics::moving_mean(old, took, n) };
         self.typical_ns.store(mean, Ordering::Relaxed);
     }
 
@@ -135,6 +144,7 @@ impl Managers {
                             config: config.clone(),
                             backend: Backend::File { users: Arc::new(users), writer: writer.clone() },
                             typical_ns: AtomicU64::new(old.typical_ns.load(Ordering::Relaxed)),
+                            observed: AtomicU64::new(old.observed.load(Ordering::Relaxed)),
                             file_health: Health::new(name, "file", FILE_CAP),
                         })
                     }
@@ -214,7 +224,15 @@ fn new_manager(
         name: Arc::from(name),
         config: config.clone(),
         backend,
-        typical_ns: AtomicU64::new(u64::try_from(typical.as_nanos()).unwrap_or(u64::MAX)),
+        // A bind costs what the directory takes, nothing like a hash: its
+        // mean starts at the first bind (until then, padding uses the hash's).
+        typical_ns: AtomicU64::new(match config {
+            ManagerConfig::Ldap(_) => 0,
+            _ => u64::try_from(typical.as_nanos()).unwrap_or(u64::MAX),
+        }),
+        // A seed (the hash's time) counts as one verification; an LDAP
+        // manager has none.
+        observed: AtomicU64::new(u64::from(!matches!(config, ManagerConfig::Ldap(_)))),
         file_health: Health::new(name, "file", FILE_CAP),
     })
 }

@@ -159,7 +159,7 @@ fn base_ldif() -> String {
         "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
          dn: ou=policies,{SUFFIX}\nobjectClass: organizationalUnit\nou: policies\n\n\
          dn: cn=default,ou=policies,{SUFFIX}\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\n\
-         cn: default\npwdAttribute: userPassword\n\n\
+         cn: default\npwdAttribute: userPassword\npwdLockout: TRUE\n\n\
          dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n\
          dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: ropc\n\
          userPassword: {}\n\n\

@@ -12,6 +12,9 @@ pub const USER_ACCOUNT_CONTROL: &str = "userAccountControl";
 pub const PWD_LAST_SET: &str = "pwdLastSet";
 pub const PWD_ACCOUNT_LOCKED_TIME: &str = "pwdAccountLockedTime";
 pub const PWD_CHANGED_TIME: &str = "pwdChangedTime";
+/// ppolicy's `pwdAccountLockedTime` of an account locked by an operator
+/// until an operator unlocks it (draft-behera-ldap-password-policy §5.3.3).
+pub const ADMINISTRATIVE_LOCK: &str = "000001010000Z";
 
 /// A search result entry: its DN and its attributes' values (bytes: an
 /// attribute need not be text).
@@ -56,11 +59,6 @@ impl Found {
         self.values(name).next().and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// Whether the entry has `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.values(name).next().is_some()
-    }
-
     /// The subject: the first value of `attribute`, or (none configured, or
     /// the entry lacks it) the username.
     pub fn subject(&self, attribute: Option<&str>, username: &str, manager: &str) -> String {
@@ -81,12 +79,16 @@ impl Found {
     }
 
     /// Disabled: AD's ACCOUNTDISABLE bit, or (not AD) OpenLDAP ppolicy's
-    /// `pwdAccountLockedTime`.
+    /// administrative lock, `pwdAccountLockedTime: 000001010000Z`. Any
+    /// other value is a lockout the directory put on failed binds, which it
+    /// enforces (and lifts) itself at the next bind: taken as disabled, it
+    /// would let anyone who guesses a password wrong a few times end that
+    /// user's sessions.
     pub fn disabled(&self, active_directory: bool) -> bool {
         if active_directory {
             self.text(USER_ACCOUNT_CONTROL).is_some_and(ad::uac_disabled)
         } else {
-            self.has(PWD_ACCOUNT_LOCKED_TIME)
+            self.text(PWD_ACCOUNT_LOCKED_TIME) == Some(ADMINISTRATIVE_LOCK)
         }
     }
 
@@ -151,7 +153,7 @@ mod tests {
         assert_eq!(found.subject(None, "alice", "m"), "alice");
         assert_eq!(found.subject(Some("mail"), "alice", "m"), "alice", "absent: the username");
         assert_eq!(found.subject(Some("jpegPhoto"), "alice", "m"), "alice", "not text: the username");
-        assert!(found.has("jpegphoto") && found.text("jpegPhoto").is_none());
+        assert!(found.values("jpegphoto").next().is_some() && found.text("jpegPhoto").is_none());
     }
 
     #[test]
@@ -179,6 +181,11 @@ mod tests {
         .unwrap();
         let e = ppolicy.entry(None, false, "a", "m");
         assert_eq!(e, Entry { subject: "a".into(), disabled: true, password_changed_at: Some(1_704_164_645) });
+        // A lockout after failed binds is the directory's to enforce: not
+        // a disabled account.
+        let guessed_at =
+            Found::parse(entry(b"uid=a,dc=x", &[(b"pwdAccountLockedTime", &[b"20261207120000Z"])])).unwrap();
+        assert!(!guessed_at.disabled(false));
         assert_eq!(ppolicy.entry(None, true, "a", "m").password_changed_at, None, "AD reads pwdLastSet");
         let ad = Found::parse(entry(
             b"CN=Alice,CN=Users,DC=example,DC=org",

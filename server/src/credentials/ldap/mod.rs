@@ -83,6 +83,9 @@ pub struct LdapManager {
     service: Option<Pool>,
     /// The connections users bind on.
     binds: Pool,
+    /// A DN no entry has (a random RDN under the search base), that an
+    /// unknown user's password is bound to: see `search_then_bind`.
+    nobody: String,
 }
 
 /// Result codes that mean the directory cannot answer now, or is
@@ -116,7 +119,17 @@ impl LdapManager {
             LdapLocate::Template(_) => None,
         };
         let binds = Pool::new("the bind connection", Identity::Binds, max, config.operation_timeout);
-        Ok(Self { health: Health::new(name, "ldap", max), config, connector, service, binds })
+        let nobody = match &config.locate {
+            LdapLocate::Search { base_dn, .. } => {
+                let mut tag = [0u8; 8];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut tag)
+                    .map_err(|_| "the system random source failed".to_owned())?;
+                let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+                format!("cn=ropc-no-such-user-{tag},{base_dn}")
+            }
+            LdapLocate::Template(_) => String::new(),
+        };
+        Ok(Self { health: Health::new(name, "ldap", max), config, connector, service, binds, nobody })
     }
 
     /// The configuration.
@@ -219,8 +232,21 @@ impl LdapManager {
         username: &str,
         password: &str,
     ) -> Result<BindOutcome, Fault> {
-        let attrs = self.attrs(false);
+        // The service account reads the entry's own lock too: the user's
+        // bind is not enough where the directory does not enforce it.
+        let mut attrs = self.attrs(false);
+        if !self.config.active_directory {
+            attrs.push(PWD_ACCOUNT_LOCKED_TIME);
+        }
         let Some(found) = self.search(base_dn, user_filter, username, &attrs).await? else {
+            // Nobody to bind as. A bind all the same, to a DN nobody has
+            // (the directory answers 49 as for a wrong password, and no
+            // account's lockout counts it), costs the round trip and the
+            // directory's work a wrong password costs: the answer comes
+            // when a wrong password's would, where padding alone (on a
+            // millisecond timer) ran late by a good part of a fast bind.
+            // The padding to the typical bind still follows.
+            self.binds.run(&self.connector, &Op::Bind { dn: &self.nobody, password }).await?.bind()?;
             return Ok(BindOutcome::UnknownUser);
         };
         let bind = self.binds.run(&self.connector, &Op::Bind { dn: &found.dn, password }).await?.bind()?;
@@ -298,7 +324,7 @@ impl LdapManager {
         let manager = self.health.name();
         match bind.rc {
             0 => {
-                if self.config.active_directory && found.is_some_and(|f| f.disabled(true)) {
+                if found.is_some_and(|f| f.disabled(self.config.active_directory)) {
                     return Ok(BindOutcome::Disabled { detail: Some("account_disabled") });
                 }
                 let attribute = self.config.subject_attribute.as_deref();

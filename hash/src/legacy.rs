@@ -253,7 +253,15 @@ impl Legacy {
     }
 
     fn bcrypt(phc: &str) -> Result<Legacy, HashError> {
-        let parts = phc.parse::<bcrypt::HashParts>().map_err(|e| malformed(format!("malformed bcrypt hash ({e})")))?;
+        // Not the crate's message: its InvalidHash quotes the whole hash,
+        // which must not reach a config error or a log.
+        let parts = phc.parse::<bcrypt::HashParts>().map_err(|e| {
+            malformed(match e {
+                bcrypt::BcryptError::InvalidCost(_) => "malformed bcrypt hash (its cost)",
+                bcrypt::BcryptError::InvalidPrefix(_) => "malformed bcrypt hash (its prefix)",
+                _ => "malformed bcrypt hash: expected $2b$<cost>$ and 53 characters of bcrypt's base64",
+            })
+        })?;
         if parts.get_cost() > MAX_BCRYPT_COST {
             return Err(HashError::CostTooHigh(format!(
                 "bcrypt cost {} is above the {MAX_BCRYPT_COST} accepted",

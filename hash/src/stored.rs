@@ -337,7 +337,9 @@ mod tests {
             "{SSHA}not base64!",
             "{CRYPT}$6$short",
         ] {
-            assert!(StoredHash::parse(bad).is_err(), "{bad}");
+            let e = StoredHash::parse(bad).unwrap_err().to_string();
+            // The message names the problem, never the stored string.
+            assert!(bad.len() < 12 || !e.contains(&bad[bad.len() - 8..]), "{bad}: {e}");
         }
     }
 }

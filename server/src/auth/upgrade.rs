@@ -97,6 +97,7 @@ impl Auth {
                             );
                         }
                         Err(e) => tracing::warn!(
+                            event = "password_upgrade_failed",
                             manager = %manager.name,
                             user = ?username,
                             error = %e,

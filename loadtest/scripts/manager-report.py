@@ -30,5 +30,17 @@ for k, v in m.items():
 print(f"pg / file logins at saturation: {m['pg-sat'] / m['file-sat']:.3f}")
 print(f"added login latency (pg - file): p50 {m['pg-p50'] - m['file-p50']:.3f} ms, p99 {m['pg-p99'] - m['file-p99']:.3f} ms")
 print(f"pg / file refresh: {m['pg-refresh'] / m['file-refresh']:.3f}")
+lk = {k: [] for k in ["file-p50", "pg-p50", "file-p99", "pg-p99"]}
+for r in rounds:
+    for x in ["file", "pg"]:
+        j = load(f"{x}-lookup-{r}")
+        if j:
+            lk[f"{x}-p50"].append(j["latency_us"]["p50"] / 1000)
+            lk[f"{x}-p99"].append(j["latency_us"]["p99"] / 1000)
+if all(lk.values()):
+    for r, vals in enumerate(zip(*lk.values()), 1):
+        print(f"lookup round {r}: file p50/p99 {vals[0]:.3f}/{vals[2]:.3f} ms, pg (ttl 0) {vals[1]:.3f}/{vals[3]:.3f} ms")
+    mm = {k: statistics.mean(v) for k, v in lk.items()}
+    print(f"the look-up on a refresh (pg ttl 0 - file): p50 {mm['pg-p50'] - mm['file-p50']:.3f} ms, p99 {mm['pg-p99'] - mm['file-p99']:.3f} ms")
 if os.path.exists(os.path.join(d, "trips")):
     print(open(os.path.join(d, "trips")).read().strip())

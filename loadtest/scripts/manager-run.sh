@@ -12,6 +12,10 @@
 #                  connections, 10 s
 #     X-lat-R      password logins open loop at 20/s for 15 s: latency with
 #                  an idle pool (p50, p99); pg minus file is the look-up's
+#     X-lookup-R   (after the rounds) refreshes at 200/s open loop, server on
+#                  core 1, with account_cache_ttl = 0 for pg: each looks its
+#                  account up and spends no hash, so pg minus file is the
+#                  look-up's latency (p50, p99)
 #   Then the database's share of a login and of a refresh: with PostgreSQL's
 #   log_statement = all, 50 logins and 50 refreshes with account_cache_ttl
 #   = 0, counting the statements it logged (a ping and a query each are a
@@ -75,19 +79,36 @@ for r in $(seq $ROUNDS); do
   if [ $((r % 2)) = 1 ]; then one file lt $r; one pg lt-pg $r; else one pg lt-pg $r; one file lt $r; fi
 done
 
+# The look-up's own latency: refreshes at 200/s open loop, server on core 1,
+# loader on core 0, 10 s; with account_cache_ttl = 0 each pg refresh looks
+# its account up (and spends no hash), each file refresh does not.
+lookup() { # lookup NAME CONFIG-DIR ROUND
+  start $2 "taskset -c 1" $1-lookup-$3
+  idle_wait; echo "$1-lookup-$3 $(date -u +%T) $(uptime)" >> $D/times
+  taskset -c 0 $LT --scenario refresh --rate 200 --connections 32 --duration 10 --json $D/$1-lookup-$3.json > $D/$1-lookup-$3.txt
+  stop $SP; }
+for r in $(seq $ROUNDS); do
+  if [ $((r % 2)) = 1 ]; then lookup file lt $r; lookup pg lt-pg0 $r; else lookup pg lt-pg0 $r; lookup file lt $r; fi
+done
+
 # Round trips: every statement logged, with no account cache.
 pg_stop; pg_start "-c log_statement=all -c log_line_prefix=STMT:"
 start lt-pg0 "" trips
 count() { grep -c 'STMT:LOG:  \(statement\|execute\)' pg/log; }
-c0=$(count)
+# What ropc's sockets to the database sent: a round trip is one send.
+sent() { ss -tinH state established "( dport = :15432 )" | grep -o 'segs_out:[0-9]*' | cut -d: -f2 | paste -sd+ | sed 's/^$/0/' | bc; }
+$LT --connections 1 --requests 5 > /dev/null   # the pool's connection is made, not counted
+c0=$(count); s0=$(sent)
 $LT --connections 1 --requests 50 > $D/trips-login.txt
-c1=$(count)
+c1=$(count); s1=$(sent)
 $LT --scenario refresh --connections 1 --requests 51 > $D/trips-refresh.txt
-c2=$(count)
+c2=$(count); s2=$(sent)
 stop $SP
+echo "segments ropc sent to the database per login: $(python3 -c "print(($s1 - $s0) / 50)")" > $D/trips-sent
+echo "per refresh (no cache): $(python3 -c "print(($s2 - $s1 - ($s1 - $s0) / 50) / 51)")" >> $D/trips-sent
 # The refresh run logs in once first: one login's statements come off.
 echo "statements per login: $(python3 -c "print(($c1 - $c0) / 50)")" > $D/trips
 echo "statements per refresh (no cache): $(python3 -c "print(($c2 - $c1 - ($c1 - $c0) / 50) / 51)")" >> $D/trips
 grep 'STMT:LOG' pg/log | sed 's/.*STMT:LOG:  //' | sort | uniq -c | sort -rn | head -5 >> $D/trips
 pg_stop
-cat $D/trips
+cat $D/trips $D/trips-sent

@@ -439,3 +439,51 @@ async fn sqlite_reads_a_sha512_crypt_user_and_writes_upgrades_back() {
     assert!(text.contains("sql_refused") && text.contains("unable to open"), "{text}");
     assert!(text.contains("sql_row_unreadable") && !text.contains(&upgraded), "{text}");
 }
+
+/// The database ends ropc's pooled connection between two logins (as a
+/// failover or a proxy's idle timeout would): the next look-up finds the
+/// user at the first try, on a fresh connection, although no ping tested
+/// the old one beforehand.
+#[tokio::test]
+async fn a_pooled_connection_the_database_dropped_is_replaced_at_once() {
+    for driver in [SqlDriver::Postgres, SqlDriver::MySql] {
+        let (url, mut end_sessions): (String, Box<dyn FnMut()>) = match driver {
+            SqlDriver::Postgres => {
+                let mut pg = Postgres::start();
+                pg.sql("CREATE TABLE users (login text PRIMARY KEY, hash text NOT NULL)");
+                pg.sql(&format!("INSERT INTO users VALUES ('alice', '{}')", hash("wonderland")));
+                (
+                    pg.url(),
+                    Box::new(move || {
+                        // The server ends ropc's sessions, as a failover
+                        // or a proxy's idle timeout would.
+                        pg.sql(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                             WHERE application_name = 'ropc'",
+                        );
+                    }),
+                )
+            }
+            _ => {
+                let mut db = Mariadb::start();
+                db.sql("CREATE TABLE users (login VARCHAR(64) PRIMARY KEY, hash VARCHAR(255) NOT NULL)");
+                db.sql(&format!("INSERT INTO users VALUES ('alice', '{}')", hash("wonderland")));
+                (
+                    db.url(),
+                    Box::new(move || {
+                        for id in db.sql("SELECT id FROM information_schema.processlist WHERE user = 'ropc'").lines() {
+                            db.sql(&format!("KILL {id}"));
+                        }
+                    }),
+                )
+            }
+        };
+        let m = manager(&url, driver, "SELECT hash FROM users WHERE login = :username", None);
+        found(&m, "alice").await;
+        end_sessions();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let r = m.find("alice").await;
+        assert!(r.as_ref().is_ok_and(|r| r.is_some()), "{driver:?}: the first look-up after: {r:?}");
+        assert!(m.health().is_up(), "{driver:?}");
+    }
+}

@@ -81,24 +81,50 @@ fn pool_options<DB: sqlx::Database>(max_connections: u32, connect_timeout: Durat
         .acquire_timeout(connect_timeout)
         .idle_timeout(IDLE_TIMEOUT)
         .max_lifetime(MAX_LIFETIME)
-        // A ping before each use: a connection the database dropped (a
-        // restart) is replaced instead of failing a login.
-        .test_before_acquire(true)
+        // No ping before each use: it put a round trip on every login's
+        // path. sqlx still pings a connection as it goes back to the pool
+        // (after the answer, off the request's path), which finds most
+        // dropped connections; one that dies in between fails its query at
+        // once, and the query is sent once more on a fresh one (`run!`).
+        .test_before_acquire(false)
+}
+
+/// Whether `e` says that the connection itself is gone (a restart, an idle
+/// connection the server or a proxy closed), before any answer: worth one
+/// more try on a fresh connection. PostgreSQL's 57P01-57P03 are its
+/// administrator, crash and startup shutdowns.
+fn connection_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// Runs `$sql` with `$binds` on a connection of `$pool`, bounded by
-/// `$timeout`, and hands the result to `$then`.
+/// `$timeout`, and hands the result to `$then`. A pooled connection found
+/// gone is closed and the statement sent once more on a new one (a look-up
+/// reads; an upgrade writes the same hash again).
 macro_rules! run {
     ($self:expr, $pool:expr, $sql:expr, $binds:expr, $method:ident, $then:expr) => {{
-        let mut conn = $pool.acquire().await.map_err(Failure::Sqlx)?;
-        let mut query = sqlx::query($sql);
-        for value in $binds {
-            query = query.bind(*value);
-        }
-        match tokio::time::timeout($self.query_timeout, query.$method(&mut *conn)).await {
-            Ok(Ok(answer)) => Ok($then(answer)),
-            Ok(Err(e)) => Err(Failure::Sqlx(e)),
-            Err(_) => Err(abandon(conn)),
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut conn = $pool.acquire().await.map_err(Failure::Sqlx)?;
+            let mut query = sqlx::query($sql);
+            for value in $binds {
+                query = query.bind(*value);
+            }
+            match tokio::time::timeout($self.query_timeout, query.$method(&mut *conn)).await {
+                Ok(Ok(answer)) => break Ok($then(answer)),
+                Ok(Err(e)) if tries == 1 && connection_gone(&e) => {
+                    conn.close_on_drop();
+                    // (Not the error's text: it may quote the URL.)
+                    tracing::debug!("a pooled SQL connection was gone: once more on a new one");
+                }
+                Ok(Err(e)) => break Err(Failure::Sqlx(e)),
+                Err(_) => break Err(abandon(conn)),
+            }
         }
     }};
 }

@@ -449,7 +449,7 @@ async fn a_pooled_connection_the_database_dropped_is_replaced_at_once() {
     for driver in [SqlDriver::Postgres, SqlDriver::MySql] {
         let (url, mut end_sessions): (String, Box<dyn FnMut()>) = match driver {
             SqlDriver::Postgres => {
-                let mut pg = Postgres::start();
+                let pg = Postgres::start();
                 pg.sql("CREATE TABLE users (login text PRIMARY KEY, hash text NOT NULL)");
                 pg.sql(&format!("INSERT INTO users VALUES ('alice', '{}')", hash("wonderland")));
                 (
@@ -465,7 +465,7 @@ async fn a_pooled_connection_the_database_dropped_is_replaced_at_once() {
                 )
             }
             _ => {
-                let mut db = Mariadb::start();
+                let db = Mariadb::start();
                 db.sql("CREATE TABLE users (login VARCHAR(64) PRIMARY KEY, hash VARCHAR(255) NOT NULL)");
                 db.sql(&format!("INSERT INTO users VALUES ('alice', '{}')", hash("wonderland")));
                 (

@@ -46,14 +46,36 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+fn write_u64(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
+    // Only 32-bit divisions: a 32-bit core does one in an instruction, and a
+    // 64-bit one is a library routine (888 bytes of a Cortex-M4's flash).
+    // Lifetimes fit in 32 bits; a larger value is taken down four digits at
+    // a time by long division in 16-bit limbs.
+    let mut wide = n;
+    while wide > u64::from(u32::MAX) {
+        let mut rem = 0u32;
+        let mut quotient = 0u64;
+        for shift in [48u32, 32, 16, 0] {
+            // rem < 10_000, so this stays below 10_000 << 16 < 2^32.
+            let cur = (rem << 16) | ((wide >> shift) as u32 & 0xffff);
+            quotient |= u64::from(cur / 10_000) << shift;
+            rem = cur % 10_000;
+        }
+        for _ in 0..4 {
+            i -= 1;
+            buf[i] = b'0' + (rem % 10) as u8;
+            rem /= 10;
+        }
+        wide = quotient;
+    }
+    let mut m = wide as u32;
     loop {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
             break;
         }
     }
@@ -254,6 +276,24 @@ pub fn write_metadata(out: &mut Vec<u8>, m: &Metadata<'_>) {
 mod tests {
     use super::*;
     use crate::error::{ErrorCode, Reason};
+
+    #[test]
+    fn numbers_are_written_as_decimal_across_the_whole_u64_range() {
+        let mut values = alloc::vec![0, 9, 10, 600, 86_400, 4_294_967_295, 4_294_967_296, 10_000_000_000, u64::MAX];
+        values.extend([9_999_999_999_999, 42_949_672_960_000, 1_844_674_407_370_955_161]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for n in values {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(out, alloc::format!("{n}").into_bytes(), "{n}");
+        }
+    }
 
     fn string(s: &str) -> alloc::string::String {
         let mut out = Vec::new();

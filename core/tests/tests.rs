@@ -2,7 +2,13 @@
 //! the engine driven end to end by a toy runtime on a virtual clock, and
 //! property tests of the parsers.
 
+// `embedded/src/scenario.rs`, shared with the firmware, names `alloc` as a
+// no_std crate does.
+extern crate alloc;
+
 mod harness;
+
+mod embedded;
 
 mod grants;
 mod properties;

@@ -13,6 +13,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The least a directory's refused answers are held past its typical bind.
+const DIRECTORY_MARGIN: Duration = Duration::from_millis(1);
+
 /// What a password attempt found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
@@ -66,6 +69,21 @@ impl Auth {
         }
     }
 
+    /// How long a refused answer by `manager` takes: a verification's
+    /// typical time, and for a directory a margin above it. A directory does
+    /// a little less for an unknown user (an empty search result, a bind to
+    /// a DN it does not have) than for a wrong password, a tenth of a 2-ms
+    /// bind, which padding to the mean cannot hide: each is as often above
+    /// it as below. Held past both, every refused answer ends on the same
+    /// timer tick.
+    fn refused_time(&self, manager: Option<&Arc<NamedManager>>) -> Duration {
+        let typical = self.typical(manager);
+        match manager {
+            Some(m) if matches!(m.backend, Backend::Ldap(_)) => typical + (typical / 4).max(DIRECTORY_MARGIN),
+            _ => typical,
+        }
+    }
+
     /// Verifies a password with `manager` (the client's; none: the default
     /// users file) under the brute-force policy: a locked username or a
     /// throttled IP spends no hash and asks no backend. A locked username
@@ -116,7 +134,7 @@ impl Auth {
                 };
                 // Take as long as a real verification does right now, queue
                 // wait included.
-                self.pacing.sleep(self.typical(manager)).await;
+                self.pacing.sleep(self.refused_time(manager)).await;
                 count.now().await;
                 return Ok(locked);
             }
@@ -154,7 +172,7 @@ impl Auth {
                     let count = RefusedGuess { lockout: &self.lockout, ip: peer, now, armed: true, hash_due, why: FAILED_LOGINS };
                     // It comes when the hash would have answered, so that
                     // the rest of a burst is not answered all at once.
-                    self.pacing.pad(started, answer_in_turn.unwrap_or_else(|| self.typical(manager))).await;
+                    self.pacing.pad(started, answer_in_turn.unwrap_or_else(|| self.refused_time(manager))).await;
                     count.now().await;
                     return Ok(locked);
                 }
@@ -182,13 +200,16 @@ impl Auth {
                 Some(m) => m.observe(elapsed),
                 None => self.pacing.observe(elapsed),
             }
-        } else if !matches!(outcome, PasswordOutcome::Valid(_)) {
+        }
+        let directory = manager.is_some_and(|m| matches!(m.backend, Backend::Ldap(_)));
+        if !matches!(outcome, PasswordOutcome::Valid(_)) && (!checked.typical || directory) {
             // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
-            // the dummy hash an unknown user costs, and an unknown LDAP user
-            // costs no bind: answer no sooner than a verification at the
-            // configured cost, so that the timing does not tell that the
+            // the dummy hash an unknown user costs, and a directory's work
+            // differs a little with the user: answer no sooner than a
+            // verification at the configured cost (with a directory, a
+            // margin past it), so that the timing does not tell that the
             // user exists.
-            self.pacing.pad(started, self.typical(manager)).await;
+            self.pacing.pad(started, self.refused_time(manager)).await;
         }
         let ends_earlier_grants = match outcome {
             PasswordOutcome::Valid(user) => {

@@ -8,6 +8,12 @@
 //!   allocation and page faults per hash).
 //! - Workers measure their hash time, so `Retry-After` is estimated as
 //!   queue length × hash time ÷ workers.
+//! - The queue is bounded by the wait it implies, not only by its length: a
+//!   job that would wait longer than `max_queue_wait` before a worker takes
+//!   it (jobs ahead × hash time ÷ workers) is refused at once. A login told
+//!   to retry in a second is better off than one answered after a second;
+//!   the length bound stays as a backstop, and applies alone until the
+//!   first hash has been timed.
 //! - A submitter never waits for a worker, even for an instant. The hash
 //!   workers run at a lower priority than the request threads, and a
 //!   low-priority thread can be kept off the CPU for a long time: a request
@@ -41,6 +47,8 @@ struct Stats {
     busy: AtomicUsize,
     completed: AtomicU64,
     shed: AtomicU64,
+    /// Of `shed`, the jobs refused for the wait they would have had.
+    shed_wait: AtomicU64,
     /// Jobs dropped unhashed: nobody awaited the answer any more.
     skipped: AtomicU64,
     hash_time: Histogram,
@@ -136,6 +144,9 @@ impl Queue {
 pub struct HashPool {
     queue: Arc<Queue>,
     stats: Arc<Stats>,
+    /// The longest a job may expect to wait for a worker, in nanoseconds
+    /// (0: no bound but the queue's length).
+    max_wait_ns: u64,
 }
 
 impl HashPool {
@@ -172,7 +183,36 @@ impl HashPool {
                 }
             }
         }
-        Ok(Self { queue, stats })
+        Ok(Self { queue, stats, max_wait_ns: 0 })
+    }
+
+    /// Refuses a job whose expected wait for a worker (the jobs ahead of
+    /// it × the measured hash time ÷ the workers) exceeds `max_wait`;
+    /// `Duration::ZERO` bounds the queue by its length only.
+    pub fn with_max_queue_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait_ns = u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The bound set by [`HashPool::with_max_queue_wait`].
+    pub fn max_queue_wait(&self) -> Duration {
+        Duration::from_nanos(self.max_wait_ns)
+    }
+
+    /// Of [`HashPool::shed`], the jobs refused for the wait they would
+    /// have had rather than for a full queue.
+    pub fn shed_for_wait(&self) -> u64 {
+        self.stats.shed_wait.load(Ordering::Relaxed)
+    }
+
+    /// How long a job submitted now can expect to wait for a worker: the
+    /// jobs ahead of it shared among the workers, at the measured hash
+    /// time (zero until a hash has been timed).
+    pub fn expected_wait(&self) -> Duration {
+        let mean = self.stats.mean_hash_ns.load(Ordering::Relaxed);
+        let ahead = u64::try_from(self.queue_len()).unwrap_or(u64::MAX);
+        let workers = u64::try_from(self.workers().max(1)).unwrap_or(1);
+        Duration::from_nanos(ahead.saturating_mul(mean) / workers)
     }
 
     /// The number of worker threads.
@@ -218,6 +258,13 @@ impl HashPool {
     }
 
     fn submit(&self, job: Job) -> Result<(), VerifyError> {
+        // Concurrent submitters may all see the same queue and all be
+        // admitted, a few jobs past the bound: the length bound still holds.
+        if self.max_wait_ns != 0 && self.expected_wait().as_nanos() > u128::from(self.max_wait_ns) {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            self.stats.shed_wait.fetch_add(1, Ordering::Relaxed);
+            return Err(VerifyError::Overloaded { retry_after: self.retry_after() });
+        }
         match self.queue.push(job) {
             Ok(()) => Ok(()),
             Err(_) => {
@@ -239,7 +286,21 @@ impl HashPool {
             "Queued hashes dropped unhashed: their answer was no longer awaited.",
             self.skipped(),
         );
-        out.counter("ropc_hash_shed_total", "Verifications refused with 503: queue full.", self.shed());
+        out.counter(
+            "ropc_hash_shed_total",
+            "Verifications refused with 503: the queue full, or its wait over max_queue_wait_ms.",
+            self.shed(),
+        );
+        out.counter(
+            "ropc_hash_shed_wait_total",
+            "Of ropc_hash_shed_total, those refused for the wait they would have had.",
+            self.shed_for_wait(),
+        );
+        out.gauge(
+            "ropc_hash_queue_wait_seconds",
+            "The wait for a worker a verification submitted now can expect.",
+            self.expected_wait().as_secs_f64(),
+        );
         out.histogram("ropc_hash_duration_seconds", "Time of one password hash.", self.hash_time());
     }
 
@@ -430,6 +491,43 @@ mod tests {
         for p in accepted {
             assert!(p.await.unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn a_job_that_would_wait_too_long_is_refused_at_once() {
+        let params = HashParams { m_cost: 8192, t_cost: 2, p_cost: 1 };
+        let hash = Arc::new(StoredHash::parse(&hash_password(b"pw", params).unwrap()).unwrap());
+        let max_wait = Duration::from_millis(40);
+        let pool = HashPool::new(1, 1000, HashPriority::Nice(0)).unwrap().with_max_queue_wait(max_wait);
+        // Until a hash has been timed, only the length bounds the queue.
+        assert_eq!(pool.expected_wait(), Duration::ZERO);
+        for _ in 0..3 {
+            assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());
+        }
+        let mean = pool.mean_hash_time();
+        assert!(mean > Duration::ZERO);
+        let (mut accepted, mut refused) = (Vec::new(), 0u64);
+        for _ in 0..200 {
+            match pool.try_submit(job(&hash, "pw")) {
+                Ok(p) => accepted.push(p),
+                Err(VerifyError::Overloaded { retry_after }) => {
+                    // At least the wait it was refused for.
+                    assert!(retry_after >= max_wait, "{retry_after:?}");
+                    refused += 1;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        // The queue, with room for 1,000, held about max_wait ÷ mean jobs
+        // (twice that and a few more, as the mean moves while jobs finish).
+        let bound = (2.0 * max_wait.as_secs_f64() / mean.as_secs_f64()) as usize + 3;
+        assert!(!accepted.is_empty() && accepted.len() <= bound, "{} admitted, mean {mean:?}", accepted.len());
+        assert_eq!((pool.shed(), pool.shed_for_wait()), (refused, refused));
+        for p in accepted {
+            assert!(p.await.unwrap());
+        }
+        // Drained, a job is admitted again.
+        assert!(pool.try_submit(job(&hash, "pw")).unwrap().await.unwrap());
     }
 
     /// Workers go to sleep between bursts and must be woken for every job:

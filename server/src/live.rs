@@ -359,6 +359,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (old.header_read_timeout != new.header_read_timeout, "server.header_read_timeout"),
         (old.hash_pool.workers != new.hash_pool.workers, "hash_pool.workers"),
         (old.hash_pool.queue != new.hash_pool.queue, "hash_pool.queue"),
+        (old.hash_pool.max_queue_wait != new.hash_pool.max_queue_wait, "hash_pool.max_queue_wait_ms"),
         // A new nice value matters only under the same (normal) policy.
         (
             old.hash_pool.policy == new.hash_pool.policy && old.hash_pool.priority() != new.hash_pool.priority(),

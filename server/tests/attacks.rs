@@ -28,9 +28,12 @@ fn slow_dummy_hash(config: String) -> String {
 }
 
 /// [`slow_dummy_hash`] with one hash worker and the `[credential_manager.lockout]`
-/// lines `lockout`.
+/// lines `lockout`. The queue is bounded by its length only: these tests
+/// queue bursts on purpose, longer than `max_queue_wait_ms` would let wait.
 pub(crate) fn one_slow_worker(config: String, lockout: &str) -> String {
-    slow_dummy_hash(config) + "\n[hash_pool]\nworkers = 1\n\n[credential_manager.lockout]\n" + lockout
+    slow_dummy_hash(config)
+        + "\n[hash_pool]\nworkers = 1\nmax_queue_wait_ms = 0\n\n[credential_manager.lockout]\n"
+        + lockout
 }
 
 /// Sends a keep-alive login with the `legacy` client's Basic header from

@@ -63,8 +63,11 @@ async fn admin_listener_serves_metrics_apart() {
 
 #[tokio::test]
 async fn sigterm_with_requests_in_flight_loses_none() {
-    // Costlier hashes, so that logins are still queued when the signal lands.
-    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 8192\nt_cost = 2");
+    // Costlier hashes, so that logins are still queued when the signal lands
+    // (all of them: on a slow machine, twenty might wait past the default
+    // max_queue_wait_ms).
+    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 8192\nt_cost = 2")
+        + "\n[hash_pool]\nmax_queue_wait_ms = 0\n";
     let params = ropc_hash::HashParams { m_cost: 8192, t_cost: 2, p_cost: 1 };
     let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start(&config, &users);
@@ -110,4 +113,51 @@ async fn healthz_reports_draining_during_the_shutdown_delay() {
         server.token_basic("legacy", "legacy-secret", "grant_type=password&username=alice&password=wonderland").await;
     assert_eq!(r.status, 200);
     assert!(server.terminate().success());
+}
+
+/// A login that would wait longer than `max_queue_wait_ms` for a hash worker
+/// is answered `503` with `Retry-After` at once, though the queue has room.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // deliberately: no other test's server runs meanwhile
+async fn a_login_that_would_wait_too_long_gets_503_at_once() {
+    // Alone on the CPU, so that the burst arrives faster than hashes end.
+    let _cpu = crate::support::exclusive();
+    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 16384\nt_cost = 3")
+        + "\n[hash_pool]\nworkers = 1\nqueue = 1000\nmax_queue_wait_ms = 50\n";
+    let params = ropc_hash::HashParams { m_cost: 16384, t_cost: 3, p_cost: 1 };
+    let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
+    let server = Server::start(&config, &users);
+    let login = "grant_type=password&username=alice&password=wonderland";
+    // Times the hash (and memoises the client secret's verification).
+    assert_eq!(server.token_basic("legacy", "legacy-secret", login).await.status, 200);
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, auth) = (server.addr, auth.clone());
+            tokio::spawn(async move {
+                let headers = [("authorization", auth.as_str())];
+                crate::support::request(addr, None, http::Method::POST, "/oauth/v2/oauth-token", login, &headers, true)
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut shed) = (0, 0);
+    for r in burst {
+        let r = r.await.unwrap();
+        match r.status {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(r.error(), "temporarily_unavailable");
+                assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+                shed += 1;
+            }
+            other => panic!("{other}: {}", r.body),
+        }
+    }
+    // A hash takes tens of milliseconds: one or two fit in 50 ms of queue,
+    // never sixteen, and never none.
+    assert!(ok >= 1 && shed >= 1, "{ok} issued, {shed} shed");
+    let m = server.get("/metrics").await.body;
+    assert_eq!(crate::support::sample(&m, "ropc_hash_shed_wait_total"), Some(f64::from(shed)), "{m}");
+    assert_eq!(crate::support::sample(&m, "ropc_hash_shed_total"), Some(f64::from(shed)));
 }

@@ -97,7 +97,8 @@ impl Auth {
     /// match it from the first request on.
     pub fn new(config: &Config, shared: Option<Arc<RedisConn>>, typical: Duration) -> Result<Self, PoolError> {
         let p = &config.hash_pool;
-        let pool = Arc::new(HashPool::new(p.workers, p.queue, p.priority()).map_err(PoolError)?);
+        let pool = HashPool::new(p.workers, p.queue, p.priority()).map_err(PoolError)?;
+        let pool = Arc::new(pool.with_max_queue_wait(p.max_queue_wait));
         Ok(Self {
             verifier: pool.clone(),
             pacing: Pacing::new(typical, Some(Arc::clone(&pool))),

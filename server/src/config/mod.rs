@@ -155,6 +155,9 @@ pub struct HashPoolConfig {
     pub policy: HashPolicy,
     /// Their nice value under the normal policy.
     pub nice: i32,
+    /// The longest wait for a worker a verification may expect before it
+    /// is refused with 503 (zero: only the queue's length bounds it).
+    pub max_queue_wait: Duration,
 }
 
 impl HashPoolConfig {

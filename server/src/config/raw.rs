@@ -275,6 +275,7 @@ pub(super) struct RawHashPool {
     pub(super) nice: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) policy: HashPolicy,
+    pub(super) max_queue_wait_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

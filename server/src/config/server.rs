@@ -38,6 +38,10 @@ pub(super) fn bounded(
     }
 }
 
+/// `[hash_pool] max_queue_wait_ms` unless set: about a dozen OWASP-cost
+/// hashes per worker.
+pub const DEFAULT_MAX_QUEUE_WAIT_MS: u64 = 250;
+
 /// The local admin socket's default name, beside the config file.
 pub const DEFAULT_ADMIN_SOCKET: &str = "ropc-admin.sock";
 
@@ -92,10 +96,15 @@ pub(super) fn hash_pool(loc: &Locator<'_>, raw: &RawHashPool) -> Result<HashPool
         Some(nice) => bounded(loc, nice, "hash_pool.nice", 0..=19, "")?,
         None => u64::from(ropc_hash::DEFAULT_NICE.unsigned_abs()),
     };
+    let max_wait = match &raw.max_queue_wait_ms {
+        Some(ms) => bounded(loc, ms, "hash_pool.max_queue_wait_ms", 0..=60_000, " ms")?,
+        None => DEFAULT_MAX_QUEUE_WAIT_MS,
+    };
     Ok(HashPoolConfig {
         workers: raw.workers,
         queue: raw.queue,
         policy: raw.policy,
         nice: i32::try_from(nice).unwrap_or(0),
+        max_queue_wait: Duration::from_millis(max_wait),
     })
 }

@@ -45,6 +45,9 @@ fn hash_pool_policy_and_nice() {
     assert_eq!(with("nice = 5").unwrap().hash_pool.priority(), HashPriority::Nice(5));
     assert_eq!(with("policy = \"normal\"\nnice = 0").unwrap().hash_pool.priority(), HashPriority::Nice(0));
     assert_eq!(with("policy = \"idle\"").unwrap().hash_pool.priority(), HashPriority::Idle);
+    assert_eq!(config(&good()).unwrap().hash_pool.max_queue_wait, Duration::from_millis(250));
+    assert_eq!(with("max_queue_wait_ms = 0").unwrap().hash_pool.max_queue_wait, Duration::ZERO);
+    assert_eq!(with("max_queue_wait_ms = 1000").unwrap().hash_pool.max_queue_wait, Duration::from_secs(1));
 }
 
 #[test]
@@ -117,6 +120,13 @@ fn errors_name_line_and_key() {
             "expected `normal` or `idle`",
         ),
         ("[server]", "[hash_pool]\nnice = 20\n[server]", Some(2), "hash_pool.nice", "between 0"),
+        (
+            "[server]",
+            "[hash_pool]\nmax_queue_wait_ms = 60001\n[server]",
+            Some(2),
+            "hash_pool.max_queue_wait_ms",
+            "between 0 and 60000 ms",
+        ),
     ];
     for &(from, to, line, key, message) in cases {
         let body = good().replacen(from, to, 1);

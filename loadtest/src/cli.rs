@@ -165,6 +165,15 @@ struct RunArgs {
     /// CA or self-signed certificate (PEM) to trust for https.
     #[arg(long)]
     cacert: Option<PathBuf>,
+    /// The server's process id, when it runs on this machine: the report
+    /// gives its CPU time over the run, requests per server CPU second, and
+    /// throughput per core (the CPUs the process may run on).
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// The cores the server has (or is pinned to), for throughput per core;
+    /// overrides what --server-pid finds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    server_cores: Option<u64>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -298,6 +307,13 @@ impl RunArgs {
                 }
                 Some(_) => return Err("--start-at must be seconds since the Unix epoch".into()),
             },
+            server_pid: match self.server_pid {
+                Some(pid) if crate::cpu::pid_cpu_time(pid).is_none() => {
+                    return Err(format!("--server-pid {pid}: no such process on this machine (or no /proc)"))
+                }
+                pid => pid,
+            },
+            server_cores: self.server_cores.map(|n| n as usize),
         })
     }
 }

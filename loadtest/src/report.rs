@@ -106,6 +106,32 @@ pub struct GeneratorCpu {
     pub requests_per_cpu_sec: f64,
 }
 
+/// The server under test, per core and per CPU second: what lets runs on
+/// machines with other core counts compare.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerCpu {
+    /// The cores it had: `--server-cores`, or the CPUs `--server-pid` may
+    /// run on.
+    pub cores: usize,
+    /// Where `cores` came from: `"given"` or `"affinity"`.
+    pub cores_from: &'static str,
+    /// Completed requests per second per core.
+    pub throughput_per_core_rps: f64,
+    /// Successful requests per second per core.
+    pub success_per_core_rps: f64,
+    /// With `--server-pid`: the CPU seconds the server used in the
+    /// measured phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_secs: Option<f64>,
+    /// With `--server-pid`: its CPU seconds per second (1.0 is one core
+    /// kept busy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores_used: Option<f64>,
+    /// With `--server-pid`: completed requests per server CPU second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_cpu_sec: Option<f64>,
+}
+
 /// One second of the timeline.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Second {
@@ -156,8 +182,16 @@ pub struct Report {
     pub throughput_rps: f64,
     /// Successful requests per second.
     pub success_rps: f64,
+    /// `throughput_rps` per server core, when the server's cores are known
+    /// (`--server-cores` or `--server-pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_per_core_rps: Option<f64>,
     /// Latency of the requests that got a response.
     pub latency_us: Latency,
+    /// The server's cores and CPU use, when known (see
+    /// `throughput_per_core_rps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerCpu>,
     /// The load generator's own CPU use, to tell whether it was the
     /// bottleneck (absent where `/proc` cannot tell).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,6 +248,21 @@ impl Report {
             }
             None => 0,
         };
+        let cores = match (spec.server_cores, spec.server_pid.and_then(crate::cpu::pid_allowed_cpus)) {
+            (Some(n), _) => Some((n, "given")),
+            (None, Some(n)) => Some((n, "affinity")),
+            (None, None) => None,
+        };
+        let server_cpu = finished.server_cpu.filter(|_| elapsed >= 0.1).map(|c| c.as_secs_f64());
+        let server = cores.map(|(cores, cores_from)| ServerCpu {
+            cores,
+            cores_from,
+            throughput_per_core_rps: per_second(requests, elapsed) / cores as f64,
+            success_per_core_rps: per_second(successes, elapsed) / cores as f64,
+            cpu_secs: server_cpu,
+            cores_used: server_cpu.map(|cpu| ratio(cpu, elapsed)),
+            requests_per_cpu_sec: server_cpu.map(|cpu| ratio(requests as f64, cpu)),
+        });
         let timeline = r
             .timeline
             .iter()
@@ -266,7 +315,9 @@ impl Report {
             connections_opened: r.connects,
             throughput_rps: per_second(requests, elapsed),
             success_rps: per_second(successes, elapsed),
+            throughput_per_core_rps: server.as_ref().map(|s| s.throughput_per_core_rps),
             latency_us: Latency::from_histogram(&r.latency),
+            server,
             // Over a very short run the ratios would mean nothing.
             load_generator: finished.cpu.filter(|_| elapsed >= 0.1).map(|cpu| GeneratorCpu {
                 cpu_secs: cpu.as_secs_f64(),
@@ -354,6 +405,24 @@ impl Report {
                 ms(l.p99_9),
                 ms(l.max)
             );
+        }
+        if let Some(s) = &self.server {
+            let from = if s.cores_from == "given" { "given" } else { "its CPU affinity" };
+            let _ = write!(
+                out,
+                "  server: {} core{} ({from}): {:.1} requests/s per core",
+                s.cores,
+                if s.cores == 1 { "" } else { "s" },
+                s.throughput_per_core_rps
+            );
+            match (s.cores_used, s.requests_per_cpu_sec) {
+                (Some(used), Some(per_cpu)) => {
+                    let _ = writeln!(out, "; {used:.2} CPU s/s, {per_cpu:.0} requests per CPU second");
+                }
+                _ => {
+                    let _ = writeln!(out);
+                }
+            }
         }
         if let Some(g) = &self.load_generator {
             let _ = writeln!(
@@ -448,6 +517,8 @@ pub(crate) mod tests {
             progress: false,
             shards: 1,
             start_at: None,
+            server_pid: None,
+            server_cores: None,
         }
     }
 
@@ -472,6 +543,7 @@ pub(crate) mod tests {
             elapsed: Duration::from_secs(2),
             started: 1003,
             cpu: Some(Duration::from_millis(500)),
+            server_cpu: None,
             late_start: Duration::ZERO,
         }
     }
@@ -569,6 +641,38 @@ pub(crate) mod tests {
         assert_eq!(second["second"], 1);
         assert_eq!(second["requests"], 503);
         assert!(second["latency_us"]["p50"].is_number());
+    }
+
+    #[test]
+    fn throughput_per_core_when_the_servers_cores_are_known() {
+        let plain = Report::new(&spec(), &finished());
+        assert_eq!((plain.throughput_per_core_rps, plain.server.is_none()), (None, true), "unknown: left out");
+        let v: serde_json::Value = serde_json::from_str(&plain.to_json()).unwrap();
+        assert!(v.get("throughput_per_core_rps").is_none() && v.get("server").is_none());
+
+        // 1003 requests in 2 s on 4 given cores, the server busy 3 CPU s.
+        let given = RunSpec { server_cores: Some(4), ..spec() };
+        let done = Finished { server_cpu: Some(Duration::from_secs(3)), ..finished() };
+        let report = Report::new(&given, &done);
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(v["throughput_per_core_rps"], 1003.0 / 2.0 / 4.0);
+        assert_eq!(v["server"]["cores"], 4);
+        assert_eq!(v["server"]["cores_from"], "given");
+        assert_eq!(v["server"]["success_per_core_rps"], 900.0 / 2.0 / 4.0);
+        assert_eq!(v["server"]["cores_used"], 1.5);
+        assert!((v["server"]["requests_per_cpu_sec"].as_f64().unwrap() - 1003.0 / 3.0).abs() < 1e-9);
+        let text = report.to_text();
+        assert!(text.contains("server: 4 cores (given): 125.4 requests/s per core; 1.50 CPU s/s, 334 requests"), "{text}");
+
+        // This process as the server: its affinity gives the cores.
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let by_pid = RunSpec { server_pid: Some(std::process::id()), ..spec() };
+        let report = Report::new(&by_pid, &finished());
+        let server = report.server.expect("this process's CPUs");
+        assert_eq!(server.cores_from, "affinity");
+        assert_eq!(Some(server.cores), crate::cpu::pid_allowed_cpus(std::process::id()));
     }
 
     #[test]

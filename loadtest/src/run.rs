@@ -11,7 +11,7 @@
 //! omission).
 
 use crate::client::{Conn, Target, TransportError};
-use crate::cpu::process_cpu_time;
+use crate::cpu::{pid_cpu_time, process_cpu_time};
 use crate::scenario::{Kind, VirtualUser, Workload, WorkloadSpec};
 use crate::stats::{latency_histogram, Outcome, Recorder};
 use bytes::Bytes;
@@ -94,6 +94,12 @@ pub struct RunSpec {
     /// as soon as the setup is done. Lets several load generators measure
     /// the same span whatever their setups take.
     pub start_at: Option<std::time::SystemTime>,
+    /// The server under test, to read its CPU time over the measured phase
+    /// (it must run on this machine).
+    pub server_pid: Option<u32>,
+    /// How many cores the server has, for throughput per core; `None`: the
+    /// CPUs `server_pid` may run on, if given.
+    pub server_cores: Option<usize>,
 }
 
 /// What a run measured.
@@ -107,6 +113,8 @@ pub struct Finished {
     pub started: u64,
     /// CPU time this process used during the measured phase, where known.
     pub cpu: Option<Duration>,
+    /// CPU time the server (`RunSpec::server_pid`) used meanwhile.
+    pub server_cpu: Option<Duration>,
     /// How long after [`RunSpec::start_at`] the measured phase started,
     /// when the setup ended after it (zero otherwise).
     pub late_start: Duration,
@@ -251,6 +259,7 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         }
     }
     let cpu_before = process_cpu_time();
+    let server_before = spec.server_pid.and_then(pid_cpu_time);
     shared.start = Instant::now();
     shared.deadline = shared.start + spec.duration;
     let shared = Arc::new(shared);
@@ -283,6 +292,11 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         let _ = pacer.join();
     }
     let cpu = process_cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
+    let server_cpu = spec
+        .server_pid
+        .and_then(pid_cpu_time)
+        .zip(server_before)
+        .map(|(after, before)| after.saturating_sub(before));
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -295,6 +309,7 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         elapsed: end - shared.start,
         started: shared.started.load(Ordering::Relaxed),
         cpu,
+        server_cpu,
         late_start,
     })
 }

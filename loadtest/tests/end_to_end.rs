@@ -38,6 +38,8 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
         progress: false,
         shards: 1,
         start_at: None,
+        server_pid: None,
+        server_cores: None,
     }
 }
 

@@ -662,7 +662,10 @@ pub(crate) mod tests {
         assert_eq!(v["server"]["cores_used"], 1.5);
         assert!((v["server"]["requests_per_cpu_sec"].as_f64().unwrap() - 1003.0 / 3.0).abs() < 1e-9);
         let text = report.to_text();
-        assert!(text.contains("server: 4 cores (given): 125.4 requests/s per core; 1.50 CPU s/s, 334 requests"), "{text}");
+        assert!(
+            text.contains("server: 4 cores (given): 125.4 requests/s per core; 1.50 CPU s/s, 334 requests"),
+            "{text}"
+        );
 
         // This process as the server: its affinity gives the cores.
         if !cfg!(target_os = "linux") {

@@ -292,11 +292,8 @@ pub async fn run(spec: &RunSpec) -> Result<Finished, String> {
         let _ = pacer.join();
     }
     let cpu = process_cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
-    let server_cpu = spec
-        .server_pid
-        .and_then(pid_cpu_time)
-        .zip(server_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let server_cpu =
+        spec.server_pid.and_then(pid_cpu_time).zip(server_before).map(|(after, before)| after.saturating_sub(before));
     if let Some(progress) = progress {
         progress.abort();
     }

@@ -72,6 +72,19 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The same Ed25519 key in ring and in ed25519-dalek: Ed25519 is
+    // deterministic, so both make the same signature, and only speed differs.
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let by_ring = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let by_dalek =
+        <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_der(pkcs8.as_ref()).unwrap();
+    let message = [b'x'; 300];
+    let dalek_sig = ed25519_dalek::Signer::sign(&by_dalek, &message).to_bytes();
+    assert_eq!(by_ring.sign(&message).as_ref(), dalek_sig.as_slice());
+    group.bench_function("sign_ed25519_ring", |b| b.iter(|| black_box(by_ring.sign(black_box(&message)))));
+    group.bench_function("sign_ed25519_dalek", |b| {
+        b.iter(|| black_box(ed25519_dalek::Signer::sign(&by_dalek, black_box(&message))))
+    });
     let key = SigningKey::generate(Algorithm::EdDsa, "bench-key").unwrap();
     let jwt = JwtIssuer {
         signer: &key,

@@ -84,8 +84,13 @@ for phase in ("alone", "over"):
         n = e[writes] - c[writes]
         fast = lambda m: m.get('ropc_token_log_write_seconds_bucket{le="0.25"}', 0)
         slow = f"; token log writes {n:.0f}, of them {n - (fast(e) - fast(c)):.0f} took 0.25 s or more"
-    print(f"{phase}: hashes {e['ropc_hash_completed_total']-c['ropc_hash_completed_total']:.0f}, "
-          f"shed {e['ropc_hash_shed_total']-c['ropc_hash_shed_total']:.0f}{slow}"
+    wait = "ropc_hash_shed_wait_total"
+    for_wait = f" ({e[wait] - c[wait]:.0f} for the wait)" if wait in e and wait in c else ""
+    hashes = e['ropc_hash_completed_total'] - c['ropc_hash_completed_total']
+    mean = ((e['ropc_hash_duration_seconds_sum'] - c['ropc_hash_duration_seconds_sum'])
+            / max(e['ropc_hash_duration_seconds_count'] - c['ropc_hash_duration_seconds_count'], 1))
+    print(f"{phase}: hashes {hashes:.0f}, mean {mean * 1000:.2f} ms, "
+          f"shed {e['ropc_hash_shed_total']-c['ropc_hash_shed_total']:.0f}{for_wait}{slow}"
           f"{steal(c, e)}")
 waited = sum(1 for line in open(f"{d}/server.log") if "grants waited long for the token log" in line)
 print(f"server log: {waited} warnings of grants that waited long for the token log (50 ms or more since b8a2bfa, 250 ms before)")

@@ -39,7 +39,7 @@ L=$1; C=$2; RATE=$3; RR=${4:-1000}; D=runs/$L; mkdir -p $D
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 M=http://127.0.0.1:18443/metrics
 LT="nice -n ${LOADER_NICE:-0} ./ropc-loadtest run --url $URL --client-secret-file $C/client-secret --users 200 --quiet"
-scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|workers)|requests_total\{endpoint="token"|token_store|token_log)' > $1
+scrape() { curl -s $M | grep -E '^ropc_(hash_(duration_seconds_(sum|count)|completed_total|shed_total|shed_wait_total|workers)|requests_total\{endpoint="token"|token_store|token_log)' > $1
   grep '^cpu ' /proc/stat >> $1; date -u +%T.%N >> $1; }
 fresh_store $C; ./ropc serve --config $C/ropc.toml > $D/server.log 2>&1 &
 SP=$!

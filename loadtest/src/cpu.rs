@@ -72,7 +72,7 @@ mod tests {
         let me = std::process::id();
         assert!(pid_cpu_time(me).is_some());
         let cores = pid_allowed_cpus(me).expect("Cpus_allowed_list");
-        assert!(cores >= 1 && cores <= 4096);
+        assert!((1..=4096).contains(&cores));
         assert_eq!(pid_cpu_time(u32::MAX), None, "no such process");
     }
 

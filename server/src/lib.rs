@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod cli;

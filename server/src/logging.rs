@@ -46,6 +46,15 @@ pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = BatchWriter::start(std::io::stderr(), MAX_BYTES);
+    if !ansi {
+        // Request lines skip tracing's formatter; the same bytes come out.
+        let format = match format {
+            LogFormat::Text => crate::access_log::Format::Text,
+            LogFormat::Json => crate::access_log::Format::Json,
+        };
+        let lines = writer.clone();
+        crate::access_log::install(format, Box::new(move |line| lines.append(line)));
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

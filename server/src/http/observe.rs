@@ -21,6 +21,9 @@ fn event(endpoint: Endpoint, outcome: &GrantOutcome) -> &'static str {
 pub fn request(metrics: &RequestMetrics, endpoint: Endpoint, outcome: &GrantOutcome, latency: Duration) {
     let label = Outcome::of(&outcome.result);
     metrics.record(endpoint, outcome.grant_type, label, latency);
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let event = event(endpoint, outcome);
     let client = outcome.client_id.as_deref().unwrap_or("-");
     let grant = outcome.grant_type.map_or("-", GrantType::as_str);
@@ -28,6 +31,25 @@ pub fn request(metrics: &RequestMetrics, endpoint: Endpoint, outcome: &GrantOutc
     let status = outcome.status();
     let latency_us = latency.as_micros() as u64;
     let endpoint = endpoint.as_str();
+    let (done, reason) = match &outcome.result {
+        Ok(done) => (done.as_str(), None),
+        Err(e) => (e.code.as_str(), Some(e.reason.as_str())),
+    };
+    let fields = crate::access_log::Fields {
+        target: module_path!(),
+        event,
+        endpoint,
+        client,
+        grant,
+        user,
+        status,
+        outcome: done,
+        reason,
+        latency_us,
+    };
+    if crate::access_log::write(&fields) {
+        return;
+    }
     match &outcome.result {
         Ok(done) => tracing::info!(
             event,

@@ -325,7 +325,16 @@ mod tests {
 
     #[test]
     fn lines_are_the_ones_tracing_writes() {
-        let users = ["alice", "-", "o'neil ~x", "a\"b\\c", "new\nline\r\t", "nul\u{0}bell\u{7}", "émile 名前", "zw\u{200b}j\u{301}"];
+        let users = [
+            "alice",
+            "-",
+            "o'neil ~x",
+            "a\"b\\c",
+            "new\nline\r\t",
+            "nul\u{0}bell\u{7}",
+            "émile 名前",
+            "zw\u{200b}j\u{301}",
+        ];
         for (i, user) in users.iter().enumerate() {
             let fields = Fields {
                 target: "ropc_server::http::observe",

@@ -179,8 +179,10 @@ async fn a_broken_config_or_users_file_is_refused_and_the_old_one_keeps_serving(
 
 #[tokio::test]
 async fn requests_in_flight_finish_on_the_old_config() {
-    // Costlier hashes, so that logins are still queued when the commit lands.
-    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 16384\nt_cost = 3");
+    // Costlier hashes, so that logins are still queued when the commit lands
+    // (all twelve: they would wait past the default max_queue_wait_ms).
+    let config = standard_config("").replace("m_cost = 256\nt_cost = 1", "m_cost = 16384\nt_cost = 3")
+        + "\n[hash_pool]\nmax_queue_wait_ms = 0\n";
     let params = ropc_hash::HashParams { m_cost: 16384, t_cost: 3, p_cost: 1 };
     let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start(&config, &users);

@@ -11,7 +11,8 @@
 //! - The queue is bounded by the wait it implies, not only by its length: a
 //!   job that would wait longer than `max_queue_wait` before a worker takes
 //!   it is refused at once. The wait is the hashes ahead of it, per worker,
-//!   at the measured mean and with their measured spread: a bound that 99
+//!   at the measured mean (scaled by how such estimates compared with the
+//!   waits jobs then had) and with their measured spread: a bound that 99
 //!   jobs in 100 stay under, not their average wait. A login told to retry
 //!   at once is better off than one answered after a second; the length
 //!   bound stays as a backstop, and applies alone until the first hash has
@@ -42,6 +43,15 @@ enum Job {
     Hash(HashJob, oneshot::Sender<Result<String, crate::HashError>>),
 }
 
+/// A job in the queue, with when it came and the wait it was expected to
+/// have (the jobs ahead at the mean hash time), to hold that expectation to
+/// what the wait turned out to be.
+struct Queued {
+    job: Job,
+    at: Instant,
+    expected_ns: u64,
+}
+
 #[derive(Debug, Default)]
 struct Stats {
     /// Exponentially weighted mean hash time, in nanoseconds.
@@ -54,6 +64,11 @@ struct Stats {
     shed: AtomicU64,
     /// Of `shed`, the jobs refused for the wait they would have had.
     shed_wait: AtomicU64,
+    /// Moving mean of a job's actual wait ÷ the wait expected of it, in
+    /// thousandths (0: none measured yet, taken as 1). Under load the
+    /// workers lose time between hashes (a nice-19 thread waits for a core
+    /// to take its next job) that no hash time shows.
+    wait_scale_milli: AtomicU64,
     /// Jobs dropped unhashed: nobody awaited the answer any more.
     skipped: AtomicU64,
     hash_time: Histogram,
@@ -62,7 +77,7 @@ struct Stats {
 /// The jobs admitted and not yet taken by a worker, and the workers that
 /// sleep until there is one.
 struct Queue {
-    jobs: SegQueue<Job>,
+    jobs: SegQueue<Queued>,
     /// Jobs admitted and not yet taken: at most `capacity`.
     len: AtomicUsize,
     capacity: usize,
@@ -90,7 +105,7 @@ impl Queue {
     /// worker for it. Waits for nothing the workers hold. (A refused push
     /// raises `len` above `capacity` for an instant, which can refuse a
     /// concurrent one too: the queue is full either way.)
-    fn push(&self, job: Job) -> Result<(), Job> {
+    fn push(&self, job: Queued) -> Result<(), Queued> {
         if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.len.fetch_sub(1, Ordering::AcqRel);
             return Err(job);
@@ -112,7 +127,7 @@ impl Queue {
 
     /// The next job for worker `me`, sleeping until there is one; `None`
     /// once the pool is closed.
-    fn pop_or_sleep(&self, me: &Worker) -> Option<Job> {
+    fn pop_or_sleep(&self, me: &Worker) -> Option<Queued> {
         loop {
             if let Some(job) = self.jobs.pop() {
                 self.len.fetch_sub(1, Ordering::AcqRel);
@@ -215,12 +230,25 @@ impl HashPool {
     /// n × the mean hash time, give or take √n × their spread (σ, about
     /// 1.25 × the mean absolute deviation measured), and the 99th percentile
     /// of that sum is 2.33 σ above it. Zero until a hash has been timed.
+    ///
+    /// The mean part is scaled by how the waits expected so far compared
+    /// with the waits jobs then had.
     pub fn expected_wait(&self) -> Duration {
+        let (mean_part, spread_part) = self.wait_parts();
+        let scale = match self.stats.wait_scale_milli.load(Ordering::Relaxed) {
+            0 => 1.0,
+            milli => milli as f64 / 1000.0,
+        };
+        Duration::from_nanos((mean_part * scale + spread_part) as u64)
+    }
+
+    /// The wait of the jobs ahead at the mean hash time, and its 99th
+    /// percentile's margin from their spread, in nanoseconds.
+    fn wait_parts(&self) -> (f64, f64) {
         let mean = self.stats.mean_hash_ns.load(Ordering::Relaxed) as f64;
         let sigma = 1.25 * self.stats.spread_hash_ns.load(Ordering::Relaxed) as f64;
         let per_worker = self.queue_len() as f64 / self.workers().max(1) as f64;
-        let ns = per_worker * mean + 2.33 * per_worker.sqrt() * sigma;
-        Duration::from_nanos(ns as u64)
+        (per_worker * mean, 2.33 * per_worker.sqrt() * sigma)
     }
 
     /// The number of worker threads.
@@ -268,6 +296,8 @@ impl HashPool {
     fn submit(&self, job: Job) -> Result<(), VerifyError> {
         // Concurrent submitters may all see the same queue and all be
         // admitted, a few jobs past the bound: the length bound still holds.
+        let expected_ns = self.wait_parts().0 as u64;
+        let job = Queued { job, at: Instant::now(), expected_ns };
         if self.max_wait_ns != 0 && self.expected_wait().as_nanos() > u128::from(self.max_wait_ns) {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             self.stats.shed_wait.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +419,14 @@ pub fn lower_priority(priority: HashPriority) -> std::io::Result<()> {
 
 fn work(queue: &Queue, me: &Worker, stats: &Stats) {
     let mut memory = crate::HashMemory::huge_pages();
-    while let Some(job) = queue.pop_or_sleep(me) {
+    while let Some(Queued { job, at, expected_ns }) = queue.pop_or_sleep(me) {
+        // Waits too short to tell anything (an idle pool) are left out.
+        if expected_ns >= 1_000_000 {
+            let waited = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let ratio = (waited.saturating_mul(1000) / expected_ns).clamp(500, 4000);
+            let old = stats.wait_scale_milli.load(Ordering::Relaxed);
+            stats.wait_scale_milli.store(ropc_metrics::moving_mean(old, ratio, 16), Ordering::Relaxed);
+        }
         // The client may have gone away, or its attempt been abandoned,
         // while the job waited: skip the hash.
         let closed = match &job {

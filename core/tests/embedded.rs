@@ -12,7 +12,9 @@
 #[allow(dead_code)]
 mod scenario;
 
+use crate::harness::{parse_object, Json};
 use scenario::{Answer, Scenario, GRANTS};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn answers() -> Vec<Answer> {
@@ -34,8 +36,12 @@ fn render(answers: &[Answer]) -> String {
     text
 }
 
-fn json(body: &[u8]) -> serde_like::Value {
-    serde_like::parse(std::str::from_utf8(body).expect("UTF-8"))
+fn json(body: &[u8]) -> BTreeMap<String, Json> {
+    parse_object(std::str::from_utf8(body).expect("UTF-8"))
+}
+
+fn text(value: &str) -> Option<Json> {
+    Some(Json::Str(value.to_owned()))
 }
 
 #[test]
@@ -45,21 +51,21 @@ fn the_device_scenario_answers_what_an_oauth_client_expects() {
     let statuses: Vec<u16> = a.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 400, 200, 400]);
 
-    let login = json(&a[0].body);
-    assert_eq!(login.get("scope"), Some("read write"));
-    assert_eq!(login.get("token_type"), Some("bearer"));
-    assert_eq!(login.get("expires_in"), Some("600"));
-    let (access, refresh) = (login.get("access_token").unwrap(), login.get("refresh_token").unwrap());
+    let mut login = json(&a[0].body);
+    assert_eq!(login.get("scope").cloned(), text("read write"));
+    assert_eq!(login.get("token_type").cloned(), text("bearer"));
+    assert_eq!(login.get("expires_in"), Some(&Json::Num(600)));
+    let (access, refresh) = (login.remove("access_token").unwrap(), login.remove("refresh_token").unwrap());
     assert_ne!(access, refresh);
 
-    assert_eq!(json(&a[1].body).get("error"), Some("invalid_grant"));
+    assert_eq!(json(&a[1].body).remove("error"), text("invalid_grant"));
 
-    let refreshed = json(&a[2].body);
-    assert_eq!(refreshed.get("scope"), Some("read"), "the refresh narrowed the scope");
-    assert_ne!(refreshed.get("refresh_token"), Some(refresh), "the refresh token rotated");
-    assert_ne!(refreshed.get("access_token"), Some(access));
+    let mut refreshed = json(&a[2].body);
+    assert_eq!(refreshed.get("scope").cloned(), text("read"), "the refresh narrowed the scope");
+    assert_ne!(refreshed.remove("refresh_token"), Some(refresh), "the refresh token rotated");
+    assert_ne!(refreshed.remove("access_token"), Some(access));
 
-    assert_eq!(json(&a[3].body).get("error"), Some("invalid_request"));
+    assert_eq!(json(&a[3].body).remove("error"), text("invalid_request"));
 }
 
 #[test]
@@ -80,27 +86,4 @@ fn the_device_scenario_answers_the_bytes_in_expected_txt() {
     let mut wrong = answers().remove(0);
     wrong.body[10] ^= 1;
     assert!(!scenario::matches(committed.lines().next().unwrap(), &wrong), "one flipped bit is a mismatch");
-}
-
-/// Just enough JSON for flat objects of strings and numbers.
-mod serde_like {
-    pub struct Value(Vec<(String, String)>);
-
-    impl Value {
-        pub fn get(&self, key: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-        }
-    }
-
-    pub fn parse(s: &str) -> Value {
-        let inner = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')).expect("an object");
-        let members = inner
-            .split(',')
-            .map(|m| {
-                let (k, v) = m.split_once(':').expect("key:value");
-                (k.trim_matches('"').to_owned(), v.trim_matches('"').to_owned())
-            })
-            .collect();
-        Value(members)
-    }
 }

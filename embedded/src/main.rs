@@ -114,14 +114,18 @@ fn out() -> Out {
     Out(hio::hstdout().ok())
 }
 
+/// The first word of RAM past the statics: where the stack may grow to.
+fn free_ram_bottom() -> usize {
+    (addr(addr_of!(__euninit)).max(addr(addr_of!(__ebss))) + 3) & !3
+}
+
 /// Fills the free stack, from the end of static RAM to a margin below the
 /// stack pointer, with [`PAINT`].
 fn paint_stack() {
-    let bottom = addr(addr_of!(__euninit)).max(addr(addr_of!(__ebss)));
     let sp = cortex_m::register::msp::read() as usize;
-    let mut p = (bottom + 3) & !3;
+    let mut p = free_ram_bottom();
     while p + 256 < sp {
-        // SAFETY: [bottom, sp - 256) is RAM no static and no live frame
+        // SAFETY: [free_ram_bottom(), sp - 256) is RAM no static and no live frame
         // uses: statics end at `bottom`, and this frame lies above `sp`.
         unsafe { core::ptr::write_volatile(p as *mut u32, PAINT) };
         p += 4;
@@ -131,9 +135,8 @@ fn paint_stack() {
 /// The deepest the stack has reached: from its top to the lowest word that
 /// no longer holds the paint.
 fn stack_peak() -> usize {
-    let bottom = (addr(addr_of!(__euninit)).max(addr(addr_of!(__ebss))) + 3) & !3;
     let top = addr(addr_of!(_stack_start));
-    let mut p = bottom;
+    let mut p = free_ram_bottom();
     // SAFETY: reads of RAM words between the statics and the stack's top.
     while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PAINT {
         p += 4;

@@ -235,6 +235,12 @@ impl HashPool {
     /// with the waits jobs then had.
     pub fn expected_wait(&self) -> Duration {
         let (mean_part, spread_part) = self.wait_parts();
+        self.scaled_wait(mean_part, spread_part)
+    }
+
+    /// The wait from its two parts, the mean part scaled by what earlier
+    /// estimates turned out to be.
+    fn scaled_wait(&self, mean_part: f64, spread_part: f64) -> Duration {
         let scale = match self.stats.wait_scale_milli.load(Ordering::Relaxed) {
             0 => 1.0,
             milli => milli as f64 / 1000.0,
@@ -296,9 +302,9 @@ impl HashPool {
     fn submit(&self, job: Job) -> Result<(), VerifyError> {
         // Concurrent submitters may all see the same queue and all be
         // admitted, a few jobs past the bound: the length bound still holds.
-        let expected_ns = self.wait_parts().0 as u64;
-        let job = Queued { job, at: Instant::now(), expected_ns };
-        if self.max_wait_ns != 0 && self.expected_wait().as_nanos() > u128::from(self.max_wait_ns) {
+        let (mean_part, spread_part) = self.wait_parts();
+        let job = Queued { job, at: Instant::now(), expected_ns: mean_part as u64 };
+        if self.max_wait_ns != 0 && self.scaled_wait(mean_part, spread_part).as_nanos() > u128::from(self.max_wait_ns) {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             self.stats.shed_wait.fetch_add(1, Ordering::Relaxed);
             return Err(VerifyError::Overloaded { retry_after: self.retry_after() });

@@ -39,11 +39,13 @@ pub fn install(format: Format, sink: Sink) {
     let _ = INSTALLED.set(Installed { format, sink });
 }
 
+/// tracing's target for the request line: the module that writes it, as
+/// before this writer, so that `RUST_LOG` directives naming it still apply.
+pub const TARGET: &str = "ropc_server::http::observe";
+
 /// One request's line.
 #[derive(Debug)]
 pub struct Fields<'a> {
-    /// The module the line is attributed to (tracing's target).
-    pub target: &'static str,
     /// The audit event: `request`, `login_success`, ...
     pub event: &'static str,
     /// The endpoint's name.
@@ -64,9 +66,33 @@ pub struct Fields<'a> {
     pub latency_us: u64,
 }
 
-/// Writes the line and returns true; false when no sink is installed (the
-/// caller then logs through tracing).
-pub fn write(fields: &Fields<'_>) -> bool {
+/// Writes the request's line: by the writer here, or as a tracing event
+/// where none is installed (a terminal, whose lines tracing colours).
+pub fn log(fields: &Fields<'_>) {
+    if !write(fields) {
+        emit(fields);
+    }
+}
+
+/// The line as a tracing event: what [`format_line`] writes byte for byte.
+/// (`reason`, an `Option`, is left out when `None`, as tracing records it.)
+pub fn emit(f: &Fields<'_>) {
+    tracing::info!(
+        target: TARGET,
+        event = f.event,
+        endpoint = f.endpoint,
+        client = ?f.client,
+        grant = f.grant,
+        user = ?f.user,
+        status = f.status,
+        outcome = f.outcome,
+        reason = f.reason,
+        latency_us = f.latency_us
+    );
+}
+
+/// Writes the line and returns true; false when no sink is installed.
+fn write(fields: &Fields<'_>) -> bool {
     let Some(installed) = INSTALLED.get() else { return false };
     thread_local! {
         static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
@@ -86,7 +112,7 @@ pub fn format_line(out: &mut String, format: Format, now: SystemTime, f: &Fields
         Format::Text => {
             timestamp(out, now);
             out.push_str("  INFO ");
-            out.push_str(f.target);
+            out.push_str(TARGET);
             out.push_str(": event=");
             debug(out, f.event);
             out.push_str(" endpoint=");
@@ -131,7 +157,7 @@ pub fn format_line(out: &mut String, format: Format, now: SystemTime, f: &Fields
             }
             out.push_str(",\"latency_us\":");
             number(out, f.latency_us);
-            member(out, "target", f.target);
+            member(out, "target", TARGET);
             out.push_str("}\n");
         }
     }
@@ -242,7 +268,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     #[test]
@@ -263,56 +288,16 @@ mod tests {
 
     /// What tracing-subscriber writes for the same event.
     fn by_tracing(json: bool, f: &Fields<'_>) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
+        let buf = crate::test_log::Capture::default();
         let writer = buf.clone();
         let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone());
-        let emit = || {
-            let (event, endpoint, client, grant, user, status, outcome, latency_us) =
-                (f.event, f.endpoint, f.client, f.grant, f.user, f.status, f.outcome, f.latency_us);
-            match f.reason {
-                None => tracing::info!(
-                    target: "ropc_server::http::observe",
-                    event,
-                    endpoint,
-                    client = ?client,
-                    grant,
-                    user = ?user,
-                    status,
-                    outcome,
-                    latency_us
-                ),
-                Some(reason) => tracing::info!(
-                    target: "ropc_server::http::observe",
-                    event,
-                    endpoint,
-                    client = ?client,
-                    grant,
-                    user = ?user,
-                    status,
-                    outcome,
-                    reason,
-                    latency_us
-                ),
-            }
-        };
+        let by_the_server = || emit(f);
         if json {
-            tracing::subscriber::with_default(builder.json().flatten_event(true).finish(), emit);
+            tracing::subscriber::with_default(builder.json().flatten_event(true).finish(), by_the_server);
         } else {
-            tracing::subscriber::with_default(builder.finish(), emit);
+            tracing::subscriber::with_default(builder.finish(), by_the_server);
         }
-        let bytes = buf.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        buf.text()
     }
 
     /// The line with its timestamp cut out.
@@ -337,7 +322,6 @@ mod tests {
         ];
         for (i, user) in users.iter().enumerate() {
             let fields = Fields {
-                target: "ropc_server::http::observe",
                 event: if i % 2 == 0 { "login_failure" } else { "request" },
                 endpoint: "token",
                 client: if i % 3 == 0 { "legacy" } else { "cli\"ent\u{1b}[31m" },

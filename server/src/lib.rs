@@ -46,5 +46,7 @@ pub mod runtime;
 pub mod slots;
 pub mod source;
 pub mod store;
+#[cfg(test)]
+mod test_log;
 pub mod tls;
 pub mod users_file;

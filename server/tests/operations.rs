@@ -72,17 +72,7 @@ async fn sigterm_with_requests_in_flight_loses_none() {
     let users = format!("alice:{}\n", ropc_hash::hash_password(b"wonderland", params).unwrap());
     let server = Server::start(&config, &users);
     let login = "grant_type=password&username=alice&password=wonderland";
-    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let mut in_flight = Vec::new();
-    for _ in 0..20 {
-        let (addr, auth) = (server.addr, auth.clone());
-        in_flight.push(tokio::spawn(async move {
-            let headers = [("authorization", auth.as_str())];
-            crate::support::request(addr, None, http::Method::POST, "/oauth/v2/oauth-token", login, &headers, true)
-                .await
-                .status
-        }));
-    }
+    let in_flight = crate::support::spawn_logins(&server, 20, login);
     // Wait until the server has read every request: each one's password is
     // then queued, being hashed, or hashed (one more hash: the client
     // secret's first verification). A connection whose request the server
@@ -91,7 +81,7 @@ async fn sigterm_with_requests_in_flight_loses_none() {
     server.signal_term();
     let mut statuses = Vec::new();
     for r in in_flight {
-        statuses.push(r.await.unwrap());
+        statuses.push(r.await.unwrap().status);
     }
     assert_eq!(statuses, vec![200; 20], "every request in flight finished");
     assert!(server.log_shows("shutting down"));
@@ -130,17 +120,7 @@ async fn a_login_that_would_wait_too_long_gets_503_at_once() {
     let login = "grant_type=password&username=alice&password=wonderland";
     // Times the hash (and memoises the client secret's verification).
     assert_eq!(server.token_basic("legacy", "legacy-secret", login).await.status, 200);
-    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let burst: Vec<_> = (0..16)
-        .map(|_| {
-            let (addr, auth) = (server.addr, auth.clone());
-            tokio::spawn(async move {
-                let headers = [("authorization", auth.as_str())];
-                crate::support::request(addr, None, http::Method::POST, "/oauth/v2/oauth-token", login, &headers, true)
-                    .await
-            })
-        })
-        .collect();
+    let burst = crate::support::spawn_logins(&server, 16, login);
     let (mut ok, mut shed) = (0, 0);
     for r in burst {
         let r = r.await.unwrap();

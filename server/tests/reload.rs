@@ -188,16 +188,7 @@ async fn requests_in_flight_finish_on_the_old_config() {
     let server = Server::start(&config, &users);
     // Warm the client secret memo, so that every later hash is a login.
     assert_eq!(server.token_basic("legacy", "legacy-secret", LOGIN).await.status, 200);
-    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-    let mut in_flight = Vec::new();
-    for _ in 0..12 {
-        let (addr, auth) = (server.addr, auth.clone());
-        in_flight.push(tokio::spawn(async move {
-            let headers = [("authorization", auth.as_str())];
-            crate::support::request(addr, None, http::Method::POST, "/oauth/v2/oauth-token", LOGIN, &headers, true)
-                .await
-        }));
-    }
+    let in_flight = crate::support::spawn_logins(&server, 12, LOGIN);
     // Wait until the server has read all 12: each is then queued, being
     // hashed or hashed (2 hashes before: the warm-up's secret and password).
     wait_until_hashes_submitted(&server, 14.0).await;

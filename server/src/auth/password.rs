@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// The least a directory's refused answers are held past its typical bind.
 const DIRECTORY_MARGIN: Duration = Duration::from_millis(1);
 
+/// Whether `manager` is an LDAP directory, whose refused answers are held
+/// past its typical bind.
+fn is_directory(manager: Option<&Arc<NamedManager>>) -> bool {
+    manager.is_some_and(|m| matches!(m.backend, Backend::Ldap(_)))
+}
+
 /// What a password attempt found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
@@ -78,9 +84,10 @@ impl Auth {
     /// timer tick.
     fn refused_time(&self, manager: Option<&Arc<NamedManager>>) -> Duration {
         let typical = self.typical(manager);
-        match manager {
-            Some(m) if matches!(m.backend, Backend::Ldap(_)) => typical + (typical / 4).max(DIRECTORY_MARGIN),
-            _ => typical,
+        if is_directory(manager) {
+            typical + (typical / 4).max(DIRECTORY_MARGIN)
+        } else {
+            typical
         }
     }
 
@@ -201,8 +208,7 @@ impl Auth {
                 None => self.pacing.observe(elapsed),
             }
         }
-        let directory = manager.is_some_and(|m| matches!(m.backend, Backend::Ldap(_)));
-        if !matches!(outcome, PasswordOutcome::Valid(_)) && (!checked.typical || directory) {
+        if !matches!(outcome, PasswordOutcome::Valid(_)) && (!checked.typical || is_directory(manager)) {
             // A legacy hash (bcrypt at cost 4, {SHA}) can be far faster than
             // the dummy hash an unknown user costs, and a directory's work
             // differs a little with the user: answer no sooner than a

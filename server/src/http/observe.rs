@@ -21,56 +21,31 @@ fn event(endpoint: Endpoint, outcome: &GrantOutcome) -> &'static str {
 pub fn request(metrics: &RequestMetrics, endpoint: Endpoint, outcome: &GrantOutcome, latency: Duration) {
     let label = Outcome::of(&outcome.result);
     metrics.record(endpoint, outcome.grant_type, label, latency);
-    if !tracing::enabled!(tracing::Level::INFO) {
+    if !tracing::enabled!(target: crate::access_log::TARGET, tracing::Level::INFO) {
         return;
     }
-    let event = event(endpoint, outcome);
-    let client = outcome.client_id.as_deref().unwrap_or("-");
-    let grant = outcome.grant_type.map_or("-", GrantType::as_str);
-    let user = outcome.username.as_deref().unwrap_or("-");
-    let status = outcome.status();
-    let latency_us = latency.as_micros() as u64;
-    let endpoint = endpoint.as_str();
     let (done, reason) = match &outcome.result {
         Ok(done) => (done.as_str(), None),
         Err(e) => (e.code.as_str(), Some(e.reason.as_str())),
     };
-    let fields = crate::access_log::Fields {
-        target: module_path!(),
-        event,
-        endpoint,
-        client,
-        grant,
-        user,
-        status,
+    crate::access_log::log(&crate::access_log::Fields {
+        event: event(endpoint, outcome),
+        endpoint: endpoint.as_str(),
+        client: outcome.client_id.as_deref().unwrap_or("-"),
+        grant: outcome.grant_type.map_or("-", GrantType::as_str),
+        user: outcome.username.as_deref().unwrap_or("-"),
+        status: outcome.status(),
         outcome: done,
         reason,
-        latency_us,
-    };
-    if crate::access_log::write(&fields) {
-        return;
-    }
-    match &outcome.result {
-        Ok(done) => tracing::info!(
-            event,
-            endpoint,
-            client = ?client,
-            grant,
-            user = ?user,
-            status,
-            outcome = done.as_str(),
-            latency_us
-        ),
-        Err(e) => tracing::info!(
-            event,
-            endpoint,
-            client = ?client,
-            grant,
-            user = ?user,
-            status,
-            outcome = e.code.as_str(),
-            reason = e.reason.as_str(),
-            latency_us
-        ),
+        latency_us: latency.as_micros() as u64,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    /// The request line keeps this module as its tracing target.
+    #[test]
+    fn the_request_lines_target_is_this_module() {
+        assert_eq!(crate::access_log::TARGET, module_path!().trim_end_matches("::tests"));
     }
 }

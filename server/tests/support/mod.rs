@@ -630,6 +630,21 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
+/// Sends `n` token requests with `body` at once, the `legacy` client
+/// authenticated by Basic, each on its own connection; returns their tasks.
+pub fn spawn_logins(server: &Server, n: usize, body: &'static str) -> Vec<tokio::task::JoinHandle<Reply>> {
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    (0..n)
+        .map(|_| {
+            let (addr, auth) = (server.addr, auth.clone());
+            tokio::spawn(async move {
+                let headers = [("authorization", auth.as_str())];
+                request(addr, None, Method::POST, "/oauth/v2/oauth-token", body, &headers, true).await
+            })
+        })
+        .collect()
+}
+
 /// Waits until the server has handed at least `n` password hashes to its
 /// pool (queued, being hashed or hashed): every request counted is read and
 /// in flight.

@@ -81,17 +81,7 @@ async fn a_writer_dropped_before_it_writes_does_not_stall_the_log() {
 /// where the time went; a quick one says nothing.
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_batch_is_logged_with_where_its_time_went() {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<parking_lot::Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_log::Capture;
     let logs = Capture::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
@@ -111,7 +101,7 @@ async fn a_slow_batch_is_logged_with_where_its_time_went() {
     wal.append(&entry(1)).await.unwrap();
     let quick = started.elapsed() < SLOW_WRITE;
     let warning = "grants waited long for the token log";
-    let count = |logs: &Capture| String::from_utf8_lossy(&logs.0.lock()).matches(warning).count();
+    let count = |logs: &Capture| logs.text().matches(warning).count();
     // (Unless this machine held the test up that long itself.)
     let before = count(&logs);
     if quick {
@@ -128,7 +118,7 @@ async fn a_slow_batch_is_logged_with_where_its_time_went() {
     locked.recv().unwrap();
     wal.append(&entry(2)).await.unwrap();
     holder.join().unwrap();
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let text = logs.text();
     assert_eq!(text.matches(warning).count(), before + 1, "{text}");
     let field = |name: &str| -> u64 {
         // The last warning's fields.

@@ -20,8 +20,8 @@
 
 use ropc_core::basic::{self, SCRATCH_LEN};
 use ropc_core::{
-    AccountState, Capabilities, Client, ClientIndex, Engine, EngineConfig, PasswordOutcome, Provider, RandomError,
-    SecureRandom, Step, TokenDigest, TokenGrant, TokenKey, TokenRecord, UserRef,
+    AccountState, Capabilities, Client, ClientCredential, ClientIndex, Engine, EngineConfig, PasswordOutcome, Provider,
+    RandomError, Reason, SecureRandom, Step, TokenDigest, TokenGrant, TokenKey, TokenRecord, UserRef,
 };
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -101,7 +101,7 @@ impl Runtime {
             loop {
                 match grant.step() {
                     // Cheap checks (grammar, client id) are done: verify the secret.
-                    Step::AuthenticateClient { client, secret } => {
+                    Step::AuthenticateClient { client, credential: ClientCredential::Secret(secret), .. } => {
                         let ok = self.client_secrets.get(&client) == Some(&secret.expose());
                         grant.client_authenticated(ok);
                     }
@@ -129,6 +129,9 @@ impl Runtime {
                         grant.family_revoked();
                     }
                     // Everything checked: mint the tokens and write the JSON.
+                    // Only secrets here: a bare client_id, or an assertion, is refused.
+                    Step::AuthenticateClient { .. } => grant.client_rejected(Reason::NoClientAuthentication),
+                    Step::IdentifyClient { .. } => grant.client_identified(None),
                     Step::Issue => break grant.issue(now, &mut out),
                     Step::Reject(error) => break Err(error),
                 }

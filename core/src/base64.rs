@@ -178,6 +178,60 @@ pub fn decode_standard(input: &[u8], out: &mut [u8]) -> Result<usize, DecodeErro
     Ok(o)
 }
 
+/// The value of one URL-safe base64 byte.
+const fn url_value(b: u8) -> Option<u32> {
+    Some(match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        b'0'..=b'9' => b - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    } as u32)
+}
+
+/// Decodes URL-safe base64 without padding (RFC 4648 §5, as JOSE uses it)
+/// into `out` and returns the decoded length; `None` if a byte is outside
+/// the alphabet, the trailing bits are not zero, or `out` is too short.
+pub fn decode_url_nopad(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    if input.len() % 4 == 1 {
+        return None;
+    }
+    let needed = input.len() / 4 * 3 + (input.len() % 4).saturating_sub(1);
+    if needed > out.len() {
+        return None;
+    }
+    let mut o = 0;
+    for group in input.chunks(4) {
+        let mut n = 0u32;
+        for &b in group {
+            n = (n << 6) | url_value(b)?;
+        }
+        match group.len() {
+            4 => {
+                out[o..o + 3].copy_from_slice(&n.to_be_bytes()[1..]);
+                o += 3;
+            }
+            3 if n & 0x3 == 0 => {
+                out[o] = (n >> 10) as u8;
+                out[o + 1] = (n >> 2) as u8;
+                o += 2;
+            }
+            2 if n & 0xf == 0 => {
+                out[o] = (n >> 4) as u8;
+                o += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(o)
+}
+
+/// The length [`decode_url_nopad`] needs for `n` input bytes.
+pub const fn decoded_len_url_nopad(n: usize) -> usize {
+    n / 4 * 3 + (n % 4).saturating_sub(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +282,31 @@ mod tests {
         encode_url_nopad(&[0xfb, 0xff, 0xbf], &mut out).unwrap();
         assert_eq!(&out, b"-_-_");
         assert_eq!(encode_url_nopad(&[1, 2], &mut out), None);
+    }
+
+    #[test]
+    fn url_safe_round_trip_and_refusals() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..70 {
+            let input: alloc::vec::Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut text = alloc::vec![0; encoded_len_nopad(len)];
+            encode_url_nopad(&input, &mut text).unwrap();
+            let mut back = alloc::vec![0; decoded_len_url_nopad(text.len())];
+            assert_eq!(decode_url_nopad(&text, &mut back), Some(len));
+            assert_eq!(back, input);
+        }
+        let mut out = [0u8; 8];
+        assert_eq!(decode_url_nopad(b"Zm9v+g", &mut out), None, "standard alphabet");
+        assert_eq!(decode_url_nopad(b"Zm9vYg==", &mut out), None, "padding");
+        assert_eq!(decode_url_nopad(b"Zh", &mut out), None, "non-zero trailing bits");
+        assert_eq!(decode_url_nopad(b"Z", &mut out), None, "one stray character");
+        assert_eq!(decode_url_nopad(b"Zm9vYmFyYmF6", &mut out[..4]), None, "too short an output");
     }
 }

@@ -18,11 +18,11 @@ use crate::jwt::{self, JwtIssuer};
 use crate::request::{ClientAuth, GrantRequest, GrantType, TokenRequest};
 use crate::response;
 use crate::scope::{ScopeRegistry, ScopeSet};
-use crate::token::{self, FamilyId, Provider, RandomError, Token, TokenKey, TokenKind, TokenRecord, UserRef};
+use crate::token::{self, Binding, FamilyId, Provider, RandomError, Token, TokenKey, TokenKind, TokenRecord, UserRef};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-pub use crate::step::{AccountState, PasswordOutcome, Secret, Step};
+pub use crate::step::{AccountState, ClientCredential, PasswordOutcome, Secret, Step};
 
 /// Policy the engine applies to every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +115,46 @@ pub(crate) fn family_horizon(engine: &Engine, now: u64) -> u64 {
     now.saturating_add(c.refresh_token_ttl.max(c.access_token_ttl))
 }
 
+/// What the request proved beyond client authentication, for
+/// sender-constrained tokens. The runtime checks each proof (a DPoP proof's
+/// signature and claims, the TLS handshake) and gives the core the
+/// thumbprints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Proofs {
+    /// The JWK SHA-256 thumbprint (RFC 7638) of a valid DPoP proof's key.
+    pub dpop: Option<[u8; 32]>,
+    /// The SHA-256 thumbprint of the TLS client certificate, if one was
+    /// presented and accepted.
+    pub certificate: Option<[u8; 32]>,
+    /// Whether the client's tokens are bound to its certificate (RFC 8705
+    /// §3, `certificate_bound_access_tokens`).
+    pub bind_certificate: bool,
+}
+
+impl Proofs {
+    /// What new tokens are bound to: the DPoP key if a proof came, else the
+    /// certificate if the client binds to it, else nothing.
+    pub fn binding(&self) -> Binding {
+        match (self.dpop, self.certificate) {
+            (Some(jkt), _) => Binding::Dpop(jkt),
+            (None, Some(x5t)) if self.bind_certificate => Binding::Certificate(x5t),
+            _ => Binding::None,
+        }
+    }
+
+    /// Whether a token bound to `binding` may be used by this request.
+    pub fn satisfy(&self, binding: Binding) -> bool {
+        match binding {
+            Binding::None => true,
+            Binding::Dpop(t) => self.dpop == Some(t),
+            Binding::Certificate(t) => self.certificate == Some(t),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum State {
+    IdentifyClient,
     AuthenticateClient,
     VerifyPassword,
     LoadRefreshToken(TokenKey),
@@ -140,6 +178,10 @@ pub struct TokenGrant<'a> {
     retire: Option<TokenKey>,
     /// The scope a rotated refresh token keeps (refresh grants only).
     refresh_scope: Option<ScopeSet>,
+    /// What the request proved, for bound tokens.
+    proofs: Proofs,
+    /// The binding a rotated refresh token keeps (refresh grants only).
+    refresh_binding: Binding,
 }
 
 const NO_CLIENT_AUTH: OAuthError =
@@ -163,8 +205,9 @@ impl Engine {
         // Decided before the grant is built, so that the parsed request is
         // written into it once rather than moved in afterwards.
         let (request, client, state) = match TokenRequest::parse(body, authorization, scratch, &self.config.limits) {
-            Ok(request) => match self.query_client(&request.auth) {
-                Ok(index) => (Some(request), Some(index), State::AuthenticateClient),
+            Ok(request) => match self.identify(&request.auth) {
+                Ok(Some(index)) => (Some(request), Some(index), State::AuthenticateClient),
+                Ok(None) => (Some(request), None, State::IdentifyClient),
                 Err(e) => (Some(request), None, State::Rejected(e)),
             },
             Err(e) => (None, None, State::Rejected(e)),
@@ -180,6 +223,8 @@ impl Engine {
             family: None,
             retire: None,
             refresh_scope: None,
+            proofs: Proofs::default(),
+            refresh_binding: Binding::None,
         }
     }
 
@@ -188,18 +233,28 @@ impl Engine {
         response::write_error(out, error, self.config.detailed_errors);
     }
 
-    /// Identifies and checks the client of a revocation or introspection
-    /// request: returns the client whose secret the runtime must verify.
-    pub fn query_client(&self, auth: &ClientAuth<'_>) -> Result<ClientIndex, OAuthError> {
+    /// Identifies the client of a request: its index, or `None` when it
+    /// sent an assertion without `client_id` (the runtime reads the
+    /// assertion's issuer: [`Step::IdentifyClient`]). A request with no
+    /// client authentication at all is refused here.
+    pub fn identify(&self, auth: &ClientAuth<'_>) -> Result<Option<ClientIndex>, OAuthError> {
         let basic = auth.is_basic();
-        let Some(id) = auth.client_id() else { return Err(NO_CLIENT_AUTH) };
-        let Some(index) = self.clients.find(id) else {
-            return Err(invalid_client(Reason::UnknownClient, basic));
+        let Some(id) = auth.client_id() else {
+            return match auth {
+                ClientAuth::Assertion { .. } => Ok(None),
+                _ => Err(NO_CLIENT_AUTH),
+            };
         };
-        if auth.client_secret().is_none() {
-            return Err(NO_CLIENT_AUTH);
+        match self.clients.find(id) {
+            Some(index) => Ok(Some(index)),
+            None => Err(invalid_client(Reason::UnknownClient, basic)),
         }
-        Ok(index)
+    }
+
+    /// The client named by an assertion's issuer ([`Step::IdentifyClient`]).
+    pub(crate) fn identified(&self, issuer: Option<&str>) -> Result<ClientIndex, OAuthError> {
+        let unknown = || invalid_client(Reason::UnknownClient, false);
+        issuer.and_then(|id| self.clients.find(id)).ok_or_else(unknown)
     }
 
     /// The `scope` string of `set`.
@@ -222,12 +277,18 @@ impl<'a> TokenGrant<'a> {
     /// What the runtime must do next.
     pub fn step(&self) -> Step<'_> {
         match self.state {
-            State::AuthenticateClient => {
-                match (self.client, self.request.as_ref().and_then(|r| r.auth.client_secret())) {
-                    (Some(client), Some(secret)) => Step::AuthenticateClient { client, secret: Secret::new(secret) },
-                    _ => Step::Reject(NO_CLIENT_AUTH),
-                }
-            }
+            State::IdentifyClient => match self.request.as_ref().and_then(|r| r.auth.assertion()) {
+                Some(assertion) => Step::IdentifyClient { assertion: Secret::new(assertion) },
+                None => Step::Reject(NO_CLIENT_AUTH),
+            },
+            State::AuthenticateClient => match (self.client, &self.request) {
+                (Some(client), Some(request)) => Step::AuthenticateClient {
+                    client,
+                    credential: credential(&request.auth),
+                    basic: request.auth.is_basic(),
+                },
+                _ => Step::Reject(NO_CLIENT_AUTH),
+            },
             State::VerifyPassword => match &self.request {
                 Some(TokenRequest { grant: GrantRequest::Password { username, password, .. }, .. }) => {
                     Step::VerifyPassword { username, password: Secret::new(password) }
@@ -269,6 +330,39 @@ impl<'a> TokenGrant<'a> {
         self.state = State::Rejected(e);
     }
 
+    /// Answers [`Step::IdentifyClient`] with the assertion's issuer (`None`
+    /// if it could not be read).
+    pub fn client_identified(&mut self, issuer: Option<&str>) {
+        if !matches!(self.state, State::IdentifyClient) {
+            return self.misuse();
+        }
+        match self.engine.identified(issuer) {
+            Ok(index) => {
+                self.client = Some(index);
+                self.state = State::AuthenticateClient;
+            }
+            Err(e) => self.reject(e),
+        }
+    }
+
+    /// Gives the grant what the request proved (see [`Proofs`]). Call it
+    /// before answering [`Step::AuthenticateClient`]: a refresh compares a
+    /// bound token with the proofs then.
+    pub fn set_proofs(&mut self, proofs: Proofs) {
+        self.proofs = proofs;
+    }
+
+    /// Answers [`Step::AuthenticateClient`] with a refusal for `reason`
+    /// (`invalid_client`): a bad assertion, a missing certificate, a method
+    /// the client may not use.
+    pub fn client_rejected(&mut self, reason: Reason) {
+        if !matches!(self.state, State::AuthenticateClient) {
+            return self.misuse();
+        }
+        let basic = self.request.as_ref().is_some_and(|r| r.auth.is_basic());
+        self.reject(invalid_client(reason, basic));
+    }
+
     /// Answers [`Step::AuthenticateClient`]: whether the secret verified.
     /// On success the grant's capability and scope are checked.
     pub fn client_authenticated(&mut self, ok: bool) {
@@ -306,13 +400,17 @@ impl<'a> TokenGrant<'a> {
                     Err(e) => State::Rejected(e),
                 }
             }
-            GrantRequest::RefreshToken { refresh_token, .. } => {
-                if token::is_well_formed(refresh_token) {
+            GrantRequest::RefreshToken { refresh_token, .. } => match token::binding_of(refresh_token) {
+                // RFC 9449 §5, RFC 8705 §3: a bound token needs its key or
+                // certificate. Checked before any look-up, so a stolen copy
+                // without the key cannot even trip reuse detection.
+                Some(binding) if self.proofs.satisfy(binding) => {
+                    self.refresh_binding = binding;
                     State::LoadRefreshToken(self.provider.digest.digest(refresh_token.as_bytes()))
-                } else {
-                    State::Rejected(invalid_grant(Reason::UnknownRefreshToken, BAD_REFRESH_TOKEN))
                 }
-            }
+                Some(_) => State::Rejected(invalid_grant(Reason::BindingMismatch, BAD_REFRESH_TOKEN)),
+                None => State::Rejected(invalid_grant(Reason::UnknownRefreshToken, BAD_REFRESH_TOKEN)),
+            },
         };
         self.state = next;
     }
@@ -479,6 +577,17 @@ impl<'a> TokenGrant<'a> {
         };
         let mut scope = String::new();
         engine.scopes.write(self.scope, &mut scope);
+        let binding = self.proofs.binding();
+        let refresh_binding = match request.grant {
+            // A rotated refresh token keeps its binding (none stays none:
+            // RFC 9449 §5 lets a confidential client's stay unbound).
+            GrantRequest::RefreshToken { .. } => self.refresh_binding,
+            _ => binding,
+        };
+        let mut confirmation = String::new();
+        if let Some(t) = binding.thumbprint() {
+            jwt::push_b64url(&mut confirmation, t);
+        }
         let (access, access_key) = if engine.clients.access_token_format(client_index) == TokenFormat::Jwt {
             let signing_failed = OAuthError::new(ErrorCode::ServerError, Reason::SigningFailure, "Internal error.");
             let jwt = jwt.ok_or(signing_failed)?;
@@ -488,6 +597,7 @@ impl<'a> TokenGrant<'a> {
                 scope: &scope,
                 issued_at: now,
                 expires_at: now.saturating_add(engine.config.access_token_ttl),
+                confirmation: binding.confirmation_member().map(|member| (member, confirmation.as_str())),
             };
             let token = jwt::encode(jwt, &claims, self.provider.random).map_err(|e| match e {
                 jwt::JwtError::Random => random_failed(RandomError),
@@ -496,15 +606,22 @@ impl<'a> TokenGrant<'a> {
             let key = self.provider.digest.digest(token.as_bytes());
             (AccessToken::Jwt(token), key)
         } else {
-            let (token, key) = Token::mint(&self.provider).map_err(random_failed)?;
+            let (token, key) = Token::mint_bound(&self.provider, binding).map_err(random_failed)?;
             (AccessToken::Opaque(token), key)
         };
-        let refresh = if wants_refresh { Some(Token::mint(&self.provider).map_err(random_failed)?) } else { None };
+        let refresh = if wants_refresh {
+            Some(Token::mint_bound(&self.provider, refresh_binding).map_err(random_failed)?)
+        } else {
+            None
+        };
         response::write_token_bytes(
             out,
             access.as_bytes(),
             refresh.as_ref().map(|(t, _)| t.as_bytes()),
             &scope,
+            // RFC 9449 §5: a DPoP-bound access token is of type DPoP; a
+            // certificate-bound one stays a bearer token (RFC 8705 §3).
+            if matches!(binding, Binding::Dpop(_)) { "DPoP" } else { "bearer" },
             engine.config.access_token_ttl,
         );
         Ok(Issued {
@@ -535,6 +652,15 @@ impl Drop for AccessToken {
         if let AccessToken::Jwt(t) = self {
             zeroize::Zeroize::zeroize(t);
         }
+    }
+}
+
+/// What a request's authentication presented.
+pub(crate) fn credential<'a>(auth: &'a ClientAuth<'_>) -> ClientCredential<'a> {
+    match (auth.client_secret(), auth.assertion()) {
+        (Some(secret), _) => ClientCredential::Secret(Secret::new(secret)),
+        (None, Some(assertion)) => ClientCredential::Assertion(Secret::new(assertion)),
+        (None, None) => ClientCredential::None,
     }
 }
 

@@ -30,11 +30,13 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     /// An internal failure, e.g. the random source failed.
     ServerError,
+    /// RFC 9449 §5: the DPoP proof is missing where required, or invalid.
+    InvalidDpopProof,
 }
 
 impl ErrorCode {
     /// Every code, in the order of [`ErrorCode::index`].
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -44,6 +46,7 @@ impl ErrorCode {
         Self::UnsupportedTokenType,
         Self::TemporarilyUnavailable,
         Self::ServerError,
+        Self::InvalidDpopProof,
     ];
 
     /// A dense index, for tables keyed by error code (metrics).
@@ -63,6 +66,7 @@ impl ErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 }
@@ -138,6 +142,25 @@ pub enum Reason {
     StoreFailure,
     /// The credential manager (a database, a directory) did not answer.
     BackendUnavailable,
+    /// The client used a method its configuration does not allow (a secret
+    /// for a `private_key_jwt` client, say).
+    WrongAuthMethod,
+    /// The client assertion (RFC 7523) is malformed, badly signed, expired,
+    /// or for another audience.
+    BadAssertion,
+    /// The client assertion's `jti` was seen before.
+    AssertionReplayed,
+    /// The TLS client certificate is missing or does not match the client
+    /// (RFC 8705 §2).
+    BadClientCertificate,
+    /// The DPoP proof is malformed, badly signed, stale, replayed or for
+    /// another request (RFC 9449 §4.3).
+    BadDpopProof,
+    /// The client requires DPoP and the request carried no proof.
+    DpopRequired,
+    /// A refresh token bound to a key or certificate was presented without
+    /// it, or with another one (RFC 9449 §5, RFC 8705 §3).
+    BindingMismatch,
 }
 
 impl Reason {
@@ -173,6 +196,13 @@ impl Reason {
             Self::SigningFailure => "signing_failure",
             Self::StoreFailure => "store_failure",
             Self::BackendUnavailable => "backend_unavailable",
+            Self::WrongAuthMethod => "wrong_auth_method",
+            Self::BadAssertion => "bad_assertion",
+            Self::AssertionReplayed => "assertion_replayed",
+            Self::BadClientCertificate => "bad_client_certificate",
+            Self::BadDpopProof => "bad_dpop_proof",
+            Self::DpopRequired => "dpop_required",
+            Self::BindingMismatch => "binding_mismatch",
         }
     }
 }
@@ -245,6 +275,13 @@ impl OAuthError {
     /// The token store failed.
     pub const STORE_FAILED: OAuthError =
         OAuthError::new(ErrorCode::TemporarilyUnavailable, Reason::StoreFailure, "The token store is unavailable.");
+    /// The DPoP proof is malformed, badly signed, stale, replayed or for
+    /// another request (RFC 9449 §4.3, §5).
+    pub const DPOP_PROOF_INVALID: OAuthError =
+        OAuthError::new(ErrorCode::InvalidDpopProof, Reason::BadDpopProof, "The DPoP proof is invalid.");
+    /// The client requires DPoP (`dpop_bound_access_tokens`) and sent no proof.
+    pub const DPOP_PROOF_REQUIRED: OAuthError =
+        OAuthError::new(ErrorCode::InvalidRequest, Reason::DpopRequired, "A DPoP proof is required for this client.");
     /// The refresh token is invalid, expired or revoked (also sent when a
     /// concurrent request rotated it first).
     pub const INVALID_REFRESH_TOKEN: OAuthError = OAuthError::new(
@@ -326,6 +363,8 @@ mod tests {
             OAuthError::BODY_TOO_LARGE,
             OAuthError::BODY_UNREADABLE,
             OAuthError::DUPLICATE_HEADER,
+            OAuthError::DPOP_PROOF_INVALID,
+            OAuthError::DPOP_PROOF_REQUIRED,
             OAuthError::OVERLOADED,
             OAuthError::IP_THROTTLED,
             OAuthError::STORE_FAILED,

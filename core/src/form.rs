@@ -55,9 +55,13 @@ pub enum Param {
     Token,
     /// `token_type_hint`, RFC 7009 §2.1 and RFC 7662 §2.1.
     TokenTypeHint,
+    /// `client_assertion_type`, RFC 7521 §4.2.
+    ClientAssertionType,
+    /// `client_assertion`, RFC 7521 §4.2 (a JWT: RFC 7523 §2.2).
+    ClientAssertion,
 }
 
-const PARAM_COUNT: usize = 9;
+const PARAM_COUNT: usize = 11;
 
 impl Param {
     /// Every parameter, in index order.
@@ -71,6 +75,8 @@ impl Param {
         Param::ClientSecret,
         Param::Token,
         Param::TokenTypeHint,
+        Param::ClientAssertionType,
+        Param::ClientAssertion,
     ];
 
     /// The parameter's name on the wire.
@@ -85,6 +91,8 @@ impl Param {
             Param::ClientSecret => "client_secret",
             Param::Token => "token",
             Param::TokenTypeHint => "token_type_hint",
+            Param::ClientAssertionType => "client_assertion_type",
+            Param::ClientAssertion => "client_assertion",
         }
     }
 
@@ -104,6 +112,8 @@ impl Param {
             13 if is(name, b"refresh_token") => Param::RefreshToken,
             13 if is(name, b"client_secret") => Param::ClientSecret,
             15 if is(name, b"token_type_hint") => Param::TokenTypeHint,
+            16 if is(name, b"client_assertion") => Param::ClientAssertion,
+            21 if is(name, b"client_assertion_type") => Param::ClientAssertionType,
             _ => return None,
         })
     }
@@ -181,6 +191,8 @@ impl FormError {
                 Param::ClientSecret => "The client_secret parameter is repeated.",
                 Param::Token => "The token parameter is repeated.",
                 Param::TokenTypeHint => "The token_type_hint parameter is repeated.",
+                Param::ClientAssertionType => "The client_assertion_type parameter is repeated.",
+                Param::ClientAssertion => "The client_assertion parameter is repeated.",
             },
         }
     }

@@ -59,6 +59,8 @@ pub(crate) struct Claims<'c> {
     pub scope: &'c str,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// `cnf` (RFC 7800): the member (`jkt`, `x5t#S256`) and the thumbprint.
+    pub confirmation: Option<(&'c str, &'c str)>,
 }
 
 /// Why a JWT could not be made.
@@ -74,7 +76,7 @@ impl From<RandomError> for JwtError {
     }
 }
 
-fn push_b64url(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_b64url(out: &mut String, bytes: &[u8]) {
     let mut buf = alloc::vec![0u8; base64::encoded_len_nopad(bytes.len())];
     // The buffer has exactly the length the encoder asks for.
     let _ = base64::encode_url_nopad(bytes, &mut buf);
@@ -103,8 +105,13 @@ pub(crate) fn encode(jwt: &JwtIssuer<'_>, claims: &Claims<'_>, random: &dyn Secu
         .number("iat", claims.issued_at)
         .string("jti", &jti_text)
         .string("client_id", claims.client_id)
-        .string("scope", claims.scope)
-        .finish();
+        .string("scope", claims.scope);
+    if let Some((member, thumbprint)) = claims.confirmation {
+        // RFC 9449 §6.1, RFC 8705 §3.1: {"cnf":{"jkt":...}} or {"x5t#S256":...}.
+        body.extend_from_slice(b",\"cnf\":");
+        JsonObject::new(&mut body).string(member, thumbprint).finish();
+    }
+    body.push(b'}');
 
     let mut token = String::with_capacity(512);
     push_b64url(&mut token, &header);
@@ -211,7 +218,14 @@ mod tests {
     #[test]
     fn shape_of_a_token() {
         let jwt = JwtIssuer { signer: &Echo, issuer: "https://as", audience: "https://rs", subject: Some("alice") };
-        let claims = Claims { subject: "alice", client_id: "legacy", scope: "read", issued_at: 10, expires_at: 310 };
+        let mut claims = Claims {
+            subject: "alice",
+            client_id: "legacy",
+            scope: "read",
+            issued_at: 10,
+            expires_at: 310,
+            confirmation: None,
+        };
         let token = encode(&jwt, &claims, &Fixed).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
@@ -221,6 +235,13 @@ mod tests {
             r#"{"iss":"https://as","sub":"alice","aud":"https://rs","exp":310,"iat":10,"jti":"q6urq6urq6urq6urq6urqw","client_id":"legacy","scope":"read"}"#
         );
         assert_eq!(decode(parts[2]), "eyJ", "the signature covers header.claims");
+        claims.confirmation = Some(("jkt", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+        let token = encode(&jwt, &claims, &Fixed).unwrap();
+        assert!(
+            decode(token.split('.').nth(1).unwrap())
+                .ends_with(r#","scope":"read","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#),
+            "RFC 9449 §6.1"
+        );
     }
 
     #[test]

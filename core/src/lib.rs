@@ -44,7 +44,10 @@ mod swar;
 pub mod token;
 
 pub use client::{Capabilities, Client, ClientIndex, ClientTable, TokenFormat};
-pub use engine::{AccountState, Engine, EngineConfig, Issued, LostRace, PasswordOutcome, Secret, Step, TokenGrant};
+pub use engine::{
+    AccountState, ClientCredential, Engine, EngineConfig, Issued, LostRace, PasswordOutcome, Proofs, Secret, Step,
+    TokenGrant,
+};
 pub use error::{ErrorCode, OAuthError, Reason};
 pub use form::Limits;
 pub use jwt::{JwtIssuer, SignError, TokenSigner};
@@ -52,5 +55,6 @@ pub use query::{Owner, QueryKind, QueryStep, Revocation, TokenQueryGrant};
 pub use request::GrantType;
 pub use scope::{ScopeRegistry, ScopeSet};
 pub use token::{
-    FamilyId, Provider, RandomError, SecureRandom, Token, TokenDigest, TokenKey, TokenKind, TokenRecord, UserRef,
+    Binding, FamilyId, Provider, RandomError, SecureRandom, Token, TokenDigest, TokenKey, TokenKind, TokenRecord,
+    UserRef,
 };

@@ -16,11 +16,11 @@
 
 use crate::basic::SCRATCH_LEN;
 use crate::client::ClientIndex;
-use crate::engine::{family_horizon, invalid_client, Engine, Secret};
+use crate::engine::{credential, family_horizon, invalid_client, ClientCredential, Engine, Secret};
 use crate::error::{OAuthError, Reason};
 use crate::request::TokenQuery;
 use crate::response::{self, Introspection};
-use crate::token::{self, FamilyId, Provider, TokenKey, TokenKind, TokenRecord, UserRef};
+use crate::token::{self, Binding, FamilyId, Provider, TokenKey, TokenKind, TokenRecord, UserRef};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -45,13 +45,22 @@ pub enum QueryKind {
 /// What the runtime must do next for a [`TokenQueryGrant`].
 #[derive(Debug)]
 pub enum QueryStep<'g> {
-    /// Verify `secret` for `client`, then call
-    /// [`TokenQueryGrant::client_authenticated`].
+    /// As [`crate::Step::IdentifyClient`]: then call
+    /// [`TokenQueryGrant::client_identified`].
+    IdentifyClient {
+        /// The assertion.
+        assertion: Secret<'g>,
+    },
+    /// Check `credential` for `client`, then call
+    /// [`TokenQueryGrant::client_authenticated`] or
+    /// [`TokenQueryGrant::client_rejected`].
     AuthenticateClient {
         /// The client.
         client: ClientIndex,
-        /// The presented secret.
-        secret: Secret<'g>,
+        /// What it presented.
+        credential: ClientCredential<'g>,
+        /// Whether it used HTTP Basic.
+        basic: bool,
     },
     /// Load the record under `key`, then call [`TokenQueryGrant::token_loaded`].
     LoadToken {
@@ -77,6 +86,7 @@ pub struct Revocation {
 
 #[derive(Clone, Copy, Debug)]
 enum State {
+    IdentifyClient,
     AuthenticateClient,
     LoadToken(TokenKey),
     Done,
@@ -132,11 +142,12 @@ impl<'a> TokenQueryGrant<'a> {
         let mut q = Self { engine, provider, kind, query: None, client: None, state: State::Done, record: None };
         match TokenQuery::parse(body, authorization, scratch, &engine.config.limits) {
             Ok(query) => {
-                q.state = match engine.query_client(&query.auth) {
-                    Ok(client) => {
+                q.state = match engine.identify(&query.auth) {
+                    Ok(Some(client)) => {
                         q.client = Some(client);
                         State::AuthenticateClient
                     }
+                    Ok(None) => State::IdentifyClient,
                     Err(e) => State::Rejected(e),
                 };
                 q.query = Some(query);
@@ -159,21 +170,39 @@ impl<'a> TokenQueryGrant<'a> {
     /// What the runtime must do next.
     pub fn step(&self) -> QueryStep<'_> {
         match self.state {
-            State::AuthenticateClient => {
-                match (self.client, self.query.as_ref().and_then(|q| q.auth.client_secret())) {
-                    (Some(client), Some(secret)) => {
-                        QueryStep::AuthenticateClient { client, secret: Secret::new(secret) }
-                    }
-                    _ => QueryStep::Reject(OAuthError::new(
-                        crate::ErrorCode::InvalidClient,
-                        Reason::NoClientAuthentication,
-                        "Client authentication is required.",
-                    )),
+            State::IdentifyClient => match self.query.as_ref().and_then(|q| q.auth.assertion()) {
+                Some(assertion) => QueryStep::IdentifyClient { assertion: Secret::new(assertion) },
+                None => QueryStep::Reject(NO_CLIENT_AUTH),
+            },
+            State::AuthenticateClient => match (self.client, &self.query) {
+                (Some(client), Some(q)) => {
+                    QueryStep::AuthenticateClient { client, credential: credential(&q.auth), basic: q.auth.is_basic() }
                 }
-            }
+                _ => QueryStep::Reject(NO_CLIENT_AUTH),
+            },
             State::LoadToken(key) => QueryStep::LoadToken { key },
             State::Done => QueryStep::Done,
             State::Rejected(e) => QueryStep::Reject(e),
+        }
+    }
+
+    /// Answers [`QueryStep::IdentifyClient`] with the assertion's issuer.
+    pub fn client_identified(&mut self, issuer: Option<&str>) {
+        if matches!(self.state, State::IdentifyClient) {
+            self.state = match self.engine.identified(issuer) {
+                Ok(client) => {
+                    self.client = Some(client);
+                    State::AuthenticateClient
+                }
+                Err(e) => State::Rejected(e),
+            };
+        }
+    }
+
+    /// Answers [`QueryStep::AuthenticateClient`] with a refusal for `reason`.
+    pub fn client_rejected(&mut self, reason: Reason) {
+        if let (State::AuthenticateClient, Some(q)) = (self.state, &self.query) {
+            self.state = State::Rejected(invalid_client(reason, q.auth.is_basic()));
         }
     }
 
@@ -251,6 +280,14 @@ impl<'a> TokenQueryGrant<'a> {
         // RFC 7662 §2.2: `sub` is the resource owner's subject (the
         // client's id for client credentials), `username` what they typed.
         let sub = user.as_ref().map_or(client_id, |u| u.subject.as_str());
+        // A bound token says what it is bound to (RFC 9449 §6.2, RFC 8705
+        // §3.2); the binding is in the token's own text.
+        let token_text = self.query.as_ref().map_or("", |q| &*q.token);
+        let binding = token::binding_of(token_text).unwrap_or_else(|| jwt_binding(token_text));
+        let mut thumbprint = String::new();
+        if let Some(t) = binding.thumbprint() {
+            crate::jwt::push_b64url(&mut thumbprint, t);
+        }
         let token_type = match r.kind {
             TokenKind::Access => "bearer",
             TokenKind::Refresh => "refresh_token",
@@ -266,8 +303,41 @@ impl<'a> TokenQueryGrant<'a> {
                 iat: r.issued_at,
                 iss: issuer,
                 sub,
+                cnf: binding.confirmation_member().map(|m| (m, thumbprint.as_str())),
             }),
         );
         true
+    }
+}
+
+const NO_CLIENT_AUTH: OAuthError = OAuthError::new(
+    crate::ErrorCode::InvalidClient,
+    Reason::NoClientAuthentication,
+    "Client authentication is required.",
+);
+
+/// The binding in a JWT access token's `cnf`. The token is one this server
+/// signed (its record was found), so its claims have the layout
+/// [`crate::jwt`] writes: the `cnf` object is the last member.
+fn jwt_binding(token: &str) -> Binding {
+    let mut parts = token.split('.');
+    let (Some(_), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Binding::None;
+    };
+    let mut json = alloc::vec![0u8; crate::base64::decoded_len_url_nopad(claims.len())];
+    let Some(n) = crate::base64::decode_url_nopad(claims.as_bytes(), &mut json) else { return Binding::None };
+    let json = &json[..n];
+    let find = |prefix: &[u8]| -> Option<[u8; 32]> {
+        let at = json.windows(prefix.len()).position(|w| w == prefix)? + prefix.len();
+        let end = at + json[at..].iter().position(|&b| b == b'"')?;
+        let mut t = [0u8; 32];
+        (crate::base64::decode_url_nopad(&json[at..end], &mut t) == Some(32)).then_some(t)
+    };
+    if let Some(t) = find(br#","cnf":{"jkt":""#) {
+        Binding::Dpop(t)
+    } else if let Some(t) = find(br#","cnf":{"x5t#S256":""#) {
+        Binding::Certificate(t)
+    } else {
+        Binding::None
     }
 }

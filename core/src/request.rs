@@ -26,9 +26,21 @@ pub enum ClientAuth<'a> {
         /// The client secret; `None` when only `client_id` was sent.
         client_secret: Option<Value<'a>>,
     },
+    /// A JWT in `client_assertion` (RFC 7523 §2.2): `client_secret_jwt` or
+    /// `private_key_jwt`. `client_id` is optional (RFC 7521 §4.2); without
+    /// it the client is the assertion's issuer.
+    Assertion {
+        /// The client id, if sent.
+        client_id: Option<Value<'a>>,
+        /// The assertion.
+        assertion: Value<'a>,
+    },
     /// No client authentication at all.
     None,
 }
+
+/// `client_assertion_type` for a JWT (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 impl ClientAuth<'_> {
     /// The presented client id, if any.
@@ -36,7 +48,16 @@ impl ClientAuth<'_> {
         match self {
             ClientAuth::Basic { client_id, .. } => Some(client_id),
             ClientAuth::Body { client_id, .. } => Some(client_id),
+            ClientAuth::Assertion { client_id, .. } => client_id.as_deref(),
             ClientAuth::None => None,
+        }
+    }
+
+    /// The presented client assertion, if any.
+    pub fn assertion(&self) -> Option<&str> {
+        match self {
+            ClientAuth::Assertion { assertion, .. } => Some(assertion),
+            _ => None,
         }
     }
 
@@ -45,7 +66,7 @@ impl ClientAuth<'_> {
         match self {
             ClientAuth::Basic { client_secret, .. } => Some(client_secret),
             ClientAuth::Body { client_secret, .. } => client_secret.as_deref(),
-            ClientAuth::None => None,
+            ClientAuth::Assertion { .. } | ClientAuth::None => None,
         }
     }
 
@@ -63,6 +84,7 @@ impl fmt::Debug for ClientAuth<'_> {
                 let secret = if client_secret.is_some() { "<redacted>" } else { "none" };
                 write!(f, "Body({:?}, {secret})", &**client_id)
             }
+            ClientAuth::Assertion { client_id, .. } => write!(f, "Assertion({:?}, <redacted>)", client_id.as_deref()),
             ClientAuth::None => f.write_str("None"),
         }
     }
@@ -196,6 +218,31 @@ fn client_auth<'a>(
 ) -> Result<ClientAuth<'a>, OAuthError> {
     let body_id = form.take(Param::ClientId);
     let body_secret = form.take(Param::ClientSecret);
+    let assertion_type = form.take(Param::ClientAssertionType);
+    let assertion = form.take(Param::ClientAssertion);
+    match (assertion_type, assertion) {
+        (None, None) => {}
+        (Some(kind), Some(assertion)) => {
+            // RFC 6749 §2.3: one authentication method per request.
+            if authorization.is_some() || body_secret.is_some() {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    Reason::MultipleClientAuthentication,
+                    "The client sent a client_assertion and another authentication method.",
+                ));
+            }
+            if &*kind != JWT_BEARER {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    Reason::BadAssertion,
+                    "The client_assertion_type is not supported.",
+                ));
+            }
+            return Ok(ClientAuth::Assertion { client_id: body_id, assertion });
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_request("The client_assertion parameter is missing.")),
+        (None, Some(_)) => return Err(OAuthError::invalid_request("The client_assertion_type parameter is missing.")),
+    }
     let Some(header) = authorization else {
         return match (body_id, body_secret) {
             (Some(client_id), client_secret) => Ok(ClientAuth::Body { client_id, client_secret }),

@@ -147,7 +147,7 @@ impl<'o> JsonObject<'o> {
 
 /// The successful token response, RFC 6749 §5.1.
 pub fn write_token(out: &mut Vec<u8>, access_token: &str, refresh_token: Option<&str>, scope: &str, expires_in: u64) {
-    write_token_bytes(out, access_token.as_bytes(), refresh_token.map(str::as_bytes), scope, expires_in);
+    write_token_bytes(out, access_token.as_bytes(), refresh_token.map(str::as_bytes), scope, "bearer", expires_in);
 }
 
 /// [`write_token`] with the tokens as bytes (UTF-8, as minted tokens are).
@@ -157,6 +157,7 @@ pub(crate) fn write_token_bytes(
     access_token: &[u8],
     refresh_token: Option<&[u8]>,
     scope: &str,
+    token_type: &str,
     expires_in: u64,
 ) {
     out.extend_from_slice(br#"{"access_token":"#);
@@ -167,7 +168,9 @@ pub(crate) fn write_token_bytes(
     }
     out.extend_from_slice(br#","scope":"#);
     write_string(out, scope);
-    out.extend_from_slice(br#","token_type":"bearer","expires_in":"#);
+    out.extend_from_slice(br#","token_type":"#);
+    write_string(out, token_type);
+    out.extend_from_slice(br#","expires_in":"#);
     write_u64(out, expires_in);
     out.push(b'}');
 }
@@ -202,6 +205,9 @@ pub struct Introspection<'i> {
     pub iss: &'i str,
     /// The subject: the username, or the client id for client credentials.
     pub sub: &'i str,
+    /// `cnf` (RFC 7800) of a bound token: the member (`jkt`, `x5t#S256`)
+    /// and the base64url thumbprint.
+    pub cnf: Option<(&'i str, &'i str)>,
 }
 
 /// The introspection response; `None` is `{"active":false}` (RFC 7662 §2.2:
@@ -221,6 +227,13 @@ pub fn write_introspection(out: &mut Vec<u8>, token: Option<&Introspection<'_>>)
             .string("sub", t.sub);
     }
     o.finish();
+    if let Some((member, thumbprint)) = token.and_then(|t| t.cnf) {
+        // Reopen the object for the nested member (RFC 9449 §6.2, RFC 8705 §3.2).
+        out.pop();
+        out.extend_from_slice(br#","cnf":"#);
+        JsonObject::new(out).string(member, thumbprint).finish();
+        out.push(b'}');
+    }
 }
 
 /// Where the metadata document is served: RFC 8414 §3's well-known URI for
@@ -244,16 +257,33 @@ pub struct Metadata<'m> {
     pub grant_types: &'m [&'m str],
     /// Every configured scope.
     pub scopes: &'m [&'m str],
+    /// The client authentication methods clients may be configured for
+    /// (`token_endpoint_auth_methods_supported`, and the same at the
+    /// revocation and introspection endpoints).
+    pub auth_methods: &'m [&'m str],
+    /// The JWS algorithms accepted in client assertions.
+    pub assertion_algs: &'m [&'m str],
+    /// The JWS algorithms accepted in DPoP proofs (RFC 9449 §5.1).
+    pub dpop_algs: &'m [&'m str],
+    /// Whether certificate-bound access tokens are offered (RFC 8705 §3.3).
+    pub certificate_bound_tokens: bool,
 }
 
-/// The client authentication methods ropc accepts at every endpoint.
+/// The client authentication methods ropc accepts with no other
+/// configuration.
 pub const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
 /// Writes the RFC 8414 metadata document.
 pub fn write_metadata(out: &mut Vec<u8>, m: &Metadata<'_>) {
     let mut o = JsonObject::new(out);
     o.string("issuer", m.issuer).string("token_endpoint", m.token_endpoint);
-    o.strings("token_endpoint_auth_methods_supported", AUTH_METHODS);
+    let methods = m.auth_methods.iter().copied();
+    o.strings("token_endpoint_auth_methods_supported", methods.clone());
+    if !m.assertion_algs.is_empty() {
+        o.strings("token_endpoint_auth_signing_alg_values_supported", m.assertion_algs.iter().copied());
+    }
+    o.strings("dpop_signing_alg_values_supported", m.dpop_algs.iter().copied());
+    o.boolean("tls_client_certificate_bound_access_tokens", m.certificate_bound_tokens);
     if let Some(jwks) = m.jwks_uri {
         o.string("jwks_uri", jwks);
     }
@@ -263,11 +293,11 @@ pub fn write_metadata(out: &mut Vec<u8>, m: &Metadata<'_>) {
     o.strings("scopes_supported", m.scopes.iter().copied());
     if let Some(revocation) = m.revocation_endpoint {
         o.string("revocation_endpoint", revocation);
-        o.strings("revocation_endpoint_auth_methods_supported", AUTH_METHODS);
+        o.strings("revocation_endpoint_auth_methods_supported", methods.clone());
     }
     if let Some(introspection) = m.introspection_endpoint {
         o.string("introspection_endpoint", introspection);
-        o.strings("introspection_endpoint_auth_methods_supported", AUTH_METHODS);
+        o.strings("introspection_endpoint_auth_methods_supported", methods.clone());
     }
     o.finish();
 }
@@ -356,11 +386,18 @@ mod tests {
             iat: 10,
             iss: "https://x",
             sub: "al\"ice",
+            cnf: None,
         };
         write_introspection(&mut out, Some(&t));
         assert_eq!(
-            alloc::string::String::from_utf8(out).unwrap(),
+            alloc::string::String::from_utf8(out.clone()).unwrap(),
             r#"{"active":true,"scope":"read","client_id":"c","username":"al\"ice","token_type":"access_token","exp":20,"iat":10,"iss":"https://x","sub":"al\"ice"}"#
+        );
+        out.clear();
+        write_introspection(&mut out, Some(&Introspection { cnf: Some(("x5t#S256", "bwcK")), username: None, ..t }));
+        assert_eq!(
+            alloc::string::String::from_utf8(out).unwrap(),
+            r#"{"active":true,"scope":"read","client_id":"c","token_type":"access_token","exp":20,"iat":10,"iss":"https://x","sub":"al\"ice","cnf":{"x5t#S256":"bwcK"}}"#
         );
     }
 }

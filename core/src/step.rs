@@ -39,16 +39,42 @@ pub enum AccountState {
     PasswordChanged,
 }
 
+/// What the client presented to authenticate itself. The runtime checks it
+/// against the method the client is configured for.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientCredential<'g> {
+    /// A secret, by HTTP Basic or in the body (`client_secret_basic`,
+    /// `client_secret_post`).
+    Secret(Secret<'g>),
+    /// A JWT assertion (RFC 7523 §2.2: `client_secret_jwt`,
+    /// `private_key_jwt`).
+    Assertion(Secret<'g>),
+    /// Only a `client_id`: a TLS client certificate may authenticate it
+    /// (RFC 8705 §2); any other method refuses it.
+    None,
+}
+
 /// What the runtime must do next for a [`TokenGrant`].
 #[derive(Debug)]
 pub enum Step<'g> {
-    /// Verify `secret` against the stored hash of client `client`, then call
-    /// [`TokenGrant::client_authenticated`].
+    /// The client sent an assertion without `client_id`: read the
+    /// assertion's issuer (RFC 7523 §3: `iss`, equal to `sub`), then call
+    /// [`TokenGrant::client_identified`].
+    IdentifyClient {
+        /// The assertion.
+        assertion: Secret<'g>,
+    },
+    /// Check `credential` for client `client` (a secret against its stored
+    /// hash, an assertion against its keys, the TLS certificate), then call
+    /// [`TokenGrant::client_authenticated`] or
+    /// [`TokenGrant::client_rejected`].
     AuthenticateClient {
         /// The client's index in the engine's table.
         client: ClientIndex,
-        /// The presented secret.
-        secret: Secret<'g>,
+        /// What it presented.
+        credential: ClientCredential<'g>,
+        /// Whether it used HTTP Basic (a refusal is then `401`).
+        basic: bool,
     },
     /// Verify the user's password (on a hash pool: this is the expensive
     /// step), then call [`TokenGrant::password_verified`].

@@ -68,33 +68,98 @@ impl fmt::Debug for TokenKey {
     }
 }
 
-/// A freshly minted bearer token. Zeroed on drop; `Debug` shows nothing.
+/// What a token is bound to (sender-constrained tokens): nothing, the
+/// SHA-256 thumbprint of a DPoP key (RFC 9449 §6, `cnf.jkt`, RFC 7638), or
+/// of a TLS client certificate (RFC 8705 §3, `cnf.x5t#S256`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// A bearer token.
+    #[default]
+    None,
+    /// Bound to the DPoP key with this JWK SHA-256 thumbprint.
+    Dpop([u8; 32]),
+    /// Bound to the TLS client certificate with this SHA-256 thumbprint.
+    Certificate([u8; 32]),
+}
+
+/// Bytes a binding adds to an opaque token: `.`, a tag, the thumbprint.
+const BINDING_LEN: usize = 2 + base64::encoded_len_nopad(32);
+/// The longest opaque token: a bound one.
+pub const MAX_TOKEN_LEN: usize = TOKEN_LEN + BINDING_LEN;
+
+impl Binding {
+    /// The thumbprint, if bound.
+    pub const fn thumbprint(&self) -> Option<&[u8; 32]> {
+        match self {
+            Binding::None => None,
+            Binding::Dpop(t) | Binding::Certificate(t) => Some(t),
+        }
+    }
+
+    /// The `cnf` member naming the thumbprint: `jkt` or `x5t#S256`.
+    pub const fn confirmation_member(&self) -> Option<&'static str> {
+        match self {
+            Binding::None => None,
+            Binding::Dpop(_) => Some("jkt"),
+            Binding::Certificate(_) => Some("x5t#S256"),
+        }
+    }
+
+    const fn tag(&self) -> u8 {
+        match self {
+            Binding::None => 0,
+            Binding::Dpop(_) => b'j',
+            Binding::Certificate(_) => b'x',
+        }
+    }
+}
+
+/// A freshly minted token. Zeroed on drop; `Debug` shows nothing.
+///
+/// A bound token carries its binding in its own text, after the random part:
+/// `RANDOM "." TAG THUMBPRINT`, the thumbprint in base64url. The store key is
+/// the digest of the whole text, so the binding cannot be stripped or
+/// swapped without the token becoming unknown, and no store has to keep it:
+/// a refresh compares it with the request's proof before any look-up, and
+/// introspection reads `cnf` from it.
 pub struct Token {
-    text: [u8; TOKEN_LEN],
+    text: [u8; MAX_TOKEN_LEN],
+    len: usize,
 }
 
 impl Token {
-    /// Mints a token with 256 random bits and returns it with its key.
+    /// Mints a bearer token with 256 random bits and returns it with its key.
     pub fn mint(provider: &Provider<'_>) -> Result<(Token, TokenKey), RandomError> {
+        Self::mint_bound(provider, Binding::None)
+    }
+
+    /// Mints a token bound to `binding` (see [`Token`]).
+    pub fn mint_bound(provider: &Provider<'_>, binding: Binding) -> Result<(Token, TokenKey), RandomError> {
         let mut raw = [0u8; TOKEN_BYTES];
         provider.random.fill(&mut raw)?;
-        let mut token = Token { text: [0; TOKEN_LEN] };
-        let encoded = base64::encode_url_nopad(&raw, &mut token.text);
+        let mut token = Token { text: [0; MAX_TOKEN_LEN], len: TOKEN_LEN };
+        let encoded = base64::encode_url_nopad(&raw, &mut token.text[..TOKEN_LEN]);
         raw.zeroize();
         encoded.ok_or(RandomError)?;
-        let key = provider.digest.digest(&token.text);
+        if let Some(thumbprint) = binding.thumbprint() {
+            token.text[TOKEN_LEN] = b'.';
+            token.text[TOKEN_LEN + 1] = binding.tag();
+            base64::encode_url_nopad(thumbprint, &mut token.text[TOKEN_LEN + 2..]).ok_or(RandomError)?;
+            token.len = MAX_TOKEN_LEN;
+        }
+        let key = provider.digest.digest(token.as_bytes());
         Ok((token, key))
     }
 
-    /// The token as sent to the client, as bytes (base64url, so ASCII).
+    /// The token as sent to the client.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.text
+        &self.text[..self.len]
     }
 
-    /// The token as sent to the client.
+    /// The token as a string.
     pub fn as_str(&self) -> &str {
         // The base64url alphabet is ASCII, so this never fails.
-        core::str::from_utf8(&self.text).unwrap_or_default()
+        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
@@ -110,10 +175,36 @@ impl fmt::Debug for Token {
     }
 }
 
-/// Whether a presented token could be one ropc minted. A cheap filter
-/// before any digest or store look-up.
+fn is_b64url(s: &[u8]) -> bool {
+    s.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether a presented token could be an opaque token ropc minted, bound
+/// or not. A cheap filter before any digest or store look-up.
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    binding_of(token).is_some()
+}
+
+/// The binding an opaque token carries (see [`Token`]); `None` when the
+/// text is not one ropc could have minted.
+pub fn binding_of(token: &str) -> Option<Binding> {
+    let t = token.as_bytes();
+    if t.len() == TOKEN_LEN {
+        return is_b64url(t).then_some(Binding::None);
+    }
+    if t.len() != MAX_TOKEN_LEN || !is_b64url(&t[..TOKEN_LEN]) || t[TOKEN_LEN] != b'.' {
+        return None;
+    }
+    let mut thumbprint = [0u8; 32];
+    let decoded = base64::decode_url_nopad(&t[TOKEN_LEN + 2..], &mut thumbprint)?;
+    if decoded != 32 {
+        return None;
+    }
+    match t[TOKEN_LEN + 1] {
+        b'j' => Some(Binding::Dpop(thumbprint)),
+        b'x' => Some(Binding::Certificate(thumbprint)),
+        _ => None,
+    }
 }
 
 /// Longest JWT access token ropc could have issued (header, claims with a

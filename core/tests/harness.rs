@@ -5,8 +5,9 @@
 
 use ropc_core::basic::{self, SCRATCH_LEN};
 use ropc_core::{
-    AccountState, Capabilities, Client, ClientIndex, Engine, EngineConfig, Issued, OAuthError, PasswordOutcome,
-    Provider, RandomError, ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord, UserRef,
+    AccountState, Capabilities, Client, ClientCredential, ClientIndex, Engine, EngineConfig, Issued, OAuthError, Owner,
+    PasswordOutcome, Proofs, Provider, QueryStep, RandomError, Reason, ScopeSet, SecureRandom, Step, TokenDigest,
+    TokenKey, TokenRecord, UserRef,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,6 +146,11 @@ pub struct Server {
     pub accounts: BTreeMap<u32, (AccountState, u64)>,
     /// How many account checks the engine asked for.
     pub account_checks: usize,
+    /// What the next requests prove (DPoP key, certificate).
+    pub proofs: Proofs,
+    /// Toy client assertions: each valid assertion and the client it
+    /// names (a real runtime verifies a signature).
+    pub assertions: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -189,6 +195,8 @@ impl Server {
             password_checks: 0,
             accounts: BTreeMap::new(),
             account_checks: 0,
+            proofs: Proofs::default(),
+            assertions: BTreeMap::new(),
         }
     }
 
@@ -219,9 +227,25 @@ impl Server {
                 steps += 1;
                 assert!(steps <= 6, "the engine does not progress");
                 match grant.step() {
-                    Step::AuthenticateClient { client, secret } => {
+                    Step::AuthenticateClient { client, credential: ClientCredential::Secret(secret), .. } => {
                         let ok = self.secrets.get(client.0 as usize).is_some_and(|s| *s == secret.expose());
+                        grant.set_proofs(self.proofs);
                         grant.client_authenticated(ok);
+                    }
+                    Step::AuthenticateClient { client, credential: ClientCredential::Assertion(a), .. } => {
+                        let ok = self
+                            .assertions
+                            .get(a.expose())
+                            .is_some_and(|id| self.engine.clients.find(id) == Some(client));
+                        grant.set_proofs(self.proofs);
+                        if ok {
+                            grant.client_authenticated(true)
+                        } else {
+                            grant.client_rejected(Reason::BadAssertion)
+                        }
+                    }
+                    Step::IdentifyClient { assertion } => {
+                        grant.client_identified(self.assertions.get(assertion.expose()).map(String::as_str))
                     }
                     Step::VerifyPassword { username, password } => {
                         self.password_checks += 1;
@@ -252,6 +276,8 @@ impl Server {
                         self.store.retain(|_, r| r.family != family);
                         grant.family_revoked();
                     }
+                    // Only secrets here: a bare client_id, or an assertion, is refused.
+                    Step::AuthenticateClient { .. } => grant.client_rejected(Reason::NoClientAuthentication),
                     Step::Issue => break grant.issue(self.now, &mut out),
                     Step::Reject(e) => break Err(e),
                 }
@@ -283,6 +309,30 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// An introspection of `token` by `legacy`: the response body.
+    pub fn introspect(&mut self, token: &str) -> String {
+        let provider = Provider { random: &self.random, digest: &self.digest };
+        let mut scratch = [0u8; SCRATCH_LEN];
+        let body = format!("token={token}");
+        let basic = basic_for("legacy");
+        let mut q = self.engine.introspection(provider, body.as_bytes(), Some(basic.as_bytes()), &mut scratch);
+        loop {
+            match q.step() {
+                QueryStep::AuthenticateClient { client, credential: ClientCredential::Secret(secret), .. } => {
+                    q.client_authenticated(self.secrets.get(client.0 as usize).is_some_and(|s| *s == secret.expose()))
+                }
+                QueryStep::AuthenticateClient { .. } => q.client_rejected(Reason::NoClientAuthentication),
+                QueryStep::IdentifyClient { .. } => q.client_identified(None),
+                QueryStep::LoadToken { key } => q.token_loaded(self.store.get(&key).copied()),
+                QueryStep::Done | QueryStep::Reject(_) => break,
+            }
+        }
+        let mut out = Vec::new();
+        let owner = |_| Some(Owner { username: "alice".into(), subject: "alice".into() });
+        q.write_introspection(self.now, "https://as.example", &owner, &mut out);
+        utf8(out)
     }
 
     /// A password grant for `legacy` with Basic authentication.

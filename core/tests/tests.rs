@@ -10,6 +10,7 @@ mod harness;
 
 mod embedded;
 
+mod binding;
 mod grants;
 mod properties;
 mod refresh;

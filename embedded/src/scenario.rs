@@ -14,8 +14,9 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use ropc_core::{
-    AccountState, Capabilities, Client, ClientIndex, Engine, EngineConfig, OAuthError, PasswordOutcome, Provider,
-    RandomError, ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord, UserRef,
+    AccountState, Capabilities, Client, ClientCredential, ClientIndex, Engine, EngineConfig, OAuthError,
+    PasswordOutcome, Provider, RandomError, Reason, ScopeSet, SecureRandom, Step, TokenDigest, TokenKey, TokenRecord,
+    UserRef,
 };
 use sha2::{Digest, Sha256};
 
@@ -258,7 +259,7 @@ impl Device {
             let mut grant = engine.token_grant(provider, body, authorization.map(str::as_bytes), &mut scratch);
             loop {
                 match grant.step() {
-                    Step::AuthenticateClient { client, secret } => {
+                    Step::AuthenticateClient { client, credential: ClientCredential::Secret(secret), .. } => {
                         let ok = self.client_secret.verify(secret.expose());
                         grant.client_authenticated(ok && client == self.client);
                     }
@@ -290,6 +291,9 @@ impl Device {
                     // An access and a refresh token need two slots: refuse
                     // before minting rather than drop a live token.
                     Step::Issue if !self.store.make_room(2, now) => break Err(OAuthError::STORE_FAILED),
+                    // Only secrets here: a bare client_id, or an assertion, is refused.
+                    Step::AuthenticateClient { .. } => grant.client_rejected(Reason::NoClientAuthentication),
+                    Step::IdentifyClient { .. } => grant.client_identified(None),
                     Step::Issue => break grant.issue(now, &mut out),
                     Step::Reject(error) => break Err(error),
                 }

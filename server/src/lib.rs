@@ -34,6 +34,7 @@ pub mod fsutil;
 pub mod grant;
 pub mod http;
 pub mod idle;
+pub mod jose;
 pub mod jwt;
 pub mod live;
 pub mod lockout;

@@ -4,7 +4,7 @@
 //! finishes on it, so that a commit never changes the rules halfway
 //! through one.
 
-use crate::config::{Config, JwtKeySource};
+use crate::config::{ClientAuthPolicy, Config, JwtKeySource};
 use crate::credentials::{Accounts, ClientSecrets, Managers, ManagersError, NamedManager, UserStore};
 use crate::jwt::JwtKeys;
 use crate::source::SourceError;
@@ -117,7 +117,7 @@ impl Live {
         } else {
             None
         };
-        let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some());
+        let metadata = build_metadata(&engine, &config, &issuer, jwt.is_some(), boot.client_ca_file.is_some());
         let managers = if config.managers.is_empty() && previous.is_none_or(|p| p.managers.iter().next().is_none()) {
             Managers::build(&config.managers, config.argon2, previous.map(|p| &p.managers), std::time::Duration::ZERO)
         } else {
@@ -143,6 +143,18 @@ impl Live {
             managers,
             config,
         })
+    }
+
+    /// How client `client` authenticates (the default policy for a retired
+    /// slot).
+    pub fn client_auth(&self, client: ropc_core::ClientIndex) -> Arc<ClientAuthPolicy> {
+        self.config.client_auth.get(client.0 as usize).cloned().flatten().unwrap_or_default()
+    }
+
+    /// The token endpoint's absolute URL: DPoP's `htu` and an assertion's
+    /// `aud` (RFC 7523 §3).
+    pub fn token_endpoint_url(&self) -> String {
+        format!("{}{}", self.issuer, self.config.endpoints.token)
     }
 
     /// The named manager `client` logs its users in with (none: the
@@ -354,6 +366,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (old.listen != new.listen, "server.listen"),
         (old.admin_listen != new.admin_listen, "server.admin_listen"),
         (old.tls != new.tls, "server.tls"),
+        (old.client_ca_file != new.client_ca_file, "server.client_ca_file"),
         (old.max_connections != new.max_connections, "server.max_connections"),
         (old.max_header_bytes != new.max_header_bytes, "server.max_header_bytes"),
         (old.header_read_timeout != new.header_read_timeout, "server.header_read_timeout"),
@@ -367,13 +380,18 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         (old.hash_pool.policy != new.hash_pool.policy, "hash_pool.policy"),
         (old.token_store != new.token_store, "token_store"),
+        (
+            old.proof_limits.replay_cache_entries != new.proof_limits.replay_cache_entries,
+            "client_auth.replay_cache_entries",
+        ),
     ]
     .into_iter()
     .filter_map(|(changed, key)| changed.then_some(key))
     .collect()
 }
 
-fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) -> Vec<u8> {
+/// `tls`: whether the listeners (built at start) ask for client certificates.
+fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool, tls: bool) -> Vec<u8> {
     let caps = engine.clients.capabilities();
     let grant_types: Vec<&str> =
         GrantType::ALL.iter().filter(|g| caps.contains(Capabilities::for_grant(**g))).map(|g| g.as_str()).collect();
@@ -385,6 +403,14 @@ fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) ->
         absolute(&config.endpoints.introspection),
         absolute(&config.endpoints.jwks),
     );
+    // Every method ropc verifies; the TLS ones only where TLS clients are
+    // asked for a certificate.
+    let mut auth_methods = vec!["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"];
+    if tls {
+        auth_methods.extend(["tls_client_auth", "self_signed_tls_client_auth"]);
+    }
+    let assertion_algs = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
+    let dpop_algs = ["ES256", "RS256", "PS256", "EdDSA"];
     let mut out = Vec::new();
     response::write_metadata(
         &mut out,
@@ -396,6 +422,10 @@ fn build_metadata(engine: &Engine, config: &Config, issuer: &str, jwks: bool) ->
             jwks_uri: jwks.then_some(jwks_uri.as_str()),
             grant_types: &grant_types,
             scopes: &scopes,
+            auth_methods: &auth_methods,
+            assertion_algs: &assertion_algs,
+            dpop_algs: &dpop_algs,
+            certificate_bound_tokens: tls,
         },
     );
     out

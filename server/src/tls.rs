@@ -34,8 +34,10 @@ pub fn ensure_self_signed(dir: &Path) -> Result<PathBuf, String> {
     Ok(cert_path)
 }
 
-/// A rustls server configuration from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// A rustls server configuration from PEM files; with `client_ca`, the
+/// handshake asks for a client certificate (RFC 8705 §2) without
+/// requiring one.
+pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Arc<ClientCa>>) -> Result<Arc<ServerConfig>, String> {
     let open = |p: &Path| File::open(p).map(BufReader::new).map_err(|e| format!("cannot open {}: {e}", p.display()));
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<_, _>>()
@@ -47,12 +49,180 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         .map_err(|e| format!("{}: bad PEM: {e}", key.display()))?
         .ok_or_else(|| format!("{}: no private key found", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(AskForCertificate(Arc::clone(ca)))),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// `[server] client_ca_file`: the CA whose certificates `tls_client_auth`
+/// accepts (RFC 8705 §2.1), and the verifier that checks a chain against it.
+#[derive(Debug)]
+pub struct ClientCa {
+    webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// Reads the CA certificates in `path` (PEM).
+pub fn client_ca(path: &Path) -> Result<Arc<ClientCa>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+        let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Arc::new(ClientCa { webpki }))
+}
+
+impl ClientCa {
+    /// Whether `chain` (end entity first) is issued by the CA and valid now.
+    pub fn verifies(&self, chain: &[CertificateDer<'_>]) -> bool {
+        let Some((end_entity, intermediates)) = chain.split_first() else { return false };
+        self.webpki.verify_client_cert(end_entity, intermediates, rustls::pki_types::UnixTime::now()).is_ok()
+    }
+}
+
+/// The handshake's client certificate policy: ask for one (naming the CA),
+/// require none, and accept any that its holder proves the key of. Whether
+/// it chains to the CA is decided per connection ([`ClientCa::verifies`]),
+/// since `self_signed_tls_client_auth` clients (RFC 8705 §2.2) present
+/// certificates no CA issued; only the client's configured method says
+/// which kind it must be.
+#[derive(Debug)]
+struct AskForCertificate(Arc<ClientCa>);
+
+impl rustls::server::danger::ClientCertVerifier for AskForCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.webpki.supported_verify_schemes()
+    }
+}
+
+/// The certificate a TLS client presented, as client authentication and
+/// token binding need it. `Debug` shows only the thumbprint.
+pub struct PeerCertificate {
+    der: Vec<u8>,
+    /// SHA-256 of the DER: `cnf.x5t#S256` (RFC 8705 §3.1).
+    pub thumbprint: [u8; 32],
+    /// Whether it chains to `[server] client_ca_file`.
+    pub ca_verified: bool,
+}
+
+impl std::fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PeerCertificate({:02x}{:02x}.., ca_verified: {})",
+            self.thumbprint[0], self.thumbprint[1], self.ca_verified
+        )
+    }
+}
+
+impl PeerCertificate {
+    /// The presented chain's end entity, checked against `ca`.
+    pub fn new(chain: &[CertificateDer<'_>], ca: &ClientCa) -> Option<Self> {
+        let der = chain.first()?.as_ref().to_vec();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+        let mut thumbprint = [0u8; 32];
+        thumbprint.copy_from_slice(digest.as_ref());
+        Some(PeerCertificate { der, thumbprint, ca_verified: ca.verifies(chain) })
+    }
+
+    /// The subject DN as RFC 4514 writes it (the last RDN first),
+    /// normalised as configured DNs are.
+    pub fn subject_dn(&self) -> Option<String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.der).ok()?;
+        let rdns: Vec<String> = cert
+            .subject()
+            .iter_rdn()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|ava| {
+                        let kind =
+                            x509_parser::objects::oid2abbrev(ava.attr_type(), x509_parser::objects::oid_registry())
+                                .map(str::to_owned)
+                                .unwrap_or_else(|_| ava.attr_type().to_id_string());
+                        let value = ava.as_str().map(escape_dn_value).unwrap_or_default();
+                        format!("{kind}={value}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect();
+        let joined: Vec<&str> = rdns.iter().rev().map(String::as_str).collect();
+        Some(crate::config::normalise_dn(&joined.join(",")))
+    }
+
+    /// Whether the certificate's public key is one of `jwks`
+    /// (`self_signed_tls_client_auth`, RFC 8705 §2.2).
+    pub fn key_in(&self, jwks: &crate::jose::Jwks) -> bool {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&self.der) else { return false };
+        jwks.keys().iter().any(|k| k.matches_spki(cert.public_key()))
+    }
+}
+
+/// RFC 4514 §2.4: escape what would end or confuse a value.
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == v.chars().count() && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -6,24 +6,30 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `client` | client authentication, and the IP throttle in front of it |
+//! | `client` | client authentication by the client's method, the IP throttle in front of it, and the proofs for bound tokens |
+//! | `assertion` | client assertions (RFC 7523): claims, signature, `jti` |
+//! | `dpop` | DPoP proofs (RFC 9449): header, signature, `htm`/`htu`, age |
 //! | `password` | a password attempt: gate, hash, count, pad |
 //! | `pacing` | how long answers take: the typical verification, the delays |
 //! | `upgrade` | re-hashing a legacy hash after a login, off the answer's path |
 
+mod assertion;
 mod backends;
 mod client;
+mod dpop;
 mod pacing;
 mod password;
 mod upgrade;
 
+pub use assertion::issuer as assertion_issuer;
+pub use client::{DpopHeader, RequestContext};
 pub use pacing::{Delays, Pacing};
 pub use password::Verified;
 
 use crate::config::Config;
 use crate::credentials::ManagerError;
 use crate::lockout::Lockout;
-use crate::store::RedisConn;
+use crate::store::{RedisConn, ReplayCache};
 use ropc_core::OAuthError;
 use ropc_hash::{HashPool, PasswordVerifier, VerifyError};
 use ropc_metrics::Exposition;
@@ -45,6 +51,9 @@ pub enum Refused {
     },
     /// The credential manager did not answer.
     Backend(ManagerError),
+    /// The replay cache could not record a proof's `jti` (full, or Redis
+    /// down): the proof is not accepted unrecorded.
+    ReplayCache,
 }
 
 impl Refused {
@@ -57,6 +66,7 @@ impl Refused {
             Refused::Verify(VerifyError::Unavailable) => (OAuthError::OVERLOADED, 1),
             Refused::Throttled { retry_after } => (OAuthError::IP_THROTTLED, retry_after.max(1)),
             Refused::Backend(e) => (OAuthError::BACKEND_UNAVAILABLE, e.retry_after()),
+            Refused::ReplayCache => (OAuthError::STORE_FAILED, 1),
         }
     }
 }
@@ -74,6 +84,8 @@ pub struct Auth {
     /// Failed-login counters and locks.
     pub lockout: Lockout,
     pacing: Pacing,
+    /// Seen assertion and DPoP `jti`s.
+    pub replay: ReplayCache,
     /// Hashes upgraded to argon2id since the start.
     upgraded: Arc<AtomicU64>,
 }
@@ -103,6 +115,10 @@ impl Auth {
             verifier: pool.clone(),
             pacing: Pacing::new(typical, Some(Arc::clone(&pool))),
             pool: Some(pool),
+            replay: match &shared {
+                Some(conn) => ReplayCache::Redis(Arc::clone(conn)),
+                None => ReplayCache::memory(config.proof_limits.replay_cache_entries),
+            },
             lockout: Lockout::new(config.lockout, shared),
             upgraded: Arc::new(AtomicU64::new(0)),
         })
@@ -119,5 +135,10 @@ impl Auth {
             self.upgraded.load(Ordering::Relaxed),
         );
         self.lockout.write_metrics(out);
+        out.gauge(
+            "ropc_replay_cache_entries",
+            "Client assertion and DPoP proof jtis held in memory until they expire.",
+            self.replay.len() as u64,
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `[[scopes]]` and `[[clients]]`: the core's [`Engine`], its scopes and
 //! clients laid out so that a reload keeps every index ([`crate::slots`]).
 
+use super::client_auth::{self, ClientAuthPolicy};
 use super::raw::{AccessTokenFormat, Capability, RawClient, RawScope};
 use super::ConfigError;
 use crate::credentials::ManagerConfig;
@@ -20,22 +21,27 @@ use toml::Spanned;
 pub(super) struct Built {
     pub(super) engine: Engine,
     pub(super) secrets: Vec<Option<Arc<StoredHash>>>,
+    pub(super) auth: Vec<Option<Arc<ClientAuthPolicy>>>,
     pub(super) managers: Vec<Option<String>>,
 }
 
 /// Builds the engine for `config` from `scopes` and `clients`, keeping the
 /// indices of `previous` (a reload).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn build(
     loc: &Locator<'_>,
+    dir: &std::path::Path,
     config: EngineConfig,
     scopes: Vec<RawScope>,
     clients: Vec<RawClient>,
     previous: Option<&Engine>,
     managers: &BTreeMap<String, ManagerConfig>,
+    client_ca: bool,
 ) -> Result<Built, ConfigError> {
     let scopes = scope_registry(loc, scopes, previous)?;
     let mut engine = Engine { config, clients: Default::default(), scopes };
     let mut secrets = Vec::new();
+    let mut auth = Vec::new();
     let mut client_managers = Vec::new();
     let previous_ids = previous
         .map(|p| (0..p.clients.slots()).map(|i| p.clients.get(ClientIndex(i as u32)).map(|c| c.id.as_str())))
@@ -45,6 +51,7 @@ pub(super) fn build(
         let Some(c) = slot else {
             engine.clients.retire_slot().map_err(|e| loc.at(0..0, "clients", e.to_string()))?;
             secrets.push(None);
+            auth.push(None);
             client_managers.push(None);
             continue;
         };
@@ -64,13 +71,17 @@ pub(super) fn build(
             Some(name) => Some(name.get_ref().clone()),
             None => None,
         };
-        let secret = StoredHash::parse(c.secret.get_ref()).map_err(|e| {
-            loc.at(
-                c.secret.span(),
-                "clients.secret",
-                format!("{e}; store a hash from `ropc hash-password` or `ropc client add`, never the plain secret"),
-            )
-        })?;
+        let policy = client_auth::policy(loc, dir, &c, client_ca)?;
+        let secret = match &c.secret {
+            Some(secret) => Some(Arc::new(StoredHash::parse(secret.get_ref()).map_err(|e| {
+                loc.at(
+                    secret.span(),
+                    "clients.secret",
+                    format!("{e}; store a hash from `ropc hash-password` or `ropc client add`, never the plain secret"),
+                )
+            })?)),
+            None => None,
+        };
         let capabilities = c
             .capabilities
             .iter()
@@ -102,10 +113,11 @@ pub(super) fn build(
             AccessTokenFormat::Jwt => TokenFormat::Jwt,
         };
         engine.clients.set_access_token_format(index, format);
-        secrets.push(Some(Arc::new(secret)));
+        secrets.push(secret);
+        auth.push(Some(Arc::new(policy)));
         client_managers.push(manager);
     }
-    Ok(Built { engine, secrets, managers: client_managers })
+    Ok(Built { engine, secrets, auth, managers: client_managers })
 }
 
 /// The capabilities are named after the grants they allow.

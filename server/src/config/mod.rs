@@ -9,6 +9,7 @@
 //! `credentials`, `clients` (which builds the core's [`Engine`]),
 //! `token_store`.
 
+mod client_auth;
 mod clients;
 mod credentials;
 mod managers;
@@ -18,7 +19,8 @@ mod token_service;
 mod token_store;
 
 pub use crate::source::SourceError as ConfigError;
-pub use raw::HashPolicy;
+pub use client_auth::{normalise_dn, ClientAuthPolicy, ProofLimits};
+pub use raw::{AuthMethod, HashPolicy};
 
 use crate::lockout::LockoutPolicy;
 use crate::source::{read_file, Locator};
@@ -135,6 +137,14 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Client secret hashes, by client index (none for a retired slot).
     pub client_secrets: Vec<Option<Arc<StoredHash>>>,
+    /// How each client authenticates, by client index (none for a retired
+    /// slot).
+    pub client_auth: Vec<Option<Arc<ClientAuthPolicy>>>,
+    /// `[server] client_ca_file`: TLS clients are asked for a certificate
+    /// signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// `[client_auth]`.
+    pub proof_limits: ProofLimits,
     /// The credential manager each client names, by client index (none:
     /// the default, `[credential_manager]`).
     pub client_managers: Vec<Option<String>>,
@@ -230,7 +240,10 @@ impl Config {
         let argon2 = credentials::argon2(&loc, &raw.credential_manager)?;
         let lockout = credentials::lockout(&loc, &raw.credential_manager)?;
         let managers = managers::parse(&loc, &dir, raw.credential_managers)?;
-        let built = clients::build(&loc, service.engine, raw.scopes, raw.clients, previous, &managers)?;
+        let client_ca = server.client_ca_file.is_some();
+        let built =
+            clients::build(&loc, &dir, service.engine, raw.scopes, raw.clients, previous, &managers, client_ca)?;
+        let proof_limits = client_auth::limits(&loc, &raw.client_auth)?;
         let users_file = credentials::users_file(&loc, &dir, &raw.credential_manager, &built.engine, &built.managers)?;
         let jwt = token_service::jwt(&dir, raw.jwt, &built.engine);
         let token_store = token_store::parse(&loc, &dir, raw.token_store)?;
@@ -255,6 +268,9 @@ impl Config {
             engine: Arc::new(built.engine),
             jwt,
             client_secrets: built.secrets,
+            client_auth: built.auth,
+            client_ca_file: server.client_ca_file,
+            proof_limits,
             client_managers: built.managers,
             managers,
             token_store,

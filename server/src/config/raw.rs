@@ -30,6 +30,19 @@ pub(super) struct RawConfig {
     pub(super) token_store: RawTokenStore,
     #[serde(default)]
     pub(super) credential_managers: std::collections::BTreeMap<String, Spanned<RawManager>>,
+    #[serde(default)]
+    pub(super) client_auth: RawClientAuth,
+}
+
+/// `[client_auth]`: the windows client assertions and DPoP proofs are
+/// checked in, and the replay cache's bound.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientAuth {
+    pub(super) max_assertion_lifetime: Option<Spanned<u64>>,
+    pub(super) max_proof_age: Option<Spanned<u64>>,
+    pub(super) clock_skew: Option<Spanned<u64>>,
+    pub(super) replay_cache_entries: Option<Spanned<u64>>,
 }
 
 /// `[credential_managers.NAME]`: the keys of every kind in one table, each
@@ -104,6 +117,7 @@ pub(super) struct RawServer {
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_socket: Option<Spanned<String>>,
     pub(super) tls: Option<Spanned<RawTls>>,
+    pub(super) client_ca_file: Option<Spanned<String>>,
     #[serde(default = "default_max_body")]
     pub(super) max_body_bytes: Spanned<u64>,
     #[serde(default = "default_header_timeout")]
@@ -125,6 +139,7 @@ impl Default for RawServer {
             admin_listen: None,
             admin_socket: None,
             tls: None,
+            client_ca_file: None,
             max_body_bytes: default_max_body(),
             header_read_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
@@ -288,7 +303,15 @@ pub(super) struct RawScope {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClient {
     pub(super) id: Spanned<String>,
-    pub(super) secret: Spanned<String>,
+    pub(super) secret: Option<Spanned<String>>,
+    pub(super) token_endpoint_auth_method: Option<Spanned<AuthMethod>>,
+    pub(super) jwks_file: Option<Spanned<String>>,
+    pub(super) client_secret_jwt_key_file: Option<Spanned<String>>,
+    pub(super) tls_client_auth_subject_dn: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) certificate_bound_access_tokens: bool,
+    #[serde(default)]
+    pub(super) dpop_bound_access_tokens: bool,
     pub(super) capabilities: Vec<Capability>,
     #[serde(default)]
     pub(super) scopes: Vec<Spanned<String>>,
@@ -334,6 +357,39 @@ pub(super) enum Capability {
     Password,
     RefreshToken,
     ClientCredentials,
+}
+
+/// `[[clients]] token_endpoint_auth_method`: the names of RFC 7591 §2 and
+/// OpenID Connect Core §9.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// The secret by HTTP Basic.
+    ClientSecretBasic,
+    /// The secret in the body.
+    ClientSecretPost,
+    /// An HS256 assertion with a shared key.
+    ClientSecretJwt,
+    /// An assertion signed by a key in the client's `jwks_file`.
+    PrivateKeyJwt,
+    /// A TLS certificate from the configured CA with a given subject.
+    TlsClientAuth,
+    /// A TLS certificate whose key is in the client's `jwks_file`.
+    SelfSignedTlsClientAuth,
+}
+
+impl AuthMethod {
+    /// The method's name, as metadata lists it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
 }
 
 /// `[[clients]] access_token_format`.

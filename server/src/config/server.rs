@@ -15,6 +15,7 @@ pub(super) struct Server {
     pub(super) admin_listen: Option<String>,
     pub(super) admin_socket: Option<std::path::PathBuf>,
     pub(super) tls: TlsMode,
+    pub(super) client_ca_file: Option<std::path::PathBuf>,
     pub(super) max_body_bytes: usize,
     pub(super) header_read_timeout: Duration,
     pub(super) idle_timeout: Duration,
@@ -71,6 +72,17 @@ pub(super) fn parse(loc: &Locator<'_>, dir: &Path, server: &RawServer) -> Result
         Some(RawTls::Off) => TlsMode::Off,
         Some(RawTls::Files { cert, key }) => TlsMode::Files { cert: dir.join(cert), key: dir.join(key) },
     };
+    let client_ca_file = match &server.client_ca_file {
+        Some(f) if tls == TlsMode::Off => {
+            return Err(loc.at(f.span(), "server.client_ca_file", "client certificates need TLS: tls is \"off\""))
+        }
+        Some(f) => {
+            let path = dir.join(f.get_ref());
+            crate::tls::client_ca(&path).map_err(|e| loc.at(f.span(), "server.client_ca_file", e))?;
+            Some(path)
+        }
+        None => None,
+    };
     let max_body = bounded(loc, &server.max_body_bytes, "server.max_body_bytes", 64..=1 << 20, "")?;
     let header_timeout = bounded(loc, &server.header_read_timeout, "server.header_read_timeout", 1..=300, " seconds")?;
     let idle_timeout = bounded(loc, &server.idle_timeout, "server.idle_timeout", header_timeout..=3600, " seconds")?;
@@ -82,6 +94,7 @@ pub(super) fn parse(loc: &Locator<'_>, dir: &Path, server: &RawServer) -> Result
         admin_listen,
         admin_socket,
         tls,
+        client_ca_file,
         max_body_bytes: max_body as usize,
         header_read_timeout: Duration::from_secs(header_timeout),
         idle_timeout: Duration::from_secs(idle_timeout),

@@ -7,7 +7,8 @@
 
 mod query;
 
-use crate::auth::{Auth, Refused};
+use crate::auth::{assertion_issuer, Auth, Refused};
+pub use crate::auth::{DpopHeader, RequestContext};
 use crate::clock;
 use crate::live::Live;
 use crate::metrics::Success;
@@ -75,7 +76,14 @@ impl Grants<'_> {
     /// Runs one token request through the engine. `authorization` is the
     /// raw `Authorization` header, if any; `live` is the configuration the
     /// request runs on.
-    pub async fn token(&self, live: &Live, body: &[u8], authorization: Option<&[u8]>, peer: IpAddr) -> GrantOutcome {
+    pub async fn token(
+        &self,
+        live: &Live,
+        body: &[u8],
+        authorization: Option<&[u8]>,
+        ctx: &RequestContext<'_>,
+        peer: IpAddr,
+    ) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let mut grant = live.engine.token_grant(self.platform.provider(), body, authorization, &mut scratch);
         let mut out = Vec::with_capacity(256);
@@ -92,10 +100,31 @@ impl Grants<'_> {
             // `Step`'s Debug redacts the secret and the password.
             tracing::trace!(?step, "token grant step");
             match step {
-                Step::AuthenticateClient { client, secret } => {
-                    let checked = self.auth.authenticate_client(live, client, secret.expose(), peer, clock::now());
-                    match checked.await {
-                        Ok(ok) => grant.client_authenticated(ok),
+                Step::IdentifyClient { assertion } => {
+                    let issuer = assertion_issuer(assertion.expose());
+                    if outcome.client_id.is_none() {
+                        outcome.client_id.clone_from(&issuer);
+                    }
+                    grant.client_identified(issuer.as_deref());
+                }
+                Step::AuthenticateClient { client, credential, basic } => {
+                    let now = clock::now();
+                    match self.auth.authenticate_client(live, client, credential, basic, ctx, peer, now).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => {
+                            grant.client_rejected(reason);
+                            continue;
+                        }
+                        Err(r) => break Err(r),
+                    }
+                    // Only an authenticated client's proofs are checked, so
+                    // that nobody else can fill the replay cache.
+                    match self.auth.proofs(live, client, ctx, now).await {
+                        Ok(Ok(proofs)) => {
+                            grant.set_proofs(proofs);
+                            grant.client_authenticated(true);
+                        }
+                        Ok(Err(e)) => break Ok(Err(e)),
                         Err(r) => break Err(r),
                     }
                 }

@@ -2,6 +2,7 @@
 //! authentication as the token endpoint, then one record looked up.
 
 use super::{GrantOutcome, Grants};
+use crate::auth::{assertion_issuer, RequestContext};
 use crate::clock;
 use crate::live::Live;
 use crate::metrics::Success;
@@ -19,6 +20,7 @@ impl Grants<'_> {
         kind: QueryKind,
         body: &[u8],
         authorization: Option<&[u8]>,
+        ctx: &RequestContext<'_>,
         peer: IpAddr,
     ) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
@@ -39,10 +41,19 @@ impl Grants<'_> {
             let step = query.step();
             tracing::trace!(?step, "token query step");
             match step {
-                QueryStep::AuthenticateClient { client, secret } => {
-                    let checked = self.auth.authenticate_client(live, client, secret.expose(), peer, clock::now());
+                QueryStep::IdentifyClient { assertion } => {
+                    let issuer = assertion_issuer(assertion.expose());
+                    if outcome.client_id.is_none() {
+                        outcome.client_id.clone_from(&issuer);
+                    }
+                    query.client_identified(issuer.as_deref());
+                }
+                QueryStep::AuthenticateClient { client, credential, basic } => {
+                    let checked =
+                        self.auth.authenticate_client(live, client, credential, basic, ctx, peer, clock::now());
                     match checked.await {
-                        Ok(ok) => query.client_authenticated(ok),
+                        Ok(Ok(())) => query.client_authenticated(true),
+                        Ok(Err(reason)) => query.client_rejected(reason),
                         Err(r) => break Err(r),
                     }
                 }

@@ -15,10 +15,11 @@ mod respond;
 pub use respond::Body;
 
 use crate::app::App;
-use crate::grant::GrantOutcome;
+use crate::grant::{DpopHeader, GrantOutcome, RequestContext};
 use crate::live::Live;
 use crate::metrics::Endpoint;
 use crate::routes;
+use crate::tls::PeerCertificate;
 use body::BodyError;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -50,6 +51,7 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: IpAddr,
     listener: Listener,
+    certificate: Option<Arc<PeerCertificate>>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let method = req.method().clone();
@@ -93,7 +95,7 @@ pub async fn handle(
     let get = matches!(method, Method::GET | Method::HEAD);
     let response = if let Some(endpoint) = form {
         if method == Method::POST {
-            form_endpoint(&app, &live, req, endpoint, peer).await
+            form_endpoint(&app, &live, req, endpoint, peer, certificate.as_deref()).await
         } else {
             method_not_allowed("POST", true)
         }
@@ -159,6 +161,7 @@ async fn form_endpoint(
     req: Request<Incoming>,
     endpoint: Endpoint,
     peer: IpAddr,
+    certificate: Option<&PeerCertificate>,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -194,7 +197,14 @@ async fn form_endpoint(
             (outcome, error == OAuthError::BODY_TOO_LARGE)
         }
         Ok(body) => {
-            let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), peer).await;
+            let path = match endpoint {
+                Endpoint::Token => &live.config.endpoints.token,
+                Endpoint::Revocation => &live.config.endpoints.revocation,
+                Endpoint::Introspection => &live.config.endpoints.introspection,
+            };
+            let url = format!("{}{path}", live.issuer);
+            let ctx = RequestContext { dpop: dpop_header(&parts.headers), certificate, url: &url };
+            let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), &ctx, peer).await;
             drop::<Zeroizing<Vec<u8>>>(body);
             (outcome, false)
         }
@@ -203,19 +213,31 @@ async fn form_endpoint(
     respond::form(outcome, close)
 }
 
+/// The `DPoP` header (RFC 9449 §4.3 item 1: exactly one).
+fn dpop_header(headers: &HeaderMap) -> DpopHeader<'_> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => DpopHeader::None,
+        (Some(v), None) => v.to_str().map_or(DpopHeader::Invalid, DpopHeader::One),
+        (Some(_), Some(_)) => DpopHeader::Invalid,
+    }
+}
+
 async fn run(
     app: &App,
     live: &Live,
     endpoint: Endpoint,
     body: &[u8],
     authorization: Option<&HeaderValue>,
+    ctx: &RequestContext<'_>,
     peer: IpAddr,
 ) -> GrantOutcome {
     let authorization = authorization.map(HeaderValue::as_bytes);
     let grants = app.grants();
+    let query = |kind| grants.token_query(live, kind, body, authorization, ctx, peer);
     match endpoint {
-        Endpoint::Token => grants.token(live, body, authorization, peer).await,
-        Endpoint::Revocation => grants.token_query(live, QueryKind::Revocation, body, authorization, peer).await,
-        Endpoint::Introspection => grants.token_query(live, QueryKind::Introspection, body, authorization, peer).await,
+        Endpoint::Token => grants.token(live, body, authorization, ctx, peer).await,
+        Endpoint::Revocation => query(QueryKind::Revocation).await,
+        Endpoint::Introspection => query(QueryKind::Introspection).await,
     }
 }

@@ -43,6 +43,8 @@ pub struct Server {
     admin: Vec<TcpListener>,
     socket: Option<AdminSocket>,
     tls: Option<TlsAcceptor>,
+    /// `[server] client_ca_file`, loaded.
+    client_ca: Option<Arc<tls::ClientCa>>,
     /// The certificate clients should trust, for self-signed TLS.
     pub ca_file: Option<PathBuf>,
 }
@@ -50,14 +52,19 @@ pub struct Server {
 impl Server {
     /// Builds the state and binds every address `listen` resolves to.
     pub async fn bind(config: Config) -> Result<Self, BindError> {
+        let client_ca = match &config.client_ca_file {
+            Some(path) => Some(tls::client_ca(path).map_err(BindError::Tls)?),
+            None => None,
+        };
+        let ca = client_ca.as_ref();
         let (tls, ca_file) = match &config.tls {
             TlsMode::Off => (None, None),
             TlsMode::SelfSigned => {
                 let cert = tls::ensure_self_signed(&config.dir).map_err(BindError::Tls)?;
                 let (_, key) = tls::self_signed_paths(&config.dir);
-                (Some(tls::server_config(&cert, &key).map_err(BindError::Tls)?), Some(cert))
+                (Some(tls::server_config(&cert, &key, ca).map_err(BindError::Tls)?), Some(cert))
             }
-            TlsMode::Files { cert, key } => (Some(tls::server_config(cert, key).map_err(BindError::Tls)?), None),
+            TlsMode::Files { cert, key } => (Some(tls::server_config(cert, key, ca).map_err(BindError::Tls)?), None),
         };
         let listeners = bind_all(&config.listen).await?;
         let admin = match &config.admin_listen {
@@ -83,7 +90,7 @@ impl Server {
                 }
             },
         };
-        Ok(Self { app, listeners, admin, socket, tls: tls.map(TlsAcceptor::from), ca_file })
+        Ok(Self { app, listeners, admin, socket, tls: tls.map(TlsAcceptor::from), client_ca, ca_file })
     }
 
     /// The admin socket's path, if it is served.
@@ -117,7 +124,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { app, listeners, admin, socket, tls, .. } = self;
+        let Server { app, listeners, admin, socket, tls, client_ca, .. } = self;
         // Listeners, limits and timeouts of the connection layer are set
         // once, from the configuration the server started with.
         let config = app.boot().clone();
@@ -156,6 +163,7 @@ impl Server {
             let graceful = Arc::clone(&graceful);
             let connections = Arc::clone(if role == Listener::Admin { &admin_connections } else { &connections });
             let refusals = Arc::clone(&refusals);
+            let client_ca = if role == Listener::Main { client_ca.clone() } else { None };
             accept_loops.push(tokio::spawn(async move {
                 loop {
                     let (stream, peer) = match socket.accept().await {
@@ -171,7 +179,8 @@ impl Server {
                     match Arc::clone(&connections).try_acquire_owned() {
                         Ok(permit) => {
                             let conn = Connection { stream, peer, permit };
-                            serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls.clone(), conn, role)
+                            let tls = tls.clone().map(|acceptor| (acceptor, client_ca.clone()));
+                            serve(Arc::clone(&app), Arc::clone(&builder), &graceful, tls, conn, role)
                         }
                         Err(_) => refuse(stream, peer, tls.is_some(), &refusals),
                     }
@@ -246,7 +255,7 @@ fn serve(
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: &GracefulShutdown,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Option<Arc<tls::ClientCa>>)>,
     conn: Connection,
     listener: Listener,
 ) {
@@ -258,10 +267,12 @@ fn serve(
         let _permit = permit;
         let ip = peer.ip().to_canonical();
         let _open = app.connection_opened();
-        let service = service_fn(move |req| handle(Arc::clone(&app), req, ip, listener));
         let result = match tls {
-            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
-            Some(acceptor) => {
+            None => {
+                let service = service_fn(move |req| handle(Arc::clone(&app), req, ip, listener, None));
+                watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+            }
+            Some((acceptor, client_ca)) => {
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
@@ -273,6 +284,13 @@ fn serve(
                         return;
                     }
                 };
+                // RFC 8705: the certificate, if the client sent one, for
+                // every request on this connection.
+                let certificate = match (&client_ca, stream.get_ref().1.peer_certificates()) {
+                    (Some(ca), Some(chain)) => tls::PeerCertificate::new(chain, ca).map(Arc::new),
+                    _ => None,
+                };
+                let service = service_fn(move |req| handle(Arc::clone(&app), req, ip, listener, certificate.clone()));
                 watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
             }
         };

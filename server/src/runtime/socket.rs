@@ -59,7 +59,7 @@ impl AdminSocket {
             let app = Arc::clone(&app);
             tokio::spawn(async move {
                 let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
-                let service = service_fn(move |req| handle(Arc::clone(&app), req, local, Listener::Socket));
+                let service = service_fn(move |req| handle(Arc::clone(&app), req, local, Listener::Socket, None));
                 let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = tokio::time::timeout(Duration::from_secs(60), served).await.unwrap_or(Ok(())) {
                     tracing::debug!(error = %e, "admin socket connection ended with an error");

@@ -19,12 +19,14 @@ mod durable;
 mod memory;
 pub mod portable;
 pub mod redis;
+mod replay;
 pub mod table;
 pub mod wal;
 
 pub use durable::MemoryStore;
 pub use memory::{pack, unpack, ShardedTokenMap};
 pub use redis::{RedisConfig, RedisConn, RedisTokens};
+pub use replay::{ReplayCache, ReplayError};
 
 use ropc_core::scope::ScopeRegistry;
 use ropc_core::{ClientIndex, FamilyId, Issued, TokenKey, TokenRecord, UserRef};

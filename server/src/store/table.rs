@@ -351,11 +351,24 @@ impl Shard {
 
     /// Inserts or replaces the value under `key`.
     pub fn insert(&self, key: &Key, value: &Value) {
+        self.put(key, value, true);
+    }
+
+    /// Inserts `value` under `key` unless a value is there already; returns
+    /// whether it inserted. Of two racing calls for one key, exactly one
+    /// inserts.
+    pub fn insert_new(&self, key: &Key, value: &Value) -> bool {
+        self.put(key, value, false)
+    }
+
+    fn put(&self, key: &Key, value: &Value, replace: bool) -> bool {
         let mut w = self.write();
         let mut slot = w.table().find_or_free(key);
         if let Ok(i) = slot {
-            w.publish(|t| t.write_value(i, value));
-            return;
+            if replace {
+                w.publish(|t| t.write_value(i, value));
+            }
+            return false;
         }
         // Keep at most 15/16 of the slots full or deleted, so that probes
         // stay short and there is always a free slot.
@@ -373,6 +386,7 @@ impl Shard {
         w.counts.len += 1;
         w.counts.deleted -= usize::from(was_deleted);
         self.len.store(w.counts.len, Ordering::Relaxed);
+        true
     }
 
     /// Changes the value under `key` in place with `f`, which sees the

@@ -31,6 +31,7 @@ extern crate std;
 pub mod base64;
 pub mod basic;
 pub mod client;
+mod client_auth;
 pub mod engine;
 pub mod error;
 pub mod form;

@@ -16,7 +16,7 @@
 
 use crate::basic::SCRATCH_LEN;
 use crate::client::ClientIndex;
-use crate::engine::{credential, family_horizon, invalid_client, ClientCredential, Engine, Secret};
+use crate::engine::{credential, family_horizon, invalid_client, ClientCredential, Engine, Secret, NO_CLIENT_AUTH};
 use crate::error::{OAuthError, Reason};
 use crate::request::TokenQuery;
 use crate::response::{self, Introspection};
@@ -310,11 +310,6 @@ impl<'a> TokenQueryGrant<'a> {
     }
 }
 
-const NO_CLIENT_AUTH: OAuthError = OAuthError::new(
-    crate::ErrorCode::InvalidClient,
-    Reason::NoClientAuthentication,
-    "Client authentication is required.",
-);
 
 /// The binding in a JWT access token's `cnf`. The token is one this server
 /// signed (its record was found), so its claims have the layout

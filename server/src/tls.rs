@@ -203,7 +203,7 @@ impl PeerCertificate {
             })
             .collect();
         let joined: Vec<&str> = rdns.iter().rev().map(String::as_str).collect();
-        Some(crate::config::normalise_dn(&joined.join(",")))
+        Some(normalise_dn(&joined.join(",")))
     }
 
     /// Whether the certificate's public key is one of `jwks`
@@ -225,4 +225,58 @@ fn escape_dn_value(v: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// A distinguished name compared as RFC 4514 writes it: attribute types
+/// upper-cased, spaces around `,`, `+` and `=` dropped (values keep theirs).
+pub fn normalise_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in split_unescaped(dn, ',').into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, ava) in split_unescaped(rdn, '+').into_iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match ava.split_once('=') {
+                Some((kind, value)) => {
+                    out.push_str(&kind.trim().to_ascii_uppercase());
+                    out.push('=');
+                    out.push_str(value.trim());
+                }
+                None => out.push_str(ava.trim()),
+            }
+        }
+    }
+    out
+}
+
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            c if c == sep && !escaped => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => escaped = false,
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_dn;
+
+    #[test]
+    fn distinguished_names_compare_as_rfc_4514_writes_them() {
+        assert_eq!(normalise_dn("cn = batch , o=Example"), "CN=batch,O=Example");
+        assert_eq!(normalise_dn("CN=a\\,b,O=x+ou=y"), "CN=a\\,b,O=x+OU=y");
+        assert_ne!(normalise_dn("CN=batch,O=Example"), normalise_dn("CN=Batch,O=Example"), "values keep their case");
+    }
 }

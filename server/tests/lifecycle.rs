@@ -174,7 +174,8 @@ async fn metadata_lists_every_endpoint() {
     assert_eq!(m["token_endpoint"], format!("{base}/oauth/v2/oauth-token"));
     assert_eq!(m["revocation_endpoint"], format!("{base}/oauth/v2/oauth-revoke"));
     assert_eq!(m["introspection_endpoint"], format!("{base}/oauth/v2/oauth-introspect"));
-    let methods = serde_json::json!(["client_secret_basic", "client_secret_post"]);
+    // Without [server] client_ca_file the TLS methods cannot work: not listed.
+    let methods = serde_json::json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]);
     for k in [
         "token_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_methods_supported",
@@ -183,6 +184,12 @@ async fn metadata_lists_every_endpoint() {
         assert_eq!(m[k], methods, "{k}");
     }
     assert_eq!(m["grant_types_supported"], serde_json::json!(["password", "refresh_token", "client_credentials"]));
+    assert_eq!(
+        m["token_endpoint_auth_signing_alg_values_supported"],
+        serde_json::json!(["RS256", "PS256", "ES256", "EdDSA", "HS256"])
+    );
+    assert_eq!(m["dpop_signing_alg_values_supported"], serde_json::json!(["ES256", "RS256", "PS256", "EdDSA"]));
+    assert_eq!(m["tls_client_certificate_bound_access_tokens"], false);
 }
 
 #[tokio::test]

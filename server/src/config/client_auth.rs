@@ -7,6 +7,7 @@ use super::server::bounded;
 use super::ConfigError;
 use crate::jose::{HmacKey, Jwks};
 use crate::source::Locator;
+use crate::tls::normalise_dn;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -79,48 +80,6 @@ pub(super) fn limits(loc: &Locator<'_>, raw: &RawClientAuth) -> Result<ProofLimi
             "",
         )? as usize,
     })
-}
-
-/// A distinguished name compared as RFC 4514 writes it: attribute types
-/// upper-cased, spaces around `,`, `+` and `=` dropped (values keep theirs).
-pub fn normalise_dn(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    for (i, rdn) in split_unescaped(dn, ',').into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for (j, ava) in split_unescaped(rdn, '+').into_iter().enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            match ava.split_once('=') {
-                Some((kind, value)) => {
-                    out.push_str(&kind.trim().to_ascii_uppercase());
-                    out.push('=');
-                    out.push_str(value.trim());
-                }
-                None => out.push_str(ava.trim()),
-            }
-        }
-    }
-    out
-}
-
-fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut escaped) = (0, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            '\\' if !escaped => escaped = true,
-            c if c == sep && !escaped => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => escaped = false,
-        }
-    }
-    parts.push(&s[start..]);
-    parts
 }
 
 /// The policy of client `c`. `client_ca` says whether `[server]
@@ -232,16 +191,4 @@ fn hmac_key(path: &Path) -> Result<HmacKey, String> {
         zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);
     let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     HmacKey::new(key.strip_suffix(b"\r").unwrap_or(key))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalise_dn;
-
-    #[test]
-    fn distinguished_names_compare_as_rfc_4514_writes_them() {
-        assert_eq!(normalise_dn("cn = batch , o=Example"), "CN=batch,O=Example");
-        assert_eq!(normalise_dn("CN=a\\,b,O=x+ou=y"), "CN=a\\,b,O=x+OU=y");
-        assert_ne!(normalise_dn("CN=batch,O=Example"), normalise_dn("CN=Batch,O=Example"), "values keep their case");
-    }
 }

@@ -19,7 +19,7 @@ mod token_service;
 mod token_store;
 
 pub use crate::source::SourceError as ConfigError;
-pub use client_auth::{normalise_dn, ClientAuthPolicy, ProofLimits};
+pub use client_auth::{ClientAuthPolicy, ProofLimits};
 pub use raw::{AuthMethod, HashPolicy};
 
 use crate::lockout::LockoutPolicy;

@@ -75,7 +75,6 @@ impl Engine {
         let unknown = || invalid_client(Reason::UnknownClient, false);
         issuer.and_then(|id| self.clients.find(id)).ok_or_else(unknown)
     }
-
 }
 
 pub(crate) fn invalid_client(reason: Reason, basic: bool) -> OAuthError {
@@ -92,4 +91,3 @@ pub(crate) fn credential<'a>(auth: &'a ClientAuth<'_>) -> ClientCredential<'a> {
         (None, None) => ClientCredential::None,
     }
 }
-

@@ -11,9 +11,9 @@
 //! unauthenticated caller can never make the server spend a hash.
 
 use crate::basic::SCRATCH_LEN;
-pub(crate) use crate::client_auth::{credential, invalid_client, NO_CLIENT_AUTH};
-pub use crate::client_auth::Proofs;
 use crate::client::{Capabilities, ClientIndex, ClientTable, TokenFormat};
+pub use crate::client_auth::Proofs;
+pub(crate) use crate::client_auth::{credential, invalid_client, NO_CLIENT_AUTH};
 use crate::error::{ErrorCode, OAuthError, Reason};
 use crate::form::Limits;
 use crate::jwt::{self, JwtIssuer};

@@ -310,7 +310,6 @@ impl<'a> TokenQueryGrant<'a> {
     }
 }
 
-
 /// The binding in a JWT access token's `cnf`. The token is one this server
 /// signed (its record was found), so its claims have the layout
 /// [`crate::jwt`] writes: the `cnf` object is the last member.

@@ -175,7 +175,8 @@ async fn metadata_lists_every_endpoint() {
     assert_eq!(m["revocation_endpoint"], format!("{base}/oauth/v2/oauth-revoke"));
     assert_eq!(m["introspection_endpoint"], format!("{base}/oauth/v2/oauth-introspect"));
     // Without [server] client_ca_file the TLS methods cannot work: not listed.
-    let methods = serde_json::json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]);
+    let methods =
+        serde_json::json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]);
     for k in [
         "token_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_methods_supported",

@@ -6,6 +6,7 @@ mod architecture;
 mod attacks;
 
 mod cli;
+mod client_auth;
 mod demo;
 mod directory;
 mod durable;

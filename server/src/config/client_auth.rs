@@ -52,7 +52,7 @@ pub struct ProofLimits {
 
 impl Default for ProofLimits {
     fn default() -> Self {
-        Self { max_assertion_lifetime: 300, max_proof_age: 60, clock_skew: 30, replay_cache_entries: 1_000_000 }
+        Self { max_assertion_lifetime: 3600, max_proof_age: 60, clock_skew: 30, replay_cache_entries: 1_000_000 }
     }
 }
 
@@ -66,7 +66,7 @@ pub(super) fn limits(loc: &Locator<'_>, raw: &RawClientAuth) -> Result<ProofLimi
         max_assertion_lifetime: get(
             &raw.max_assertion_lifetime,
             "client_auth.max_assertion_lifetime",
-            10..=3600,
+            10..=86_400,
             d.max_assertion_lifetime,
             " seconds",
         )?,

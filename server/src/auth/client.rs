@@ -28,8 +28,10 @@ pub enum DpopHeader<'a> {
 
 /// What a request brings beside its body, for client authentication and
 /// bound tokens.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct RequestContext<'a> {
+    /// The client's IP address, for the throttle.
+    pub peer: IpAddr,
     /// The `DPoP` header.
     pub dpop: DpopHeader<'a>,
     /// The connection's TLS client certificate, if it sent one.
@@ -50,9 +52,9 @@ impl Auth {
         credential: ClientCredential<'_>,
         basic: bool,
         ctx: &RequestContext<'_>,
-        peer: IpAddr,
         now: u64,
     ) -> Result<Result<(), Reason>, Refused> {
+        let peer = ctx.peer;
         if let Some(retry_after) = self.lockout.ip_throttled(peer, now).await.map_err(|_| UNAVAILABLE)? {
             return Err(Refused::Throttled { retry_after });
         }

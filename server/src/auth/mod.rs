@@ -13,10 +13,10 @@
 //! | `pacing` | how long answers take: the typical verification, the delays |
 //! | `upgrade` | re-hashing a legacy hash after a login, off the answer's path |
 
-mod assertion;
+pub mod assertion;
 mod backends;
 mod client;
-mod dpop;
+pub mod dpop;
 mod pacing;
 mod password;
 mod upgrade;

@@ -16,7 +16,6 @@ use crate::provider::Platform;
 use crate::store::{Commit, Names, TokenStore, Tokens, Whose};
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::{AccountState, GrantType, Issued, JwtIssuer, LostRace, OAuthError, Step};
-use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 /// What a grant needs of the running server.
@@ -82,8 +81,8 @@ impl Grants<'_> {
         body: &[u8],
         authorization: Option<&[u8]>,
         ctx: &RequestContext<'_>,
-        peer: IpAddr,
     ) -> GrantOutcome {
+        let peer = ctx.peer;
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let mut grant = live.engine.token_grant(self.platform.provider(), body, authorization, &mut scratch);
         let mut out = Vec::with_capacity(256);
@@ -109,7 +108,7 @@ impl Grants<'_> {
                 }
                 Step::AuthenticateClient { client, credential, basic } => {
                     let now = clock::now();
-                    match self.auth.authenticate_client(live, client, credential, basic, ctx, peer, now).await {
+                    match self.auth.authenticate_client(live, client, credential, basic, ctx, now).await {
                         Ok(Ok(())) => {}
                         Ok(Err(reason)) => {
                             grant.client_rejected(reason);

@@ -9,7 +9,6 @@ use crate::metrics::Success;
 use crate::store::{Names, StoreError, TokenStore};
 use ropc_core::basic::SCRATCH_LEN;
 use ropc_core::{OAuthError, QueryKind, QueryStep};
-use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 impl Grants<'_> {
@@ -21,7 +20,6 @@ impl Grants<'_> {
         body: &[u8],
         authorization: Option<&[u8]>,
         ctx: &RequestContext<'_>,
-        peer: IpAddr,
     ) -> GrantOutcome {
         let mut scratch = Zeroizing::new([0u8; SCRATCH_LEN]);
         let provider = self.platform.provider();
@@ -49,8 +47,7 @@ impl Grants<'_> {
                     query.client_identified(issuer.as_deref());
                 }
                 QueryStep::AuthenticateClient { client, credential, basic } => {
-                    let checked =
-                        self.auth.authenticate_client(live, client, credential, basic, ctx, peer, clock::now());
+                    let checked = self.auth.authenticate_client(live, client, credential, basic, ctx, clock::now());
                     match checked.await {
                         Ok(Ok(())) => query.client_authenticated(true),
                         Ok(Err(reason)) => query.client_rejected(reason),

@@ -203,8 +203,8 @@ async fn form_endpoint(
                 Endpoint::Introspection => &live.config.endpoints.introspection,
             };
             let url = format!("{}{path}", live.issuer);
-            let ctx = RequestContext { dpop: dpop_header(&parts.headers), certificate, url: &url };
-            let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), &ctx, peer).await;
+            let ctx = RequestContext { peer, dpop: dpop_header(&parts.headers), certificate, url: &url };
+            let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), &ctx).await;
             drop::<Zeroizing<Vec<u8>>>(body);
             (outcome, false)
         }
@@ -230,13 +230,12 @@ async fn run(
     body: &[u8],
     authorization: Option<&HeaderValue>,
     ctx: &RequestContext<'_>,
-    peer: IpAddr,
 ) -> GrantOutcome {
     let authorization = authorization.map(HeaderValue::as_bytes);
     let grants = app.grants();
-    let query = |kind| grants.token_query(live, kind, body, authorization, ctx, peer);
+    let query = |kind| grants.token_query(live, kind, body, authorization, ctx);
     match endpoint {
-        Endpoint::Token => grants.token(live, body, authorization, ctx, peer).await,
+        Endpoint::Token => grants.token(live, body, authorization, ctx).await,
         Endpoint::Revocation => query(QueryKind::Revocation).await,
         Endpoint::Introspection => query(QueryKind::Introspection).await,
     }

@@ -184,7 +184,7 @@ pub fn decode(token: &str) -> Result<Jws<'_>, Refusal> {
 /// A NumericDate as whole seconds, refusing what is not a finite,
 /// non-negative number.
 pub fn seconds(t: f64) -> Option<u64> {
-    (t.is_finite() && t >= 0.0 && t < 1e15).then_some(t as u64)
+    (0.0..1e15).contains(&t).then_some(t as u64)
 }
 
 #[cfg(test)]

@@ -116,6 +116,22 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // The Ed25519 verification alone, by ring and by ed25519-dalek, on the
+    // same key and message: the faster one verifies EdDSA proofs.
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let message = [0x5au8; 200];
+    let sig = pair.sign(&message);
+    let public = pair.public_key().as_ref().to_vec();
+    group.bench_function("ed25519_verify_ring", |b| {
+        let key = signature::UnparsedPublicKey::new(&signature::ED25519, &public);
+        b.iter(|| key.verify(black_box(&message), sig.as_ref()).unwrap())
+    });
+    group.bench_function("ed25519_verify_dalek", |b| {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(public.as_slice().try_into().unwrap()).unwrap();
+        let sig = ed25519_dalek::Signature::from_slice(sig.as_ref()).unwrap();
+        b.iter(|| key.verify_strict(black_box(&message), &sig).unwrap())
+    });
     // One first use of a jti (the insert) and one replay (the lock-free hit).
     let cache = ReplayCache::memory(100_000_000);
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -113,6 +113,17 @@ struct RunArgs {
     /// introspect: the grant that gets the access tokens to introspect.
     #[arg(long, value_enum, default_value_t = GrantArg::Password)]
     introspect_token_grant: GrantArg,
+    /// A DPoP proof (RFC 9449, Ed25519) with every token request, for the
+    /// cost of sender-constrained tokens. Proofs name --url as their `htu`,
+    /// which must be the server's issuer and path.
+    #[arg(long)]
+    dpop: bool,
+    /// With --dpop: proofs signed before the run starts, so that the
+    /// measured load signs none (past them, proofs are signed as requests go,
+    /// and the report says how many). They are valid for the server's
+    /// max_proof_age (60 s by default) from the start.
+    #[arg(long, default_value_t = 300_000, requires = "dpop")]
+    dpop_presigned: usize,
     /// Virtual users, each with one connection.
     #[arg(long, short = 'c', default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -287,6 +298,7 @@ impl RunArgs {
                     GrantArg::Password => Kind::Password,
                     GrantArg::ClientCredentials => Kind::ClientCredentials,
                 },
+                dpop: None,
             },
             connections: self.connections as usize,
             load,
@@ -319,7 +331,12 @@ impl RunArgs {
 }
 
 fn run(args: &RunArgs) -> Result<(), String> {
-    let spec = args.to_spec()?;
+    let mut spec = args.to_spec()?;
+    if args.dpop {
+        let htu = args.url.split(['?', '#']).next().unwrap_or_default();
+        let proofs = crate::dpop::DpopProofs::new(htu, args.dpop_presigned, cores())?;
+        spec.workload.dpop = Some(std::sync::Arc::new(proofs));
+    }
     let runtime = if spec.shards == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -329,6 +346,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let finished = runtime.block_on(run::run(&spec))?;
     let report = Report::new(&spec, &finished);
     print!("{}", report.to_text());
+    if let Some(dpop) = &spec.workload.dpop {
+        println!("DPoP: {} proofs presigned, {} signed during the run", args.dpop_presigned, dpop.signed_during_run());
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json() + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod client;
 pub mod cpu;
+pub mod dpop;
 pub mod fixture;
 pub mod form;
 pub mod report;

@@ -506,6 +506,7 @@ pub(crate) mod tests {
                 users: Users { count: 10, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
                 scope: None,
                 introspect_with: Kind::Password,
+                dpop: None,
             },
             connections: 4,
             load: Load::Closed,

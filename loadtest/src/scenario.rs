@@ -124,6 +124,8 @@ pub struct WorkloadSpec {
     pub scope: Option<String>,
     /// Grant that gets the access tokens to introspect.
     pub introspect_with: Kind,
+    /// `--dpop`: a DPoP proof with every token request.
+    pub dpop: Option<std::sync::Arc<crate::dpop::DpopProofs>>,
 }
 
 /// Builds the requests of each virtual user and judges the answers.
@@ -143,6 +145,7 @@ pub struct Workload {
     password_prefix: String,
     client_credentials_body: Bytes,
     introspect_with: Kind,
+    dpop: Option<std::sync::Arc<crate::dpop::DpopProofs>>,
 }
 
 /// One virtual user's state: how many requests it sent and its tokens.
@@ -222,6 +225,7 @@ impl Workload {
             users: spec.users,
             client_credentials_body,
             introspect_with: spec.introspect_with,
+            dpop: spec.dpop,
         })
     }
 
@@ -317,6 +321,9 @@ impl Workload {
         if let Some(authorization) = &self.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
+        if let (Some(dpop), false) = (&self.dpop, kind == Kind::Introspect) {
+            headers.insert("dpop", dpop.take());
+        }
         request
     }
 
@@ -381,6 +388,7 @@ mod tests {
             users: Users { count: 3, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
             scope: Some("read write".into()),
             introspect_with: Kind::Password,
+            dpop: None,
         }
     }
 

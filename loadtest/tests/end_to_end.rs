@@ -26,6 +26,7 @@ fn spec(addr: SocketAddr, scenario: Scenario, connections: usize, requests: u64)
             users: Users { count: 4, offset: 0, user_prefix: "user".into(), password_prefix: "pass-".into() },
             scope: None,
             introspect_with: Kind::ClientCredentials,
+            dpop: None,
         },
         connections,
         load: Load::Closed,

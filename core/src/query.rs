@@ -335,3 +335,30 @@ fn jwt_binding(token: &str) -> Binding {
         Binding::None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        let mut out = alloc::vec![0; crate::base64::encoded_len_nopad(bytes.len())];
+        crate::base64::encode_url_nopad(bytes, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_jwt_access_tokens_binding_is_read_from_its_cnf() {
+        let thumb = b64(&[0xA1; 32]);
+        let token = |claims: &str| alloc::format!("eyJhbGciOiJFZERTQSJ9.{}.c2ln", b64(claims.as_bytes()));
+        let bound = token(&alloc::format!(r#"{{"sub":"a","scope":"read","cnf":{{"jkt":"{thumb}"}}}}"#));
+        assert_eq!(jwt_binding(&bound), Binding::Dpop([0xA1; 32]));
+        let cert = token(&alloc::format!(r#"{{"sub":"a","scope":"read","cnf":{{"x5t#S256":"{thumb}"}}}}"#));
+        assert_eq!(jwt_binding(&cert), Binding::Certificate([0xA1; 32]));
+        // A username that looks like the member is escaped in the JSON ropc writes.
+        let sneaky = token(&alloc::format!(r#"{{"sub":"\",\"cnf\":{{\"jkt\":\"{thumb}","scope":"read"}}"#));
+        assert_eq!(jwt_binding(&sneaky), Binding::None);
+        for bad in ["", "a.b", "a.!!.c", &token(r#"{"scope":"read"}"#)] {
+            assert_eq!(jwt_binding(bad), Binding::None, "{bad}");
+        }
+    }
+}

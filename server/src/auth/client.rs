@@ -111,7 +111,9 @@ impl Auth {
                 }
             }
             (Some(TlsClientAuth), ClientCredential::None) => match ctx.certificate {
-                Some(cert) if cert.ca_verified && cert.subject_dn() == policy.subject_dn => Ok(()),
+                Some(cert) if cert.ca_verified && cert.subject_dn().is_some_and(|dn| policy.subject_dn == Some(dn)) => {
+                    Ok(())
+                }
                 _ => Err(Reason::BadClientCertificate),
             },
             (Some(SelfSignedTlsClientAuth), ClientCredential::None) => {

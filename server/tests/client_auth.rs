@@ -4,7 +4,7 @@
 //! of the server's code; `tests/interop` does the same with PyJWT and
 //! Authlib, and covers mutual TLS.
 
-use crate::support::{hash, standard_config, standard_users, Reply, Server};
+use crate::support::{hash, standard_config, standard_users, Redis, Reply, Server};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
@@ -100,6 +100,7 @@ struct Fixture {
     server: Server,
     es256: Key,
     eddsa: Key,
+    config: String,
     _keys: tempfile::TempDir,
 }
 
@@ -147,7 +148,7 @@ default_scopes = ["read"]
             hmac.display(),
             hash("strict-secret"),
         );
-        Fixture { server: Server::start(&config, &standard_users()), es256, eddsa, _keys: keys }
+        Fixture { server: Server::start(&config, &standard_users()), es256, eddsa, config, _keys: keys }
     }
 
     fn token_url(&self) -> String {
@@ -155,13 +156,21 @@ default_scopes = ["read"]
     }
 
     async fn with_assertion(&self, body: &str, assertion: &str) -> Reply {
-        self.server.token(&format!("{body}&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}")).await
+        assertion_to(&self.server, body, assertion).await
     }
 
     async fn with_dpop(&self, body: &str, proof: &str) -> Reply {
-        let auth = ropc_core::basic::encode("legacy", "legacy-secret");
-        self.server.post("/oauth/v2/oauth-token", body, &[("authorization", &auth), ("dpop", proof)]).await
+        dpop_to(&self.server, body, proof).await
     }
+}
+
+async fn assertion_to(server: &Server, body: &str, assertion: &str) -> Reply {
+    server.token(&format!("{body}&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}")).await
+}
+
+async fn dpop_to(server: &Server, body: &str, proof: &str) -> Reply {
+    let auth = ropc_core::basic::encode("legacy", "legacy-secret");
+    server.post("/oauth/v2/oauth-token", body, &[("authorization", &auth), ("dpop", proof)]).await
 }
 
 #[cfg(unix)]
@@ -370,4 +379,36 @@ fn config_errors_name_the_client_and_the_key() {
         assert!(!out.status.success(), "{key}: accepted");
         assert!(err.contains(key) && err.contains(message) && err.contains("ropc.toml:"), "{key}: {err}");
     }
+}
+
+#[tokio::test]
+async fn with_the_redis_store_a_jti_used_at_one_instance_is_refused_at_another() {
+    let mut redis = Redis::start();
+    let store = format!("\n[token_store]\nkind = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let f = Fixture::start(&store);
+    let twin = Server::start(&f.config, &standard_users());
+    // Both instances derive the same issuer only with an explicit one; here
+    // each names its own port, so each proof is made for its instance.
+    let url = f.token_url();
+    let assertion = f.es256.assertion("a", "batch", &url);
+    assert_eq!(f.with_assertion(LOGIN, &assertion).await.status, 200);
+    assert_eq!(f.with_assertion(LOGIN, &assertion).await.error(), "invalid_client", "replayed at the same instance");
+    // The twin's audience is its own URL: make the assertion for it, with
+    // a jti the first instance already saw.
+    let twin_url = format!("http://{}/oauth/v2/oauth-token", twin.addr);
+    let jti = "shared-jti-1";
+    let claims = json!({"iss": "batch", "sub": "batch", "aud": [url.as_str(), twin_url.as_str()], "exp": now() + 60, "jti": jti});
+    let both = f.es256.sign(&json!({"alg": "ES256", "kid": "a"}), &claims);
+    assert_eq!(f.with_assertion(LOGIN, &both).await.status, 200);
+    let r = assertion_to(&twin, LOGIN, &both).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_client".to_owned()), "replayed at the other instance: {}", r.body);
+    assert!(twin.log_shows("client_assertion_replayed"));
+
+    // Redis down: a proof that cannot be recorded is not accepted
+    // unrecorded; the answer is a quick 503.
+    redis.stop();
+    let started = std::time::Instant::now();
+    let r = dpop_to(&twin, LOGIN, &f.eddsa.proof(&twin_url)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }

@@ -71,6 +71,10 @@ pub struct Live {
     pub issuer: String,
     /// The RFC 8414 metadata document, built once per generation.
     pub metadata: Vec<u8>,
+    /// The token, revocation and introspection endpoints' absolute URLs
+    /// (DPoP's `htu`, an assertion's `aud`), made once per generation so
+    /// that no request allocates them.
+    pub endpoint_urls: [String; 3],
     /// JWT signing keys, when a client uses JWT access tokens.
     pub jwt: Option<JwtKeys>,
     /// Where upgraded hashes go to be written to the users file (none
@@ -136,6 +140,8 @@ impl Live {
             engine,
             users: Arc::new(users),
             client_secrets,
+            endpoint_urls: [&config.endpoints.token, &config.endpoints.revocation, &config.endpoints.introspection]
+                .map(|path| format!("{issuer}{path}")),
             issuer,
             metadata,
             jwt,
@@ -153,8 +159,8 @@ impl Live {
 
     /// The token endpoint's absolute URL: DPoP's `htu` and an assertion's
     /// `aud` (RFC 7523 §3).
-    pub fn token_endpoint_url(&self) -> String {
-        format!("{}{}", self.issuer, self.config.endpoints.token)
+    pub fn token_endpoint_url(&self) -> &str {
+        &self.endpoint_urls[0]
     }
 
     /// The named manager `client` logs its users in with (none: the

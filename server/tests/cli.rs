@@ -270,3 +270,39 @@ fn only_serve_lists_log_format() {
         assert!(text(&out.stderr).contains("/nonexistent.toml"), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn client_add_with_a_jwks_file_makes_a_private_key_jwt_client_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ropc.toml");
+    std::fs::write(&config, standard_config("")).unwrap();
+    std::fs::write(dir.path().join("users.htpasswd"), standard_users()).unwrap();
+    let cfg = config.to_str().unwrap();
+    let jwk =
+        r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1"}]}"#;
+    std::fs::write(dir.path().join("batch-jwks.json"), jwk).unwrap();
+    std::fs::write(
+        dir.path().join("private.json"),
+        jwk.replace(r#""kid""#, r#""d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","kid""#),
+    )
+    .unwrap();
+
+    // A key set with a private key is refused, and the file is left alone.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = run(&["client", "add", "batch", "--jwks-file", "private.json", "--config", cfg], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("private member"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+
+    let out =
+        run(&["client", "add", "batch", "--scope", "read", "--jwks-file", "batch-jwks.json", "--config", cfg], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(saved.contains("token_endpoint_auth_method = \"private_key_jwt\""), "{saved}");
+    assert!(saved.contains("jwks_file = \"batch-jwks.json\""), "{saved}");
+    let block = &saved[saved.find("id = \"batch\"").unwrap()..];
+    assert!(!block.contains("secret"), "no secret: {block}");
+    assert!(!text(&out.stderr).contains("shown once"));
+    let check = run(&["config", "check", cfg], "");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+}

@@ -93,8 +93,7 @@ impl Auth {
             }
             (Some(PrivateKeyJwt | ClientSecretJwt), ClientCredential::Assertion(jwt)) => {
                 let id = live.client_id(client).unwrap_or_default();
-                let token_endpoint = live.token_endpoint_url();
-                let audiences = [ctx.url, token_endpoint.as_str(), live.issuer.as_str()];
+                let audiences = [ctx.url, live.token_endpoint_url(), live.issuer.as_str()];
                 match assertion::verify(jwt.expose(), id, policy, &audiences, &live.config.proof_limits, now) {
                     Err(why) => {
                         tracing::info!(event = "client_assertion_refused", client = ?id, why, "client assertion refused");

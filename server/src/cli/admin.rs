@@ -29,8 +29,15 @@ fn array(items: &[String]) -> Array {
     items.iter().map(String::as_str).collect()
 }
 
-/// `ropc client add`.
-pub fn client_add(id: &str, scopes: &[String], capabilities: &[String], config: Option<&Path>) -> Result<(), String> {
+/// `ropc client add`. With `jwks_file` the client authenticates by
+/// `private_key_jwt` (RFC 7523) with those keys, and has no secret.
+pub fn client_add(
+    id: &str,
+    scopes: &[String],
+    capabilities: &[String],
+    jwks_file: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<(), String> {
     if id.is_empty() || id.chars().any(char::is_control) {
         return Err("the client id must be non-empty and free of control characters".into());
     }
@@ -61,12 +68,24 @@ pub fn client_add(id: &str, scopes: &[String], capabilities: &[String], config: 
         None => None,
     };
     let params = loaded.as_ref().map_or(HashParams::default(), |(_, _, p)| *p);
-    let secret = zeroize::Zeroizing::new(generate_secret().map_err(|e| e.to_string())?);
-    let hash = hash_password(secret.as_bytes(), params).map_err(|e| e.to_string())?;
-
     let mut client = Table::new();
     client.insert("id", value(id));
-    client.insert("secret", value(hash));
+    let secret = match jwks_file {
+        Some(file) => {
+            // Relative paths in the config are relative to its directory.
+            let dir = config.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let keys = crate::jose::Jwks::load(&dir.join(file)).map_err(|e| format!("{}: {e}", file.display()))?;
+            client.insert("token_endpoint_auth_method", value("private_key_jwt"));
+            client.insert("jwks_file", value(file.display().to_string()));
+            eprintln!("{id:?} authenticates with private_key_jwt: {} key(s) in {}", keys.keys().len(), file.display());
+            None
+        }
+        None => {
+            let secret = zeroize::Zeroizing::new(generate_secret().map_err(|e| e.to_string())?);
+            client.insert("secret", value(hash_password(secret.as_bytes(), params).map_err(|e| e.to_string())?));
+            Some(secret)
+        }
+    };
     client.insert("capabilities", value(array(&capabilities)));
     client.insert("scopes", value(array(scopes)));
     // A request that names no scope gets every scope the client may have.
@@ -94,8 +113,10 @@ pub fn client_add(id: &str, scopes: &[String], capabilities: &[String], config: 
         eprintln!("added client {id:?} to {}", path.display());
     }
     println!("{}", block.to_string().trim_end());
-    eprintln!("\nclient_secret for {id:?} (shown once, store it now):");
-    println!("{}", secret.as_str());
+    if let Some(secret) = secret {
+        eprintln!("\nclient_secret for {id:?} (shown once, store it now):");
+        println!("{}", secret.as_str());
+    }
     Ok(())
 }
 

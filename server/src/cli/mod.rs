@@ -153,6 +153,11 @@ enum ClientCommand {
         /// client_credentials. Default: password and refresh_token.
         #[arg(long = "capability")]
         capabilities: Vec<String>,
+        /// Authenticate the client by private_key_jwt (RFC 7523) with the
+        /// public keys in this JWK Set (relative to the config file's
+        /// directory), instead of a generated secret.
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
         /// Append the client to this config file.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -221,8 +226,8 @@ pub fn main() -> i32 {
                 .and_then(|pw| hash_password(pw.as_bytes(), params).map_err(|e| e.to_string()))
                 .map(|phc| println!("{phc}"))
         }
-        Command::Client { command: ClientCommand::Add { id, scopes, capabilities, config } } => {
-            admin::client_add(&id, &scopes, &capabilities, config.as_deref())
+        Command::Client { command: ClientCommand::Add { id, scopes, capabilities, jwks_file, config } } => {
+            admin::client_add(&id, &scopes, &capabilities, jwks_file.as_deref(), config.as_deref())
         }
         Command::Client { command: ClientCommand::ResetSecret { id, config } } => {
             admin::client_reset_secret(&id, &config)

@@ -197,13 +197,12 @@ async fn form_endpoint(
             (outcome, error == OAuthError::BODY_TOO_LARGE)
         }
         Ok(body) => {
-            let path = match endpoint {
-                Endpoint::Token => &live.config.endpoints.token,
-                Endpoint::Revocation => &live.config.endpoints.revocation,
-                Endpoint::Introspection => &live.config.endpoints.introspection,
+            let url = match endpoint {
+                Endpoint::Token => &live.endpoint_urls[0],
+                Endpoint::Revocation => &live.endpoint_urls[1],
+                Endpoint::Introspection => &live.endpoint_urls[2],
             };
-            let url = format!("{}{path}", live.issuer);
-            let ctx = RequestContext { peer, dpop: dpop_header(&parts.headers), certificate, url: &url };
+            let ctx = RequestContext { peer, dpop: dpop_header(&parts.headers), certificate, url };
             let outcome = run(app, live, endpoint, &body, parts.headers.get(AUTHORIZATION), &ctx).await;
             drop::<Zeroizing<Vec<u8>>>(body);
             (outcome, false)

@@ -142,13 +142,13 @@ fn bench(c: &mut Criterion) {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
             id[8..].copy_from_slice(&n.to_le_bytes());
-            assert_eq!(rt.block_on(cache.first_use(&id, 2_000_000_000, 1)), Ok(true));
+            assert_eq!(rt.block_on(cache.first_use(&id, 0, 2_000_000_000, 1)), Ok(true));
         })
     });
     let seen = [42u8; 16];
-    let _ = rt.block_on(cache.first_use(&seen, 2_000_000_000, 1));
+    let _ = rt.block_on(cache.first_use(&seen, 0, 2_000_000_000, 1));
     group.bench_function("replay_cache_replay", |b| {
-        b.iter(|| assert_eq!(rt.block_on(cache.first_use(black_box(&seen), 2_000_000_000, 1)), Ok(false)))
+        b.iter(|| assert_eq!(rt.block_on(cache.first_use(black_box(&seen), 0, 2_000_000_000, 1)), Ok(false)))
     });
     group.finish();
 }

@@ -511,9 +511,10 @@ impl<'a> TokenGrant<'a> {
         engine.scopes.write(self.scope, &mut scope);
         let binding = self.proofs.binding();
         let refresh_binding = match request.grant {
-            // A rotated refresh token keeps its binding (none stays none:
-            // RFC 9449 §5 lets a confidential client's stay unbound).
-            GrantRequest::RefreshToken { .. } => self.refresh_binding,
+            // A rotated refresh token keeps its binding; an unbound one is
+            // bound from now on if this request proved a key or certificate
+            // (stricter than RFC 9449 §5 asks of a confidential client).
+            GrantRequest::RefreshToken { .. } if self.refresh_binding != Binding::None => self.refresh_binding,
             _ => binding,
         };
         let mut confirmation = String::new();

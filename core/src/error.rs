@@ -282,6 +282,13 @@ impl OAuthError {
     /// The client requires DPoP (`dpop_bound_access_tokens`) and sent no proof.
     pub const DPOP_PROOF_REQUIRED: OAuthError =
         OAuthError::new(ErrorCode::InvalidRequest, Reason::DpopRequired, "A DPoP proof is required for this client.");
+    /// The client's tokens are bound to its certificate
+    /// (`certificate_bound_access_tokens`) and the connection has none.
+    pub const CERTIFICATE_REQUIRED: OAuthError = OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Reason::BadClientCertificate,
+        "A TLS client certificate is required for this client.",
+    );
     /// The refresh token is invalid, expired or revoked (also sent when a
     /// concurrent request rotated it first).
     pub const INVALID_REFRESH_TOKEN: OAuthError = OAuthError::new(
@@ -365,6 +372,7 @@ mod tests {
             OAuthError::DUPLICATE_HEADER,
             OAuthError::DPOP_PROOF_INVALID,
             OAuthError::DPOP_PROOF_REQUIRED,
+            OAuthError::CERTIFICATE_REQUIRED,
             OAuthError::OVERLOADED,
             OAuthError::IP_THROTTLED,
             OAuthError::STORE_FAILED,

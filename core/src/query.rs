@@ -288,9 +288,11 @@ impl<'a> TokenQueryGrant<'a> {
         if let Some(t) = binding.thumbprint() {
             crate::jwt::push_b64url(&mut thumbprint, t);
         }
-        let token_type = match r.kind {
-            TokenKind::Access => "bearer",
-            TokenKind::Refresh => "refresh_token",
+        let token_type = match (r.kind, binding) {
+            // RFC 9449 §6.2.
+            (TokenKind::Access, Binding::Dpop(_)) => "DPoP",
+            (TokenKind::Access, _) => "bearer",
+            (TokenKind::Refresh, _) => "refresh_token",
         };
         response::write_introspection(
             out,

@@ -65,7 +65,7 @@ fn the_binding_cannot_be_stripped_or_swapped() {
 }
 
 #[test]
-fn an_unbound_refresh_with_a_proof_binds_the_new_access_token_only() {
+fn an_unbound_refresh_with_a_proof_binds_the_new_tokens_from_then_on() {
     let mut s = Server::new();
     let login = s.login("");
     assert_eq!(login.string("token_type").as_deref(), Some("bearer"));
@@ -74,7 +74,10 @@ fn an_unbound_refresh_with_a_proof_binds_the_new_access_token_only() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.string("token_type").as_deref(), Some("DPoP"));
     assert_eq!(binding_of(&r.string("access_token").unwrap()), Some(Binding::Dpop(KEY_A)));
-    assert_eq!(binding_of(&r.refresh_token()), Some(Binding::None), "RFC 9449 §5: a confidential client's stays");
+    let rotated = r.refresh_token();
+    assert_eq!(binding_of(&rotated), Some(Binding::Dpop(KEY_A)), "bound from now on");
+    s.proofs = Proofs::default();
+    assert_eq!(s.refresh("legacy", &rotated, "").error.unwrap().reason, Reason::BindingMismatch);
 }
 
 #[test]
@@ -111,6 +114,8 @@ fn introspection_shows_the_dpop_thumbprint_and_nothing_for_a_bearer_token() {
     let bound = s.login("").string("access_token").unwrap();
     let shown = s.introspect(&bound);
     assert!(shown.ends_with(r#""cnf":{"jkt":"oaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaE"}}"#), "{shown}");
+    assert!(shown.contains(r#""token_type":"DPoP""#), "RFC 9449 §6.2: {shown}");
+    assert!(plain.contains(r#""token_type":"bearer""#), "{plain}");
 }
 
 fn assertion_body(extra: &str) -> String {

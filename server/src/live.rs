@@ -386,6 +386,13 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         (old.hash_pool.policy != new.hash_pool.policy, "hash_pool.policy"),
         (old.token_store != new.token_store, "token_store"),
+        // The replay cache's entries were kept for the windows in force.
+        (
+            old.proof_limits.max_assertion_lifetime != new.proof_limits.max_assertion_lifetime,
+            "client_auth.max_assertion_lifetime",
+        ),
+        (old.proof_limits.max_proof_age != new.proof_limits.max_proof_age, "client_auth.max_proof_age"),
+        (old.proof_limits.clock_skew != new.proof_limits.clock_skew, "client_auth.clock_skew"),
         (
             old.proof_limits.replay_cache_entries != new.proof_limits.replay_cache_entries,
             "client_auth.replay_cache_entries",

@@ -157,8 +157,13 @@ pub struct PeerCertificate {
     der: Vec<u8>,
     /// SHA-256 of the DER: `cnf.x5t#S256` (RFC 8705 §3.1).
     pub thumbprint: [u8; 32],
-    /// Whether it chains to `[server] client_ca_file`.
+    /// Whether it chains to `[server] client_ca_file` (checked at the
+    /// handshake).
     pub ca_verified: bool,
+    /// Its validity, seconds since the epoch: checked at every request,
+    /// since a keep-alive connection can outlive the certificate.
+    not_before: i64,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for PeerCertificate {
@@ -175,35 +180,40 @@ impl PeerCertificate {
     /// The presented chain's end entity, checked against `ca`.
     pub fn new(chain: &[CertificateDer<'_>], ca: &ClientCa) -> Option<Self> {
         let der = chain.first()?.as_ref().to_vec();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let validity = cert.validity();
+        let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
         let digest = ring::digest::digest(&ring::digest::SHA256, &der);
         let mut thumbprint = [0u8; 32];
         thumbprint.copy_from_slice(digest.as_ref());
-        Some(PeerCertificate { der, thumbprint, ca_verified: ca.verifies(chain) })
+        Some(PeerCertificate { thumbprint, ca_verified: ca.verifies(chain), not_before, not_after, der })
     }
 
-    /// The subject DN as RFC 4514 writes it (the last RDN first),
-    /// normalised as configured DNs are.
+    /// Whether it is valid at `now` (seconds since the epoch).
+    pub fn valid_at(&self, now: u64) -> bool {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.not_before <= now && now < self.not_after
+    }
+
+    /// The subject DN in the form [`normalise_dn`] gives a configured one;
+    /// `None` if an attribute's value is not a string.
     pub fn subject_dn(&self) -> Option<String> {
         let (_, cert) = x509_parser::parse_x509_certificate(&self.der).ok()?;
-        let rdns: Vec<String> = cert
-            .subject()
-            .iter_rdn()
-            .map(|rdn| {
-                rdn.iter()
-                    .map(|ava| {
-                        let kind =
-                            x509_parser::objects::oid2abbrev(ava.attr_type(), x509_parser::objects::oid_registry())
-                                .map(str::to_owned)
-                                .unwrap_or_else(|_| ava.attr_type().to_id_string());
-                        let value = ava.as_str().map(escape_dn_value).unwrap_or_default();
-                        format!("{kind}={value}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("+")
-            })
-            .collect();
-        let joined: Vec<&str> = rdns.iter().rev().map(String::as_str).collect();
-        Some(normalise_dn(&joined.join(",")))
+        let registry = x509_parser::objects::oid_registry();
+        let mut rdns = Vec::new();
+        for rdn in cert.subject().iter_rdn() {
+            let mut avas = Vec::new();
+            for ava in rdn.iter() {
+                let kind = x509_parser::objects::oid2abbrev(ava.attr_type(), registry)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| ava.attr_type().to_id_string());
+                avas.push((kind, ava.as_str().ok()?.to_owned()));
+            }
+            rdns.push(avas);
+        }
+        // RFC 4514 §2.1: the last RDN of the encoding is written first.
+        rdns.reverse();
+        Some(canonical_dn(&rdns))
     }
 
     /// Whether the certificate's public key is one of `jwks`
@@ -214,59 +224,87 @@ impl PeerCertificate {
     }
 }
 
-/// RFC 4514 §2.4: escape what would end or confuse a value.
-fn escape_dn_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for (i, c) in v.chars().enumerate() {
-        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == v.chars().count() && c == ' ');
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+/// One attribute of a DN: its type and its value, unescaped.
+type Ava = (String, String);
+
+/// A distinguished name as it is compared (RFC 8705 §2.1.2 asks for RFC
+/// 4517's distinguishedNameMatch): RFC 4514's string form, attribute types
+/// upper-cased, each value compared as caseIgnoreMatch does (lower-cased,
+/// leading, trailing and repeated spaces insignificant) and escaped again as
+/// RFC 4514 §2.4 says. `None` if `dn` is not an RFC 4514 string. Escapes of
+/// both kinds are read, so `openssl x509 -subject -nameopt RFC2253` output
+/// (`\C3\BC` for ü) matches the certificate.
+pub fn normalise_dn(dn: &str) -> Option<String> {
+    parse_dn(dn).map(|rdns| canonical_dn(&rdns))
 }
 
-/// A distinguished name compared as RFC 4514 writes it: attribute types
-/// upper-cased, spaces around `,`, `+` and `=` dropped (values keep theirs).
-pub fn normalise_dn(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    for (i, rdn) in split_unescaped(dn, ',').into_iter().enumerate() {
+fn canonical_dn(rdns: &[Vec<Ava>]) -> String {
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        for (j, ava) in split_unescaped(rdn, '+').into_iter().enumerate() {
+        for (j, (kind, value)) in rdn.iter().enumerate() {
             if j > 0 {
                 out.push('+');
             }
-            match ava.split_once('=') {
-                Some((kind, value)) => {
-                    out.push_str(&kind.trim().to_ascii_uppercase());
-                    out.push('=');
-                    out.push_str(value.trim());
+            out.push_str(&kind.trim().to_uppercase());
+            out.push('=');
+            let folded = value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            for (k, c) in folded.chars().enumerate() {
+                if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') || (k == 0 && c == '#') {
+                    out.push('\\');
                 }
-                None => out.push_str(ava.trim()),
+                out.push(c);
             }
         }
     }
     out
 }
 
-fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut escaped) = (0, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            '\\' if !escaped => escaped = true,
-            c if c == sep && !escaped => {
-                parts.push(&s[start..i]);
-                start = i + 1;
+/// RFC 4514 §3: `type=value` pairs, `+` within an RDN, `,` between RDNs;
+/// a value's `\c` and `\XX` escapes undone.
+fn parse_dn(dn: &str) -> Option<Vec<Vec<Ava>>> {
+    let mut rdns = vec![Vec::new()];
+    let mut bytes = dn.bytes().peekable();
+    loop {
+        let mut kind = Vec::new();
+        loop {
+            match bytes.next()? {
+                b'=' => break,
+                b',' | b'+' | b'\\' => return None,
+                b => kind.push(b),
             }
-            _ => escaped = false,
+        }
+        let mut value = Vec::new();
+        let end = loop {
+            match bytes.next() {
+                None => break None,
+                Some(sep @ (b',' | b'+')) => break Some(sep),
+                Some(b'\\') => {
+                    let c = bytes.next()?;
+                    match (char::from(c).to_digit(16), bytes.peek().and_then(|&d| char::from(d).to_digit(16))) {
+                        (Some(hi), Some(lo)) => {
+                            bytes.next();
+                            value.push((hi * 16 + lo) as u8);
+                        }
+                        _ => value.push(c),
+                    }
+                }
+                Some(b) => value.push(b),
+            }
+        };
+        let kind = String::from_utf8(kind).ok()?;
+        if kind.trim().is_empty() {
+            return None;
+        }
+        rdns.last_mut()?.push((kind, String::from_utf8(value).ok()?));
+        match end {
+            None => return Some(rdns),
+            Some(b',') => rdns.push(Vec::new()),
+            Some(_) => {}
         }
     }
-    parts.push(&s[start..]);
-    parts
 }
 
 #[cfg(test)]
@@ -274,9 +312,18 @@ mod tests {
     use super::normalise_dn;
 
     #[test]
-    fn distinguished_names_compare_as_rfc_4514_writes_them() {
-        assert_eq!(normalise_dn("cn = batch , o=Example"), "CN=batch,O=Example");
-        assert_eq!(normalise_dn("CN=a\\,b,O=x+ou=y"), "CN=a\\,b,O=x+OU=y");
-        assert_ne!(normalise_dn("CN=batch,O=Example"), normalise_dn("CN=Batch,O=Example"), "values keep their case");
+    fn distinguished_names_compare_as_distinguished_name_match_does() {
+        let n = |dn| normalise_dn(dn).unwrap();
+        assert_eq!(n("cn = batch , o=Example"), "CN=batch,O=example");
+        assert_eq!(n("CN=Batch,O=Example"), n("cn=batch,o=EXAMPLE"), "caseIgnoreMatch");
+        assert_eq!(n("CN=a  b,O=x"), n("CN= a b ,O=x"), "insignificant spaces");
+        assert_eq!(n("CN=a\\,b,O=x+ou=y"), "CN=a\\,b,O=x+OU=y");
+        assert_eq!(n("CN=a=b"), "CN=a=b", "= needs no escape");
+        assert_eq!(n("CN=J\\C3\\BCrg,O=x"), n("CN=Jürg,O=x"), "openssl's escaped UTF-8");
+        assert_ne!(n("CN=batch,O=Example"), n("O=Example,CN=batch"), "the order counts");
+        assert_ne!(n("CN=a\\,b"), n("CN=a,CN=b"));
+        for bad in ["", "batch", "CN", "=x", "CN=a,=b", "CN=a\\", "CN=\\FF"] {
+            assert_eq!(normalise_dn(bad), None, "{bad:?}");
+        }
     }
 }

@@ -268,6 +268,7 @@ async fn a_dpop_bound_refresh_needs_a_fresh_proof_by_the_same_key() {
         .await
         .json();
     assert_eq!(introspection["cnf"], json!({"jkt": f.es256.thumbprint()}), "RFC 9449 §6.2");
+    assert_eq!(introspection["token_type"], "DPoP");
 
     let body = format!("grant_type=refresh_token&refresh_token={refresh}");
     let r = f.server.token_basic("legacy", "legacy-secret", &body).await;

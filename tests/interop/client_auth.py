@@ -161,7 +161,11 @@ r = dpop_post(LOGIN, proof(priv, pub))
 body = r.json()
 check("DPoP login: token_type DPoP", r.status_code == 200 and body.get("token_type") == "DPoP", r.text)
 seen = introspect(body["access_token"])
-check("introspection shows cnf.jkt (RFC 7638 thumbprint)", seen.get("cnf") == {"jkt": jkt}, seen)
+check(
+    "introspection shows cnf.jkt (RFC 7638 thumbprint) and token_type DPoP",
+    seen.get("cnf") == {"jkt": jkt} and seen.get("token_type") == "DPoP",
+    seen,
+)
 refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
 r = dpop_post(refresh)
 check("a DPoP-bound refresh without a proof fails", error(r) == "invalid_grant", r.text)
@@ -189,6 +193,12 @@ r = post({"grant_type": "refresh_token", "refresh_token": r.json()["refresh_toke
 check("the same refresh without a certificate fails", error(r) == "invalid_client", r.text)
 r = post(dict(LOGIN, client_id="mtls"), cert=(str(KEYS / "rogue.pem"), str(KEYS / "rogue-key.pem")))
 check("a certificate from another CA is refused", error(r) == "invalid_client", r.text)
+bound_client = ("bound", SECRET_CLIENT[1])
+r = post(LOGIN, auth=bound_client)
+check("a certificate-bound client without a certificate is refused", error(r) == "invalid_request", r.text)
+r = post(LOGIN, auth=bound_client, cert=client_cert)
+seen = introspect(r.json().get("access_token", "")) if r.status_code == 200 else {}
+check("a secret client's tokens bound to its certificate", seen.get("cnf") == {"x5t#S256": x5t}, r.text)
 r = post(dict(LOGIN, client_id="selfsigned"), cert=(str(KEYS / "self.pem"), str(KEYS / "self-key.pem")))
 check("self_signed_tls_client_auth with the registered key", r.status_code == 200, r.text)
 r = post(dict(LOGIN, client_id="selfsigned"), cert=client_cert)

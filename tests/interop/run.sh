@@ -68,6 +68,14 @@ scopes = ["read"]
 default_scopes = ["read"]
 
 [[clients]]
+id = "bound"
+secret = "$(hash "$SECRET")"
+certificate_bound_access_tokens = true
+capabilities = ["password", "refresh_token"]
+scopes = ["read"]
+default_scopes = ["read"]
+
+[[clients]]
 id = "selfsigned"
 token_endpoint_auth_method = "self_signed_tls_client_auth"
 jwks_file = "self-jwks.json"

@@ -55,6 +55,9 @@ impl Auth {
         now: u64,
     ) -> Result<Result<(), Reason>, Refused> {
         let peer = ctx.peer;
+        // A certificate counts only while it is valid: a keep-alive
+        // connection can outlive it.
+        let ctx = &RequestContext { certificate: ctx.certificate.filter(|c| c.valid_at(now)), ..*ctx };
         if let Some(retry_after) = self.lockout.ip_throttled(peer, now).await.map_err(|_| UNAVAILABLE)? {
             return Err(Refused::Throttled { retry_after });
         }
@@ -94,12 +97,12 @@ impl Auth {
             (Some(PrivateKeyJwt | ClientSecretJwt), ClientCredential::Assertion(jwt)) => {
                 let id = live.client_id(client).unwrap_or_default();
                 let audiences = [ctx.url, live.token_endpoint_url(), live.issuer.as_str()];
-                match assertion::verify(jwt.expose(), id, policy, &audiences, &live.config.proof_limits, now) {
+                match assertion::verify(jwt.expose(), id, policy, &audiences, &self.limits, now) {
                     Err(why) => {
                         tracing::info!(event = "client_assertion_refused", client = ?id, why, "client assertion refused");
                         Err(Reason::BadAssertion)
                     }
-                    Ok(v) => match self.replay.first_use(&v.id, v.until, now).await {
+                    Ok(v) => match self.replay.first_use(&v.id, client.0, v.until, now).await {
                         Ok(true) => Ok(()),
                         Ok(false) => {
                             tracing::warn!(event = "client_assertion_replayed", client = ?id, "a client assertion was replayed");
@@ -137,16 +140,17 @@ impl Auth {
         now: u64,
     ) -> Result<Result<Proofs, OAuthError>, Refused> {
         let policy = live.client_auth(client);
+        let certificate = ctx.certificate.filter(|c| c.valid_at(now));
         let dpop = match ctx.dpop {
             DpopHeader::None if policy.require_dpop => return Ok(Err(OAuthError::DPOP_PROOF_REQUIRED)),
             DpopHeader::None => None,
             DpopHeader::Invalid => return Ok(Err(OAuthError::DPOP_PROOF_INVALID)),
-            DpopHeader::One(proof) => match dpop::verify(proof, "POST", ctx.url, &live.config.proof_limits, now) {
+            DpopHeader::One(proof) => match dpop::verify(proof, "POST", ctx.url, &self.limits, now) {
                 Err(why) => {
                     tracing::info!(event = "dpop_proof_refused", client = ?live.client_id(client).unwrap_or("-"), why, "DPoP proof refused");
                     return Ok(Err(OAuthError::DPOP_PROOF_INVALID));
                 }
-                Ok(proof) => match self.replay.first_use(&proof.id, proof.until, now).await {
+                Ok(proof) => match self.replay.first_use(&proof.id, client.0, proof.until, now).await {
                     Ok(true) => Some(proof.jkt),
                     Ok(false) => {
                         tracing::warn!(event = "dpop_proof_replayed", client = ?live.client_id(client).unwrap_or("-"), "a DPoP proof was replayed");
@@ -156,9 +160,14 @@ impl Auth {
                 },
             },
         };
+        // A client whose tokens are bound to its certificate gets no bearer
+        // tokens for want of one (a DPoP proof binds them instead).
+        if policy.bind_certificate && certificate.is_none() && dpop.is_none() {
+            return Ok(Err(OAuthError::CERTIFICATE_REQUIRED));
+        }
         Ok(Ok(Proofs {
             dpop,
-            certificate: ctx.certificate.map(|c| c.thumbprint),
+            certificate: certificate.map(|c| c.thumbprint),
             bind_certificate: policy.bind_certificate,
         }))
     }

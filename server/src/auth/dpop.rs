@@ -54,8 +54,10 @@ pub fn verify(proof: &str, method: &str, url: &str, limits: &ProofLimits, now: u
 }
 
 /// RFC 9449 §4.3 item 9: `htu` is compared without its query and fragment,
-/// after RFC 3986 §6.2.2 and §6.2.3 normalisation: case-insensitive scheme
-/// and host, the default port dropped, an empty path as `/`.
+/// with the scheme and host case-insensitive, the default port dropped and
+/// an empty path as `/` (RFC 3986 §6.2.2.1 and §6.2.3). Percent-encoding
+/// and dot segments are not normalised: a proof that spells the path
+/// otherwise is refused, which is the stricter side.
 pub fn same_url(htu: &str, url: &str) -> bool {
     match (normalise(htu), normalise(url)) {
         (Some(a), Some(b)) => a == b,

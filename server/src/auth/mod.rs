@@ -86,6 +86,10 @@ pub struct Auth {
     pacing: Pacing,
     /// Seen assertion and DPoP `jti`s.
     pub replay: ReplayCache,
+    /// `[client_auth]` as the server started: the replay cache's entries
+    /// last as long as these windows said when they were recorded, so a
+    /// commit cannot widen them.
+    limits: crate::config::ProofLimits,
     /// Hashes upgraded to argon2id since the start.
     upgraded: Arc<AtomicU64>,
 }
@@ -115,6 +119,7 @@ impl Auth {
             verifier: pool.clone(),
             pacing: Pacing::new(typical, Some(Arc::clone(&pool))),
             pool: Some(pool),
+            limits: config.proof_limits,
             replay: match &shared {
                 Some(conn) => ReplayCache::Redis(Arc::clone(conn)),
                 None => ReplayCache::memory(config.proof_limits.replay_cache_entries),

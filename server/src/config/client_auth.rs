@@ -21,8 +21,8 @@ pub struct ClientAuthPolicy {
     pub jwks: Option<Arc<Jwks>>,
     /// Its HS256 key (`client_secret_jwt`).
     pub hmac: Option<Arc<HmacKey>>,
-    /// The certificate subject it must present (`tls_client_auth`), as
-    /// RFC 4514 writes it, normalised by [`normalise_dn`].
+    /// The certificate subject it must present (`tls_client_auth`), in the
+    /// form [`normalise_dn`] compares.
     pub subject_dn: Option<String>,
     /// `certificate_bound_access_tokens`.
     pub bind_certificate: bool,
@@ -142,7 +142,14 @@ pub(super) fn policy(
         if dn.get_ref().trim().is_empty() {
             return Err(loc.at(dn.span(), "clients.tls_client_auth_subject_dn", "the subject DN is empty"));
         }
-        p.subject_dn = Some(normalise_dn(dn.get_ref()));
+        let normal = normalise_dn(dn.get_ref()).ok_or_else(|| {
+            loc.at(
+                dn.span(),
+                "clients.tls_client_auth_subject_dn",
+                "not a DN as RFC 4514 writes it, e.g. \"CN=batch,O=Example\"",
+            )
+        })?;
+        p.subject_dn = Some(normal);
     }
     match method {
         Some(AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth) if p.jwks.is_none() => {

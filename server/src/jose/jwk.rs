@@ -197,8 +197,14 @@ impl PublicJwk {
                 strip_zeros(rsa.modulus.to_vec()) == *n && strip_zeros(rsa.exponent.to_vec()) == *e
             }
             (Ok(PublicKey::EC(point)), Material::P256 { x, y }) => {
+                // prime256v1: the same coordinates on another curve are another key.
+                let p256 = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
                 let data = point.data();
-                data.len() == 65 && data[0] == 4 && data[1..33] == x[..] && data[33..] == y[..]
+                p256.as_deref() == Some("1.2.840.10045.3.1.7")
+                    && data.len() == 65
+                    && data[0] == 4
+                    && data[1..33] == x[..]
+                    && data[33..] == y[..]
             }
             _ => match &self.material {
                 // x509-parser leaves Ed25519 unparsed: the key is the raw bits.

@@ -6,9 +6,11 @@
 //! found without a lock, and a new one is inserted under its shard's lock,
 //! so of two racing uses exactly one is first. Its size is bounded: when
 //! full (after sweeping what expired), a new `jti` cannot be recorded, so
-//! the proof is refused with 503 rather than accepted unrecorded. With the
-//! Redis token store the cache is Redis (`SET NX PX`), shared by every
-//! instance.
+//! the proof is refused with 503 rather than accepted unrecorded. Each
+//! owner (a client) may hold at most half of it, counted in one of
+//! [`OWNER_BUCKETS`] buckets, so that one client cannot crowd the others
+//! out. With the Redis token store the cache is Redis (`SET NX PX`), shared
+//! by every instance.
 
 use super::redis::{hex, RedisConn, Retry};
 use super::table::{self, Shard};
@@ -17,6 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const SHARDS: usize = 16;
+/// Owners are counted in this many buckets (clients that share one share
+/// its half of the cache).
+pub const OWNER_BUCKETS: usize = 64;
 
 /// Why a `jti` could not be checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +49,10 @@ pub struct MemoryReplay {
     len: AtomicUsize,
     next_sweep: AtomicU64,
     sweep_cursor: AtomicUsize,
+    /// Entries per owner bucket.
+    owners: Box<[AtomicUsize]>,
+    /// When the cache was last swept whole (at most once a second).
+    last_full_sweep: AtomicU64,
 }
 
 impl ReplayCache {
@@ -55,15 +64,17 @@ impl ReplayCache {
             len: AtomicUsize::new(0),
             next_sweep: AtomicU64::new(0),
             sweep_cursor: AtomicUsize::new(0),
+            owners: (0..OWNER_BUCKETS).map(|_| AtomicUsize::new(0)).collect(),
+            last_full_sweep: AtomicU64::new(0),
         })
     }
 
     /// Records the use of `id` (a digest naming the proof kind, the key or
-    /// client, and the `jti`) until `until`; returns whether this was its
-    /// first use.
-    pub async fn first_use(&self, id: &[u8; 16], until: u64, now: u64) -> Result<bool, ReplayError> {
+    /// client, and the `jti`) by `owner` (the client's index) until
+    /// `until`; returns whether this was its first use.
+    pub async fn first_use(&self, id: &[u8; 16], owner: u32, until: u64, now: u64) -> Result<bool, ReplayError> {
         match self {
-            ReplayCache::Memory(m) => m.first_use(id, until, now),
+            ReplayCache::Memory(m) => m.first_use(id, owner, until, now),
             ReplayCache::Redis(conn) => {
                 let ttl_ms = until.saturating_sub(now).max(1).saturating_mul(1000);
                 let cmd =
@@ -96,7 +107,11 @@ fn words(id: &[u8; 16]) -> table::Key {
 }
 
 impl MemoryReplay {
-    fn first_use(&self, id: &[u8; 16], until: u64, now: u64) -> Result<bool, ReplayError> {
+    fn bucket(owner: u64) -> usize {
+        (owner as usize) % OWNER_BUCKETS
+    }
+
+    fn first_use(&self, id: &[u8; 16], owner: u32, until: u64, now: u64) -> Result<bool, ReplayError> {
         let key = words(id);
         let shard = &self.shards[(key[0] as usize) % SHARDS];
         // The read path: a replay is found without a lock.
@@ -104,27 +119,38 @@ impl MemoryReplay {
             return Ok(false);
         }
         self.sweep_now_and_then(now);
-        if self.len.load(Ordering::Relaxed) >= self.capacity {
+        let bucket = &self.owners[Self::bucket(u64::from(owner))];
+        let full = || {
+            self.len.load(Ordering::Relaxed) >= self.capacity
+                || bucket.load(Ordering::Relaxed) >= (self.capacity / 2).max(1)
+        };
+        if full() {
             self.sweep_all(now);
-            if self.len.load(Ordering::Relaxed) >= self.capacity {
+            if full() {
                 return Err(ReplayError::Full);
             }
         }
+        let value = [until, u64::from(owner), 0, 0];
         // An expired entry under the same key is replaced: its proof
         // could not be accepted any more anyway.
-        let mut fresh = false;
+        let mut previous_owner = None;
         let replaced = shard.update(&key, |v| {
             (v[0] <= now).then(|| {
-                fresh = true;
-                [until, 0, 0, 0]
+                previous_owner = Some(v[1]);
+                value
             })
         });
-        if replaced {
-            return Ok(fresh);
+        if let Some(previous) = previous_owner {
+            self.owners[Self::bucket(previous)].fetch_sub(1, Ordering::Relaxed);
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
-        let inserted = shard.insert_new(&key, &[until, 0, 0, 0]);
+        if replaced {
+            return Ok(previous_owner.is_some());
+        }
+        let inserted = shard.insert_new(&key, &value);
         if inserted {
             self.len.fetch_add(1, Ordering::Relaxed);
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         Ok(inserted)
     }
@@ -139,14 +165,28 @@ impl MemoryReplay {
         self.sweep_shard(i, now);
     }
 
+    /// Sweeps every shard, at most once a second: a cache full of live
+    /// entries is not walked again by every refused request.
     fn sweep_all(&self, now: u64) {
+        let last = self.last_full_sweep.load(Ordering::Relaxed);
+        if now <= last
+            || self.last_full_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
         for i in 0..SHARDS {
             self.sweep_shard(i, now);
         }
     }
 
     fn sweep_shard(&self, i: usize, now: u64) {
-        let removed = self.shards[i].sweep(|v| v[0] <= now);
+        let removed = self.shards[i].sweep(|v| {
+            let expired = v[0] <= now;
+            if expired {
+                self.owners[Self::bucket(v[1])].fetch_sub(1, Ordering::Relaxed);
+            }
+            expired
+        });
         self.len.fetch_sub(removed, Ordering::Relaxed);
     }
 }
@@ -165,25 +205,41 @@ mod tests {
     #[tokio::test]
     async fn a_jti_is_first_once_until_it_expires() {
         let cache = ReplayCache::memory(1_000);
-        assert_eq!(cache.first_use(&id(1), 100, 10).await, Ok(true));
-        assert_eq!(cache.first_use(&id(1), 100, 11).await, Ok(false));
-        assert_eq!(cache.first_use(&id(2), 100, 11).await, Ok(true));
+        assert_eq!(cache.first_use(&id(1), 0, 100, 10).await, Ok(true));
+        assert_eq!(cache.first_use(&id(1), 0, 100, 11).await, Ok(false));
+        assert_eq!(cache.first_use(&id(2), 0, 100, 11).await, Ok(true));
         // Past `until` the proof is refused for its age anyway; the entry
         // may be reused.
-        assert_eq!(cache.first_use(&id(1), 200, 100).await, Ok(true));
-        assert_eq!(cache.first_use(&id(1), 200, 150).await, Ok(false));
+        assert_eq!(cache.first_use(&id(1), 0, 200, 100).await, Ok(true));
+        assert_eq!(cache.first_use(&id(1), 0, 200, 150).await, Ok(false));
     }
 
     #[tokio::test]
     async fn a_full_cache_refuses_until_entries_expire() {
         let cache = ReplayCache::memory(4);
         for n in 0..4 {
-            assert_eq!(cache.first_use(&id(n), 50, 10).await, Ok(true));
+            assert_eq!(cache.first_use(&id(n), u32::from(n), 50, 10).await, Ok(true));
         }
-        assert_eq!(cache.first_use(&id(9), 50, 10).await, Err(ReplayError::Full));
+        assert_eq!(cache.first_use(&id(9), 9, 50, 10).await, Err(ReplayError::Full));
         assert_eq!(cache.len(), 4);
-        assert_eq!(cache.first_use(&id(9), 100, 50).await, Ok(true), "expired entries were swept");
+        assert_eq!(cache.first_use(&id(9), 9, 100, 50).await, Ok(true), "expired entries were swept");
         assert!(cache.len() <= 4, "bounded");
+    }
+
+    #[tokio::test]
+    async fn one_owner_holds_at_most_half_of_the_cache() {
+        let cache = ReplayCache::memory(8);
+        for n in 0..4 {
+            assert_eq!(cache.first_use(&id(n), 3, 50, 10).await, Ok(true));
+        }
+        assert_eq!(cache.first_use(&id(4), 3, 50, 10).await, Err(ReplayError::Full), "owner 3 has its half");
+        for n in 10..14 {
+            assert_eq!(cache.first_use(&id(n), 4, 50, 10).await, Ok(true), "another owner still has room");
+        }
+        // Once owner 3's entries expire (swept at most once a second), it
+        // has room again.
+        assert_eq!(cache.first_use(&id(5), 3, 100, 11).await, Err(ReplayError::Full), "still live");
+        assert_eq!(cache.first_use(&id(5), 3, 100, 50).await, Ok(true));
     }
 
     #[test]
@@ -195,7 +251,7 @@ mod tests {
                 s.spawn(|| {
                     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
                     for n in 0..=255u8 {
-                        if rt.block_on(cache.first_use(&id(n), 100, 1)) == Ok(true) {
+                        if rt.block_on(cache.first_use(&id(n), 0, 100, 1)) == Ok(true) {
                             firsts.fetch_add(1, Ordering::Relaxed);
                         }
                     }

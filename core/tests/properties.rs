@@ -105,6 +105,31 @@ proptest! {
     }
 
     #[test]
+    fn a_tokens_binding_is_read_back_and_nothing_else_passes_for_one(
+        tail in vec(any::<u8>(), 0..100),
+        thumbprint in any::<[u8; 32]>(),
+        tag in prop::sample::select(vec![b'j', b'x', b'y', b'.', b'-']),
+        cut in 0usize..88,
+    ) {
+        use ropc_core::token::{binding_of, TOKEN_LEN};
+        use ropc_core::Binding;
+        let random = "A".repeat(TOKEN_LEN);
+        let mut b64 = vec![0; 43];
+        ropc_core::base64::encode_url_nopad(&thumbprint, &mut b64).unwrap();
+        let bound = format!("{random}.{}{}", char::from(tag), String::from_utf8(b64).unwrap());
+        let expected = match tag {
+            b'j' => Some(Binding::Dpop(thumbprint)),
+            b'x' => Some(Binding::Certificate(thumbprint)),
+            _ => None,
+        };
+        prop_assert_eq!(binding_of(&bound), expected);
+        // A cut or extended text is never a bound token.
+        prop_assert_eq!(binding_of(&bound[..cut.min(bound.len())]).filter(|b| *b != Binding::None), None);
+        let longer = format!("{bound}{}", String::from_utf8_lossy(&tail));
+        prop_assert!(tail.is_empty() || binding_of(&longer).is_none() || longer == bound);
+    }
+
+    #[test]
     fn basic_round_trips(id in chars(1..24), secret in chars(0..24)) {
         let header = basic::encode(&id, &secret);
         let mut scratch = [0u8; SCRATCH_LEN];

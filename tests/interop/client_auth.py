@@ -23,6 +23,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from checks import check, finish
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
@@ -40,18 +41,6 @@ SECRET_CLIENT = (os.environ["ROPC_CLIENT_ID"], os.environ["ROPC_CLIENT_SECRET"])
 LOGIN = {"grant_type": "password", "username": os.environ["ROPC_USER"], "password": os.environ["ROPC_PASSWORD"]}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-passed = 0
-failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def b64(data):
@@ -216,5 +205,4 @@ check(
     m,
 )
 
-print(f"{passed} passed, {failed} failed")
-raise SystemExit(1 if failed else 0)
+finish("client auth interop")

@@ -7,9 +7,9 @@ ROPC_CLIENT_SECRET, ROPC_USER, ROPC_PASSWORD.
 """
 
 import os
-import sys
 
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+from checks import check, finish
 from oauthlib.oauth2 import LegacyApplicationClient
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
@@ -21,18 +21,6 @@ SECRET = os.environ["ROPC_CLIENT_SECRET"]
 USER = os.environ["ROPC_USER"]
 PASSWORD = os.environ["ROPC_PASSWORD"]
 
-passed = 0
-failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def valid(token, scope):
@@ -102,5 +90,4 @@ for _ in range(20):
         conn.close()
 check("a 1 MiB body gets 413, 20 of 20", statuses == [413] * 20, statuses)
 
-print(f"interop: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("interop")

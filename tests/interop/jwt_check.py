@@ -3,10 +3,10 @@ the JWKS endpoint that ropc's metadata names (RFC 8414, RFC 7517, RFC 9068).
 Environment as interop.py, plus ROPC_ISSUER (the base URL serving the metadata)."""
 
 import os
-import sys
 
 import jwt
 import requests
+from checks import check, finish
 
 URL = os.environ["ROPC_TOKEN_URL"]
 CA = os.environ["ROPC_CA"]
@@ -26,13 +26,6 @@ jwks = requests.get(metadata["jwks_uri"], verify=CA, timeout=10).json()
 header = jwt.get_unverified_header(token)
 key = jwt.PyJWKSet.from_dict(jwks)[header["kid"]]
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    passed, failed = passed + ok, failed + (not ok)
-    print(("ok   " if ok else "FAIL ") + name + ("" if ok else f" {detail}"))
 
 
 check("typ is at+jwt (RFC 9068)", header.get("typ") == "at+jwt", header)
@@ -47,5 +40,4 @@ try:
 except jwt.InvalidTokenError:
     check("a tampered token is refused", True)
 
-print(f"jwt interop: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("jwt interop")

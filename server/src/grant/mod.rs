@@ -63,6 +63,16 @@ impl GrantOutcome {
         self.result = Err(error);
     }
 
+    /// The client an assertion names ([`ropc_core::Step::IdentifyClient`]),
+    /// also kept as the presented client id for the log.
+    fn assertion_issuer(&mut self, assertion: &str) -> Option<String> {
+        let issuer = assertion_issuer(assertion);
+        if self.client_id.is_none() {
+            self.client_id.clone_from(&issuer);
+        }
+        issuer
+    }
+
     /// Ends the request with a check that did not run.
     fn refused(&mut self, live: &Live, refused: Refused) {
         let (error, retry_after) = refused.error();
@@ -100,11 +110,7 @@ impl Grants<'_> {
             tracing::trace!(?step, "token grant step");
             match step {
                 Step::IdentifyClient { assertion } => {
-                    let issuer = assertion_issuer(assertion.expose());
-                    if outcome.client_id.is_none() {
-                        outcome.client_id.clone_from(&issuer);
-                    }
-                    grant.client_identified(issuer.as_deref());
+                    grant.client_identified(outcome.assertion_issuer(assertion.expose()).as_deref())
                 }
                 Step::AuthenticateClient { client, credential, basic } => {
                     let now = clock::now();

@@ -2,7 +2,7 @@
 //! authentication as the token endpoint, then one record looked up.
 
 use super::{GrantOutcome, Grants};
-use crate::auth::{assertion_issuer, RequestContext};
+use crate::auth::RequestContext;
 use crate::clock;
 use crate::live::Live;
 use crate::metrics::Success;
@@ -40,11 +40,7 @@ impl Grants<'_> {
             tracing::trace!(?step, "token query step");
             match step {
                 QueryStep::IdentifyClient { assertion } => {
-                    let issuer = assertion_issuer(assertion.expose());
-                    if outcome.client_id.is_none() {
-                        outcome.client_id.clone_from(&issuer);
-                    }
-                    query.client_identified(issuer.as_deref());
+                    query.client_identified(outcome.assertion_issuer(assertion.expose()).as_deref())
                 }
                 QueryStep::AuthenticateClient { client, credential, basic } => {
                     let checked = self.auth.authenticate_client(live, client, credential, basic, ctx, clock::now());

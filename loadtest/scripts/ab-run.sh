@@ -11,17 +11,20 @@
 #     X-sat-R     password logins, closed loop, 16 connections, 20 s, server on
 #                 both cores (its hash workers use them), after a 3-s warm-up
 #   $BENCH_DIR (default /tmp/bench) holds ropc-loadtest, bare_hyper and lt/ (from
-#   `ropc-loadtest fixture --dir lt`, listening on 127.0.0.1:18443). Results go
+#   `ropc-loadtest fixture --dir lt`, listening on 127.0.0.1:18443); $FIXTURE
+#   names another such folder (e.g. one whose config adds `[hash_pool]
+#   max_queue_wait_ms = 0`: the closed loop's 16 connections retry a 503 at
+#   once, and that storm can starve the nice-19 hash workers). Results go
 #   to runs/LABEL/; ab-report.py runs/LABEL prints the table.
 set -u
 . "$(dirname "$0")/common.sh"
 cd "${BENCH_DIR:-/tmp/bench}"
-L=$1; ROUNDS=${2:-3}; A=$3; B=$4; D=runs/$L; mkdir -p $D
+L=$1; ROUNDS=${2:-3}; A=$3; B=$4; D=runs/$L; mkdir -p $D; F=${FIXTURE:-lt}
 URL=http://127.0.0.1:18443/oauth/v2/oauth-token
 BURL=http://127.0.0.1:18080/oauth/v2/oauth-token
-LT="./ropc-loadtest run --url $URL --client-secret-file lt/client-secret --users 200 --quiet"
+LT="./ropc-loadtest run --url $URL --client-secret-file $F/client-secret --users 200 --quiet"
 grep -m1 'model name' /proc/cpuinfo > $D/machine; nproc >> $D/machine; uname -r >> $D/machine
-start() { fresh_store lt; $2 $1/ropc serve --config lt/ropc.toml > $D/server-$3.log 2>&1 & SP=$!
+start() { fresh_store $F; $2 $1/ropc serve --config $F/ropc.toml > $D/server-$3.log 2>&1 & SP=$!
   until curl -s -o /dev/null http://127.0.0.1:18443/metrics; do sleep 0.1; done; }
 stop() { kill $1; wait $1 2>/dev/null; }
 one() { # one() NAME BIN-DIR ROUND

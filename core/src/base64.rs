@@ -1,7 +1,8 @@
 //! Base64 as the protocol needs it: the standard alphabet for HTTP Basic
 //! credentials (RFC 7617) and the URL-safe alphabet without padding for the
 //! tokens ropc mints (RFC 4648 §5). Decoding writes into storage the caller
-//! owns, so parsing a header allocates nothing.
+//! owns, so parsing a header allocates nothing (`to_url_nopad_string` and
+//! `from_url_nopad` allocate, for JOSE's parts).
 
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -230,6 +231,23 @@ pub fn decode_url_nopad(input: &[u8], out: &mut [u8]) -> Option<usize> {
 /// The length [`decode_url_nopad`] needs for `n` input bytes.
 pub const fn decoded_len_url_nopad(n: usize) -> usize {
     n / 4 * 3 + (n % 4).saturating_sub(1)
+}
+
+/// [`encode_url_nopad`] into a new string.
+pub fn to_url_nopad_string(input: &[u8]) -> alloc::string::String {
+    let mut out = alloc::vec![0u8; encoded_len_nopad(input.len())];
+    // The buffer has exactly the length the encoder asks for, and the
+    // alphabet is ASCII.
+    let _ = encode_url_nopad(input, &mut out);
+    out.into_iter().map(char::from).collect()
+}
+
+/// [`decode_url_nopad`] into a new vector.
+pub fn from_url_nopad(input: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+    let mut out = alloc::vec![0u8; decoded_len_url_nopad(input.len())];
+    let n = decode_url_nopad(input, &mut out)?;
+    out.truncate(n);
+    Some(out)
 }
 
 #[cfg(test)]

@@ -77,10 +77,7 @@ impl From<RandomError> for JwtError {
 }
 
 pub(crate) fn push_b64url(out: &mut String, bytes: &[u8]) {
-    let mut buf = alloc::vec![0u8; base64::encoded_len_nopad(bytes.len())];
-    // The buffer has exactly the length the encoder asks for.
-    let _ = base64::encode_url_nopad(bytes, &mut buf);
-    out.extend(buf.iter().map(|&b| char::from(b)));
+    out.push_str(&base64::to_url_nopad_string(bytes));
 }
 
 /// Builds and signs a JWT access token (RFC 9068 §2).

@@ -320,9 +320,8 @@ fn jwt_binding(token: &str) -> Binding {
     let (Some(_), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Binding::None;
     };
-    let mut json = alloc::vec![0u8; crate::base64::decoded_len_url_nopad(claims.len())];
-    let Some(n) = crate::base64::decode_url_nopad(claims.as_bytes(), &mut json) else { return Binding::None };
-    let json = &json[..n];
+    let Some(json) = crate::base64::from_url_nopad(claims.as_bytes()) else { return Binding::None };
+    let json = json.as_slice();
     let find = |prefix: &[u8]| -> Option<[u8; 32]> {
         let at = json.windows(prefix.len()).position(|w| w == prefix)? + prefix.len();
         let end = at + json[at..].iter().position(|&b| b == b'"')?;
@@ -342,11 +341,7 @@ fn jwt_binding(token: &str) -> Binding {
 mod tests {
     use super::*;
 
-    fn b64(bytes: &[u8]) -> String {
-        let mut out = alloc::vec![0; crate::base64::encoded_len_nopad(bytes.len())];
-        crate::base64::encode_url_nopad(bytes, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
+    use crate::base64::to_url_nopad_string as b64;
 
     #[test]
     fn a_jwt_access_tokens_binding_is_read_from_its_cnf() {

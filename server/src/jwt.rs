@@ -135,9 +135,7 @@ impl SigningKey {
 
 fn thumbprint(public_key: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
-    let mut out = [0u8; 22];
-    let _ = ropc_core::base64::encode_url_nopad(&digest.as_ref()[..16], &mut out);
-    out.iter().map(|&b| char::from(b)).collect()
+    ropc_core::base64::to_url_nopad_string(&digest.as_ref()[..16])
 }
 
 /// The active signing key and every key still published.

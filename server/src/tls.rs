@@ -164,6 +164,8 @@ pub struct PeerCertificate {
     /// since a keep-alive connection can outlive the certificate.
     not_before: i64,
     not_after: i64,
+    /// The subject DN, read once at the handshake (see [`subject_of`]).
+    subject: Option<String>,
 }
 
 impl std::fmt::Debug for PeerCertificate {
@@ -183,10 +185,11 @@ impl PeerCertificate {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
         let validity = cert.validity();
         let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+        let subject = subject_of(&cert);
         let digest = ring::digest::digest(&ring::digest::SHA256, &der);
         let mut thumbprint = [0u8; 32];
         thumbprint.copy_from_slice(digest.as_ref());
-        Some(PeerCertificate { thumbprint, ca_verified: ca.verifies(chain), not_before, not_after, der })
+        Some(PeerCertificate { thumbprint, ca_verified: ca.verifies(chain), not_before, not_after, subject, der })
     }
 
     /// Whether it is valid at `now` (seconds since the epoch).
@@ -197,23 +200,8 @@ impl PeerCertificate {
 
     /// The subject DN in the form [`normalise_dn`] gives a configured one;
     /// `None` if an attribute's value is not a string.
-    pub fn subject_dn(&self) -> Option<String> {
-        let (_, cert) = x509_parser::parse_x509_certificate(&self.der).ok()?;
-        let registry = x509_parser::objects::oid_registry();
-        let mut rdns = Vec::new();
-        for rdn in cert.subject().iter_rdn() {
-            let mut avas = Vec::new();
-            for ava in rdn.iter() {
-                let kind = x509_parser::objects::oid2abbrev(ava.attr_type(), registry)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|_| ava.attr_type().to_id_string());
-                avas.push((kind, ava.as_str().ok()?.to_owned()));
-            }
-            rdns.push(avas);
-        }
-        // RFC 4514 §2.1: the last RDN of the encoding is written first.
-        rdns.reverse();
-        Some(canonical_dn(&rdns))
+    pub fn subject_dn(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// Whether the certificate's public key is one of `jwks`
@@ -222,6 +210,26 @@ impl PeerCertificate {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(&self.der) else { return false };
         jwks.keys().iter().any(|k| k.matches_spki(cert.public_key()))
     }
+}
+
+/// A certificate's subject DN as [`normalise_dn`] writes one; `None` if an
+/// attribute's value is not a string.
+fn subject_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        let mut avas = Vec::new();
+        for ava in rdn.iter() {
+            let kind = x509_parser::objects::oid2abbrev(ava.attr_type(), registry)
+                .map(str::to_owned)
+                .unwrap_or_else(|_| ava.attr_type().to_id_string());
+            avas.push((kind, ava.as_str().ok()?.to_owned()));
+        }
+        rdns.push(avas);
+    }
+    // RFC 4514 §2.1: the last RDN of the encoding is written first.
+    rdns.reverse();
+    Some(canonical_dn(&rdns))
 }
 
 /// One attribute of a DN: its type and its value, unescaped.

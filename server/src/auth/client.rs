@@ -113,7 +113,10 @@ impl Auth {
                 }
             }
             (Some(TlsClientAuth), ClientCredential::None) => match ctx.certificate {
-                Some(cert) if cert.ca_verified && cert.subject_dn().is_some_and(|dn| policy.subject_dn == Some(dn)) => {
+                Some(cert)
+                    if cert.ca_verified
+                        && cert.subject_dn().is_some_and(|dn| policy.subject_dn.as_deref() == Some(dn)) =>
+                {
                     Ok(())
                 }
                 _ => Err(Reason::BadClientCertificate),

@@ -52,22 +52,14 @@ fn member<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, KeyErr
 
 fn b64_member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, KeyError> {
     let text = member(jwk, name)?;
-    let mut out = vec![0; ropc_core::base64::decoded_len_url_nopad(text.len())];
-    let n = ropc_core::base64::decode_url_nopad(text.as_bytes(), &mut out)
-        .ok_or_else(|| format!("member {name:?} is not base64url"))?;
-    out.truncate(n);
-    Ok(out)
+    ropc_core::base64::from_url_nopad(text.as_bytes()).ok_or_else(|| format!("member {name:?} is not base64url"))
 }
 
 /// RFC 7638 §3: SHA-256 of the required members, in lexicographic order,
 /// with no whitespace. The values are base64url or fixed names, which JSON
 /// writes without escapes.
 fn thumbprint_of(material: &Material) -> [u8; 32] {
-    let text = |v: &[u8]| {
-        let mut out = vec![0; ropc_core::base64::encoded_len_nopad(v.len())];
-        let _ = ropc_core::base64::encode_url_nopad(v, &mut out);
-        String::from_utf8(out).unwrap_or_default()
-    };
+    let text = ropc_core::base64::to_url_nopad_string;
     let canonical = match material {
         Material::Rsa { n, e } => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, text(e), text(n)),
         Material::P256 { x, y } => format!(r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#, text(x), text(y)),

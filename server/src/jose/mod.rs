@@ -155,10 +155,7 @@ pub struct Jws<'a> {
 }
 
 fn b64(part: &str) -> Result<Vec<u8>, Refusal> {
-    let mut out = vec![0; ropc_core::base64::decoded_len_url_nopad(part.len())];
-    let n = ropc_core::base64::decode_url_nopad(part.as_bytes(), &mut out).ok_or("a part is not base64url")?;
-    out.truncate(n);
-    Ok(out)
+    ropc_core::base64::from_url_nopad(part.as_bytes()).ok_or("a part is not base64url")
 }
 
 /// Decodes a compact JWS: three base64url parts, a JSON header naming a

@@ -71,8 +71,7 @@ pub fn unpack(v: &Value) -> TokenRecord {
 }
 
 fn words(key: &TokenKey) -> table::Key {
-    let (a, b) = key.0.split_at(8);
-    [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
+    table::key_of(&key.0)
 }
 
 /// Token records in memory, split into shards.

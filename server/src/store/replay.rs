@@ -101,18 +101,13 @@ impl ReplayCache {
     }
 }
 
-fn words(id: &[u8; 16]) -> table::Key {
-    let (a, b) = id.split_at(8);
-    [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
-}
-
 impl MemoryReplay {
     fn bucket(owner: u64) -> usize {
         (owner as usize) % OWNER_BUCKETS
     }
 
     fn first_use(&self, id: &[u8; 16], owner: u32, until: u64, now: u64) -> Result<bool, ReplayError> {
-        let key = words(id);
+        let key = table::key_of(id);
         let shard = &self.shards[(key[0] as usize) % SHARDS];
         // The read path: a replay is found without a lock.
         if shard.get(&key).is_some_and(|v| v[0] > now) {

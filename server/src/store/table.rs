@@ -36,6 +36,13 @@ use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 /// A key as two words.
 pub type Key = [u64; 2];
+
+/// The key of a 16-byte digest (little-endian words): digests are already
+/// uniform, so nothing is hashed again.
+pub fn key_of(digest: &[u8; 16]) -> Key {
+    let (a, b) = digest.split_at(8);
+    [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
+}
 /// A packed value as four words.
 pub type Value = [u64; 4];
 
